@@ -1,0 +1,33 @@
+//! One module per subcommand.
+
+pub mod audit;
+pub mod check;
+pub mod identity;
+pub mod serve;
+pub mod trace;
+
+use crate::{DeploymentArgs, EXIT_CONFIG};
+use handoff_core::config::{Deployment, Problems};
+use std::process::ExitCode;
+
+/// Loads the deployment, or prints every problem and yields the config exit code.
+pub fn load_or_report(args: &DeploymentArgs) -> Result<Deployment, ExitCode> {
+    crate::deployment::load(args.config.as_deref()).map_err(|Problems(problems)| {
+        eprintln!(
+            "{} has {} problem(s):",
+            crate::deployment::describe(args.config.as_deref()),
+            problems.len()
+        );
+        for problem in &problems {
+            eprintln!("  {problem}");
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// A runtime for the async store from synchronous commands.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

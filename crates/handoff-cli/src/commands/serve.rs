@@ -1,0 +1,111 @@
+//! `handoff serve`: load the deployment, open the data directory, and serve HTTP.
+
+use crate::data_dir::DataDir;
+use crate::{DataArgs, DeploymentArgs};
+use anyhow::Context as _;
+use handoff_core::Handoff;
+use handoff_core::clock::SystemClock;
+use handoff_core::config::Deployment;
+use handoff_core::identity::IdentityVerifier;
+use handoff_core::random::SystemRandomness;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub fn run(
+    deployment_args: &DeploymentArgs,
+    data: &DataArgs,
+    listen: &str,
+) -> anyhow::Result<ExitCode> {
+    let deployment = match super::load_or_report(deployment_args) {
+        Ok(deployment) => deployment,
+        Err(code) => return Ok(code),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let source = crate::deployment::describe(deployment_args.config.as_deref());
+    super::runtime()?.block_on(serve(deployment, &source, data, listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the service over the data directory's store and keys.
+pub fn build(deployment: Deployment, dir: &DataDir) -> anyhow::Result<Arc<Handoff>> {
+    let Deployment { config, policies } = deployment;
+    let store = Arc::new(dir.store()?);
+    let keys = Arc::new(dir.key_ring(config.tokens.algorithm)?);
+    let dev_key = if config.dev_issuer {
+        Some(dir.dev_issuer_key()?)
+    } else {
+        None
+    };
+    let identities = IdentityVerifier::new(&config, dev_key.as_ref());
+    Ok(Arc::new(Handoff::new(
+        Arc::new(config),
+        Arc::new(policies),
+        keys,
+        identities,
+        store,
+        Arc::new(SystemClock),
+        Arc::new(SystemRandomness::default()),
+    )))
+}
+
+async fn serve(
+    deployment: Deployment,
+    source: &str,
+    data: &DataArgs,
+    listen: &str,
+) -> anyhow::Result<()> {
+    let dir = DataDir::open(&data.data_dir)?;
+    let systems = deployment.config.systems.len();
+    let policies = deployment.policies.len();
+    let dev_issuer = deployment.config.dev_issuer;
+    let handoff = build(deployment, &dir)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on `{listen}`"))?;
+    let address = listener.local_addr()?;
+    println!("handoff listening on http://{address}");
+    println!("  deployment: {source} ({systems} systems, {policies} policies)");
+    println!("  trust domain: {}", handoff.config().trust_domain);
+    println!(
+        "  data directory: {} (SQLite store, signing keys)",
+        dir.root().display()
+    );
+    if dev_issuer {
+        let data_dir = dir.root().display();
+        println!(
+            "  get an agent identity: handoff identity issue --agent demo-agent --data-dir {data_dir}"
+        );
+    }
+    axum::serve(listener, handoff_server::app(handoff))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("the server stopped")?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,87 @@
+//! `handoff trace TASK`: a task's timeline rebuilt from the audit chain.
+
+use crate::DataArgs;
+use crate::data_dir::DataDir;
+use handoff_core::audit::{AuditEvent, EventKind, Outcome};
+use handoff_core::ids::TaskId;
+use handoff_core::store::Store;
+use handoff_core::time::Timestamp;
+use std::process::ExitCode;
+
+pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::open(&data.data_dir)?;
+    let store = dir.store()?;
+    let records = super::runtime()?.block_on(store.task_records(&TaskId::new(task)))?;
+    if records.is_empty() {
+        eprintln!("no records for task `{task}`");
+        return Ok(ExitCode::FAILURE);
+    }
+    if json {
+        for record in &records {
+            println!("{}", record.body);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut header_done = false;
+    for record in &records {
+        let event = record.event().map_err(anyhow::Error::msg)?;
+        if !header_done {
+            print_header(task, &event);
+            header_done = true;
+        }
+        println!("{}", line(record.seq, record.at, &event));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_header(task: &str, event: &AuditEvent) {
+    println!("task {task}");
+    println!(
+        "  agent {} acting for {} (purpose {})",
+        event.agent.as_deref().unwrap_or("?"),
+        event.user.as_deref().unwrap_or("?"),
+        event.purpose.as_deref().unwrap_or("?")
+    );
+    println!("  intent: {:?}", event.intent.as_deref().unwrap_or(""));
+    println!();
+}
+
+/// One line per record: when, what, where, the decision and why.
+pub fn line(seq: u64, at: Timestamp, event: &AuditEvent) -> String {
+    let kind = event.kind.map_or("event", EventKind::as_str);
+    let decision = match event.outcome {
+        Some(Outcome::Permit) => "PERMIT",
+        Some(Outcome::Deny) => "DENY",
+        None => "-",
+    };
+    let mut text = format!("{at}  #{seq:<5} {kind:<10} {decision:<6}");
+    if let Some(system) = &event.system {
+        text.push_str(&format!(" {system:<9}"));
+    }
+    if !event.actions.is_empty() {
+        text.push_str(&format!(" scope={}", event.actions.join(",")));
+    }
+    if let Some(resource) = &event.resource {
+        text.push_str(&format!(" resource={resource}"));
+    }
+    if let Some(details) = &event.authorization_details {
+        text.push_str(&format!(" details={details}"));
+    }
+    if !event.policies.is_empty() {
+        text.push_str(&format!(" by [{}]", event.policies.join(", ")));
+    }
+    if let Some(reason) = &event.reason {
+        text.push_str(&format!(" reason={reason}"));
+    }
+    if let Some(description) = &event.description {
+        text.push_str(&format!(" ({description})"));
+    }
+    if let Some(token) = &event.token {
+        text.push_str(&format!(
+            " token={} exp={}",
+            token.jti,
+            Timestamp::from_seconds(token.exp)
+        ));
+    }
+    text
+}

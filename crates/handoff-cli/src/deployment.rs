@@ -1,0 +1,143 @@
+//! Finding a deployment: a config file on disk, or the example compiled into the binary.
+
+use handoff_core::config::{Deployment, Problems, SourceReader, load_deployment};
+use std::path::{Path, PathBuf};
+
+/// The bundled example, so `handoff serve` works on a fresh clone with nothing else.
+const EXAMPLE_CONFIG: &str = include_str!("../../../examples/quickstart/handoff.toml");
+const EXAMPLE_POLICIES: &[(&str, &str)] = &[
+    (
+        "policies/tasks.cedar",
+        include_str!("../../../examples/quickstart/policies/tasks.cedar"),
+    ),
+    (
+        "policies/tickets.cedar",
+        include_str!("../../../examples/quickstart/policies/tickets.cedar"),
+    ),
+    (
+        "policies/git.cedar",
+        include_str!("../../../examples/quickstart/policies/git.cedar"),
+    ),
+    (
+        "policies/ci.cedar",
+        include_str!("../../../examples/quickstart/policies/ci.cedar"),
+    ),
+    (
+        "policies/payments.cedar",
+        include_str!("../../../examples/quickstart/policies/payments.cedar"),
+    ),
+    (
+        "policies/data.cedar",
+        include_str!("../../../examples/quickstart/policies/data.cedar"),
+    ),
+];
+
+/// Reads files relative to a config file's folder.
+pub struct FolderReader {
+    root: PathBuf,
+}
+
+impl FolderReader {
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+impl SourceReader for FolderReader {
+    fn read(&self, path: &str) -> Result<String, String> {
+        let full = self.resolve(path);
+        std::fs::read_to_string(&full).map_err(|e| format!("cannot read `{}`: {e}", full.display()))
+    }
+
+    fn policy_files(&self, folder: &str) -> Result<Vec<(String, String)>, String> {
+        let dir = self.resolve(folder);
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| format!("cannot read folder `{}`: {e}", dir.display()))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+            .collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
+                Ok((p.display().to_string(), text))
+            })
+            .collect()
+    }
+}
+
+/// Reads the example compiled into the binary.
+pub struct BundledReader;
+
+impl SourceReader for BundledReader {
+    fn read(&self, path: &str) -> Result<String, String> {
+        if path == "handoff.toml" {
+            return Ok(EXAMPLE_CONFIG.to_owned());
+        }
+        Err(format!("the bundled example has no file `{path}`"))
+    }
+
+    fn policy_files(&self, folder: &str) -> Result<Vec<(String, String)>, String> {
+        if folder != "policies" {
+            return Err(format!("the bundled example has no folder `{folder}`"));
+        }
+        Ok(EXAMPLE_POLICIES
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+            .collect())
+    }
+}
+
+/// Where a deployment came from, for messages.
+pub fn describe(config: Option<&Path>) -> String {
+    config.map_or_else(
+        || "the bundled example deployment".to_owned(),
+        |p| format!("`{}`", p.display()),
+    )
+}
+
+/// Loads the deployment at `config`, or the bundled example.
+pub fn load(config: Option<&Path>) -> Result<Deployment, Problems> {
+    match config {
+        None => load_deployment(&BundledReader, "handoff.toml"),
+        Some(path) => {
+            let root = path
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let reader = FolderReader {
+                root: if root.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    root
+                },
+            };
+            load_deployment(&reader, &name).map_err(|Problems(problems)| {
+                // Name the config file as the user gave it.
+                Problems(
+                    problems
+                        .into_iter()
+                        .map(|mut p| {
+                            if p.file == name {
+                                p.file = path.display().to_string();
+                            }
+                            p
+                        })
+                        .collect(),
+                )
+            })
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The `handoff` command line: serve, check, identity, audit and trace. Every subcommand is a
+//! function here so it can be tested without spawning a process.
+
+pub mod commands;
+pub mod data_dir;
+pub mod deployment;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for a bad config or bad usage (EX_USAGE / EX_CONFIG family, as `handoff check` documents).
+pub const EXIT_CONFIG: u8 = 64;
+/// Exit code when the audit chain does not verify.
+pub const EXIT_AUDIT_BROKEN: u8 = 65;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "handoff",
+    version,
+    about = "Per-handoff authorization for AI agents"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args, Clone)]
+pub struct DeploymentArgs {
+    /// The deployment's config file; the bundled example when omitted.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args, Clone)]
+pub struct DataArgs {
+    /// Where the store and keys live; created if missing.
+    #[arg(long, value_name = "DIR", default_value = ".handoff")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Handoff server.
+    Serve {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Validate a deployment (config and policies) without serving.
+    Check {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Development identities from Handoff's built-in issuer.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// The audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print a task's timeline: its intent, then every handoff with target, scope, decision and why.
+    Trace {
+        /// The task id.
+        task: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Print the records as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Print a development identity JWT for an agent.
+    Issue {
+        /// The agent id (the JWT's `sub`).
+        #[arg(long)]
+        agent: String,
+        /// How long the identity is valid (`90s`, `15m`, `1h`).
+        #[arg(long, default_value = "1h")]
+        lifetime: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain and name the first record that was altered, removed or reordered.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run(cli)
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve {
+            deployment,
+            data,
+            listen,
+        } => commands::serve::run(&deployment, &data, &listen),
+        Command::Check { deployment } => commands::check::run(&deployment),
+        Command::Identity {
+            command:
+                IdentityCommand::Issue {
+                    agent,
+                    lifetime,
+                    deployment,
+                    data,
+                },
+        } => commands::identity::issue(&deployment, &data, &agent, &lifetime),
+        Command::Audit {
+            command: AuditCommand::Verify { data },
+        } => commands::audit::verify(&data),
+        Command::Trace { task, data, json } => commands::trace::run(&data, &task, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! A deployment described in one TOML file plus a folder of Cedar policies, loaded and validated
+//! in one pass that reports every problem at once.
+
+mod raw;
+mod shape;
+mod validate;
+
+use crate::ids::{ActionName, Purpose, SystemId};
+use crate::policy::PolicyEngine;
+use crate::time::Ttl;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+pub use validate::load_config;
+
+/// Reads the files a deployment names, relative to the config file's folder.
+///
+/// The core never touches the file system itself: the CLI passes a reader over a folder, and the
+/// bundled example passes one over files compiled into the binary.
+pub trait SourceReader {
+    /// The text of `path` (relative to the config's folder), or why it cannot be read.
+    fn read(&self, path: &str) -> Result<String, String>;
+    /// The `.cedar` files in `folder`, sorted, as (path, text).
+    fn policy_files(&self, folder: &str) -> Result<Vec<(String, String)>, String>;
+}
+
+/// One problem found while loading, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn at(file: &str, line: usize, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+
+    pub fn in_file(file: &str, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Every problem a load found; never empty.
+#[derive(Debug, thiserror::Error)]
+#[error("the deployment has {} problem(s)", .0.len())]
+pub struct Problems(pub Vec<Problem>);
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()
+        .get(..end)
+        .map_or(0, |head| head.iter().filter(|b| **b == b'\n').count())
+        + 1
+}
+
+/// How risky acting on a system is; shown to approvers and visible to policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RiskTier {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl RiskTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "low" => Some(Self::Low),
+            "medium" => Some(Self::Medium),
+            "high" => Some(Self::High),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// The type of one field of a system's authorization details, as policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetailType {
+    String,
+    Long,
+    Bool,
+}
+
+/// The algorithm Handoff signs its own tokens with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Es256,
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    pub fn jws_name(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    /// Lifetime of an access token when the request names none.
+    pub default_lifetime: Ttl,
+    /// No access token lives longer, whatever the system allows.
+    pub max_lifetime: Ttl,
+    pub algorithm: SigningAlgorithm,
+}
+
+/// A trusted issuer of workload identities.
+#[derive(Clone, Debug)]
+pub struct IssuerConfig {
+    pub id: String,
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: JwkSet,
+    /// The claim that names the agent (`sub` by default; a SPIFFE ID for JWT-SVIDs).
+    pub agent_claim: String,
+    pub algorithms: Vec<Algorithm>,
+    /// The `typ` header the issuer must set, when it sets one.
+    pub typ: Option<String>,
+    pub leeway_seconds: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ActionConfig {
+    pub name: ActionName,
+    /// The name within its system (`push`).
+    pub short: String,
+    pub labels: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SystemConfig {
+    pub id: SystemId,
+    pub audience: String,
+    pub description: Option<String>,
+    pub owner: String,
+    pub escalation: String,
+    pub risk: RiskTier,
+    pub max_token_lifetime: Ttl,
+    pub actions: BTreeMap<String, ActionConfig>,
+    pub details: BTreeMap<String, DetailType>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PurposeConfig {
+    pub id: Purpose,
+    pub description: Option<String>,
+    pub lifetime: Ttl,
+}
+
+/// A validated deployment config; it cannot hold a value the rules reject.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Handoff's own issuer name and the audience of its Transaction Tokens.
+    pub trust_domain: String,
+    pub policy_folder: String,
+    pub tokens: TokenSettings,
+    pub dev_issuer: bool,
+    pub issuers: Vec<IssuerConfig>,
+    pub systems: BTreeMap<SystemId, SystemConfig>,
+    pub purposes: BTreeMap<Purpose, PurposeConfig>,
+}
+
+impl Config {
+    /// The system a request's `audience` names, by id or by audience URI.
+    pub fn system_for_audience(&self, audience: &str) -> Option<&SystemConfig> {
+        self.systems
+            .get(&SystemId::new(audience))
+            .or_else(|| self.systems.values().find(|s| s.audience == audience))
+    }
+
+    /// The issuer name of Handoff's development identities.
+    pub fn dev_issuer_name(&self) -> String {
+        format!("{}/dev-issuer", self.trust_domain.trim_end_matches('/'))
+    }
+}
+
+/// A config and the policies it is enforced with.
+pub struct Deployment {
+    pub config: Config,
+    pub policies: PolicyEngine,
+}
+
+/// Loads `config_file` and its policy folder through `reader`, reporting every problem at once.
+pub fn load_deployment(
+    reader: &dyn SourceReader,
+    config_file: &str,
+) -> Result<Deployment, Problems> {
+    let text = reader
+        .read(config_file)
+        .map_err(|e| Problems(vec![Problem::in_file(config_file, e)]))?;
+    let (config, mut problems) = load_config(reader, config_file, &text);
+    let Some(config) = config else {
+        return Err(Problems(problems));
+    };
+    let files = match reader.policy_files(&config.policy_folder) {
+        Ok(files) => files,
+        Err(e) => {
+            problems.push(Problem::in_file(&config.policy_folder, e));
+            return Err(Problems(problems));
+        }
+    };
+    match PolicyEngine::load(&config, &files) {
+        Ok(policies) if problems.is_empty() => Ok(Deployment { config, policies }),
+        Ok(_) => Err(Problems(problems)),
+        Err(mut policy_problems) => {
+            problems.append(&mut policy_problems);
+            Err(Problems(problems))
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The config file as written: serde structs that only [`super::validate`] turns into a `Config`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub trust_domain: Spanned<String>,
+    pub policies: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tokens: RawTokens,
+    pub dev_issuer: Option<RawDevIssuer>,
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
+    #[serde(default)]
+    pub systems: BTreeMap<String, Spanned<RawSystem>>,
+    #[serde(default)]
+    pub purposes: BTreeMap<String, Spanned<RawPurpose>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    pub default_lifetime: Option<Spanned<String>>,
+    pub max_lifetime: Option<Spanned<String>>,
+    pub algorithm: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevIssuer {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub id: Spanned<String>,
+    pub issuer: Spanned<String>,
+    pub jwks_file: Option<Spanned<String>>,
+    pub audience: Spanned<String>,
+    pub agent_claim: Option<Spanned<String>>,
+    pub algorithms: Option<Spanned<Vec<String>>>,
+    pub typ: Option<Spanned<String>>,
+    pub leeway_seconds: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystem {
+    pub audience: Spanned<String>,
+    pub description: Option<String>,
+    pub owner: Spanned<String>,
+    pub escalation: Spanned<String>,
+    pub risk: Spanned<String>,
+    pub max_token_lifetime: Option<Spanned<String>>,
+    pub actions: Spanned<BTreeMap<String, Spanned<Vec<String>>>>,
+    #[serde(default)]
+    pub details: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPurpose {
+    pub description: Option<String>,
+    pub lifetime: Spanned<String>,
+}

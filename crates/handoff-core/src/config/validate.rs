@@ -1,0 +1,391 @@
+//! Raw config to validated [`Config`]: every rule, every problem collected.
+
+use super::raw::{RawConfig, RawIssuer, RawSystem};
+use super::shape::strip_unknown_keys;
+use super::{
+    ActionConfig, Config, DetailType, IssuerConfig, Problem, PurposeConfig, RiskTier,
+    SigningAlgorithm, SourceReader, SystemConfig, TokenSettings, line_of,
+};
+use crate::ids::{ActionName, Purpose, SystemId};
+use crate::time::Ttl;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use toml::Spanned;
+
+/// Names Handoff reserves for its own Cedar actions and entity groups.
+const RESERVED_ACTIONS: &[&str] = &["open_task"];
+const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        let line = line_of(self.text, at.span().start);
+        self.problems.push(Problem::at(self.file, line, message));
+    }
+
+    fn ttl(&mut self, value: &Spanned<String>, what: &str) -> Option<Ttl> {
+        match Ttl::parse(value.get_ref()) {
+            Ok(ttl) => Some(ttl),
+            Err(e) => {
+                self.report(value, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// Parses and validates the config text; returns the config when it could be built at all, and
+/// every problem found on the way (the config is usable only when the list is empty).
+pub fn load_config(
+    reader: &dyn SourceReader,
+    file: &str,
+    text: &str,
+) -> (Option<Config>, Vec<Problem>) {
+    let mut ctx = Ctx {
+        file,
+        text,
+        problems: Vec::new(),
+    };
+    let mut document = match toml::de::DeTable::parse(text) {
+        Ok(document) => document,
+        Err(e) => {
+            let line = e.span().map_or(1, |s| line_of(text, s.start));
+            ctx.problems
+                .push(Problem::at(file, line, e.message().to_owned()));
+            return (None, ctx.problems);
+        }
+    };
+    ctx.problems
+        .extend(strip_unknown_keys(file, text, document.get_mut()));
+    let raw = match RawConfig::deserialize(document.into_deserializer()) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.span().map_or(1, |s| line_of(text, s.start));
+            ctx.problems
+                .push(Problem::at(file, line, e.message().to_owned()));
+            return (None, ctx.problems);
+        }
+    };
+    let config = validate(&mut ctx, reader, raw);
+    (config, ctx.problems)
+}
+
+fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Option<Config> {
+    let trust_domain = raw.trust_domain.get_ref().trim_end_matches('/').to_owned();
+    if !trust_domain.starts_with("https://") && !trust_domain.starts_with("http://") {
+        ctx.report(&raw.trust_domain, "trust_domain must be an http(s) URI");
+    }
+    let tokens = validate_tokens(ctx, &raw.tokens);
+    let issuers: Vec<IssuerConfig> = raw
+        .issuers
+        .iter()
+        .filter_map(|i| validate_issuer(ctx, reader, i))
+        .collect();
+    let mut seen_issuers = BTreeSet::new();
+    for issuer in &raw.issuers {
+        if !seen_issuers.insert(issuer.issuer.get_ref().clone()) {
+            ctx.report(
+                &issuer.issuer,
+                format!("issuer `{}` is declared twice", issuer.issuer.get_ref()),
+            );
+        }
+    }
+    let mut systems = BTreeMap::new();
+    let mut audiences: BTreeMap<String, String> = BTreeMap::new();
+    for (id, system) in &raw.systems {
+        if let Some(other) =
+            audiences.insert(system.get_ref().audience.get_ref().clone(), id.clone())
+        {
+            ctx.report(
+                &system.get_ref().audience,
+                format!("systems `{other}` and `{id}` share an audience"),
+            );
+        }
+        if let Some(valid) = validate_system(ctx, id, system, tokens.as_ref()) {
+            systems.insert(valid.id.clone(), valid);
+        }
+    }
+    if raw.systems.is_empty() {
+        ctx.problems
+            .push(Problem::in_file(ctx.file, "no systems are declared"));
+    }
+    let mut purposes = BTreeMap::new();
+    for (id, purpose) in &raw.purposes {
+        if !is_identifier(id) {
+            ctx.report(
+                purpose,
+                format!("purpose `{id}` must be a lowercase identifier"),
+            );
+        }
+        if let Some(lifetime) = ctx.ttl(
+            &purpose.get_ref().lifetime,
+            &format!("purposes.{id}.lifetime"),
+        ) {
+            let id = Purpose::new(id.clone());
+            purposes.insert(
+                id.clone(),
+                PurposeConfig {
+                    id,
+                    description: purpose.get_ref().description.clone(),
+                    lifetime,
+                },
+            );
+        }
+    }
+    if raw.purposes.is_empty() {
+        ctx.problems
+            .push(Problem::in_file(ctx.file, "no task purposes are declared"));
+    }
+    let dev_issuer = raw.dev_issuer.is_some_and(|d| d.enabled);
+    if !dev_issuer && issuers.is_empty() && raw.issuers.is_empty() {
+        ctx.problems.push(Problem::in_file(
+            ctx.file,
+            "no identity issuer is trusted: declare [[issuers]] or enable [dev_issuer]",
+        ));
+    }
+    Some(Config {
+        trust_domain,
+        policy_folder: raw
+            .policies
+            .map_or_else(|| "policies".to_owned(), Spanned::into_inner),
+        tokens: tokens?,
+        dev_issuer,
+        issuers,
+        systems,
+        purposes,
+    })
+}
+
+fn validate_tokens(ctx: &mut Ctx<'_>, raw: &super::raw::RawTokens) -> Option<TokenSettings> {
+    let default_lifetime = match &raw.default_lifetime {
+        Some(v) => ctx.ttl(v, "tokens.default_lifetime")?,
+        None => Ttl::from_seconds(300),
+    };
+    let max_lifetime = match &raw.max_lifetime {
+        Some(v) => ctx.ttl(v, "tokens.max_lifetime")?,
+        None => Ttl::from_seconds(3600),
+    };
+    let algorithm = match raw.algorithm.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "ES256")) => SigningAlgorithm::Es256,
+        Some((_, "EdDSA")) => SigningAlgorithm::EdDsa,
+        Some((at, other)) => {
+            ctx.report(
+                at,
+                format!("tokens.algorithm `{other}` is not supported; use ES256 or EdDSA"),
+            );
+            return None;
+        }
+    };
+    if default_lifetime > max_lifetime {
+        if let Some(at) = &raw.default_lifetime {
+            ctx.report(
+                at,
+                "tokens.default_lifetime is longer than tokens.max_lifetime",
+            );
+        }
+    }
+    Some(TokenSettings {
+        default_lifetime,
+        max_lifetime,
+        algorithm,
+    })
+}
+
+fn validate_issuer(
+    ctx: &mut Ctx<'_>,
+    reader: &dyn SourceReader,
+    raw: &RawIssuer,
+) -> Option<IssuerConfig> {
+    let id = raw.id.get_ref();
+    let mut algorithms = Vec::new();
+    match &raw.algorithms {
+        None => algorithms.extend_from_slice(DEFAULT_ALGORITHMS),
+        Some(list) => {
+            for name in list.get_ref() {
+                match Algorithm::from_str(name) {
+                    Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => ctx.report(
+                        list,
+                        format!("issuer `{id}`: HMAC algorithm `{name}` is never accepted for identities"),
+                    ),
+                    Ok(alg) => algorithms.push(alg),
+                    Err(_) => ctx.report(list, format!("issuer `{id}`: unknown algorithm `{name}`")),
+                }
+            }
+            if list.get_ref().is_empty() {
+                ctx.report(list, format!("issuer `{id}`: the algorithm list is empty"));
+            }
+        }
+    }
+    let Some(jwks_file) = &raw.jwks_file else {
+        ctx.report(&raw.id, format!("issuer `{id}`: jwks_file is required"));
+        return None;
+    };
+    let jwks = match reader.read(jwks_file.get_ref()) {
+        Ok(text) => match serde_json::from_str::<JwkSet>(&text) {
+            Ok(set) if !set.keys.is_empty() => set,
+            Ok(_) => {
+                ctx.report(jwks_file, format!("issuer `{id}`: the JWKS holds no keys"));
+                return None;
+            }
+            Err(e) => {
+                ctx.report(
+                    jwks_file,
+                    format!("issuer `{id}`: the JWKS does not parse: {e}"),
+                );
+                return None;
+            }
+        },
+        Err(e) => {
+            ctx.report(jwks_file, format!("issuer `{id}`: {e}"));
+            return None;
+        }
+    };
+    Some(IssuerConfig {
+        id: id.clone(),
+        issuer: raw.issuer.get_ref().clone(),
+        audience: raw.audience.get_ref().clone(),
+        jwks,
+        agent_claim: raw
+            .agent_claim
+            .as_ref()
+            .map_or_else(|| "sub".to_owned(), |c| c.get_ref().clone()),
+        algorithms,
+        typ: raw.typ.as_ref().map(|t| t.get_ref().clone()),
+        leeway_seconds: raw.leeway_seconds.as_ref().map_or(30, |l| *l.get_ref()),
+    })
+}
+
+fn validate_system(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    spanned: &Spanned<RawSystem>,
+    tokens: Option<&TokenSettings>,
+) -> Option<SystemConfig> {
+    let raw = spanned.get_ref();
+    let mut ok = true;
+    if !is_identifier(id) {
+        ctx.report(
+            spanned,
+            format!("system id `{id}` must be a lowercase identifier ([a-z][a-z0-9_-]*)"),
+        );
+        ok = false;
+    }
+    let risk = RiskTier::parse(raw.risk.get_ref());
+    if risk.is_none() {
+        ctx.report(
+            &raw.risk,
+            format!(
+                "systems.{id}.risk `{}` must be low, medium, high or critical",
+                raw.risk.get_ref()
+            ),
+        );
+    }
+    let max_token_lifetime = match &raw.max_token_lifetime {
+        Some(v) => ctx.ttl(v, &format!("systems.{id}.max_token_lifetime")),
+        None => tokens.map(|t| t.max_lifetime),
+    };
+    let system_id = SystemId::new(id);
+    let mut actions = BTreeMap::new();
+    for (name, labels) in raw.actions.get_ref() {
+        if !is_identifier(name) || RESERVED_ACTIONS.contains(&name.as_str()) {
+            ctx.report(
+                labels,
+                format!("systems.{id}.actions: `{name}` is not a usable action name"),
+            );
+            ok = false;
+            continue;
+        }
+        let mut set = BTreeSet::new();
+        for label in labels.get_ref() {
+            if !is_identifier(label) || RESERVED_ACTIONS.contains(&label.as_str()) {
+                ctx.report(labels, format!("systems.{id}.actions.{name}: label `{label}` must be a lowercase identifier"));
+                ok = false;
+            }
+            set.insert(label.clone());
+        }
+        actions.insert(
+            name.clone(),
+            ActionConfig {
+                name: ActionName::qualified(&system_id, name),
+                short: name.clone(),
+                labels: set,
+            },
+        );
+    }
+    if actions.is_empty() && raw.actions.get_ref().is_empty() {
+        ctx.report(&raw.actions, format!("system `{id}` offers no actions"));
+        ok = false;
+    }
+    let mut details = BTreeMap::new();
+    for (field, kind) in &raw.details {
+        let parsed = match kind.get_ref().as_str() {
+            "string" => DetailType::String,
+            "long" => DetailType::Long,
+            "bool" => DetailType::Bool,
+            other => {
+                ctx.report(
+                    kind,
+                    format!(
+                        "systems.{id}.details.{field}: type `{other}` must be string, long or bool"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        if !is_identifier(field) {
+            ctx.report(
+                kind,
+                format!("systems.{id}.details: `{field}` must be a lowercase identifier"),
+            );
+            ok = false;
+        }
+        details.insert(field.clone(), parsed);
+    }
+    if raw.owner.get_ref().trim().is_empty() {
+        ctx.report(&raw.owner, format!("systems.{id}.owner must not be empty"));
+        ok = false;
+    }
+    if raw.audience.get_ref().trim().is_empty() {
+        ctx.report(
+            &raw.audience,
+            format!("systems.{id}.audience must not be empty"),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(SystemConfig {
+        id: system_id,
+        audience: raw.audience.get_ref().clone(),
+        description: raw.description.clone(),
+        owner: raw.owner.get_ref().clone(),
+        escalation: raw.escalation.get_ref().clone(),
+        risk: risk?,
+        max_token_lifetime: max_token_lifetime?,
+        actions,
+        details,
+    })
+}
+
+fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}

@@ -1,0 +1,57 @@
+//! What the service refuses with, in wire terms (the server maps each variant to a status).
+
+use crate::policy::Denial;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Malformed or incomplete request (RFC 6749 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The audience names no registered system (RFC 8693 `invalid_target`).
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// A requested action is not offered by the system (`invalid_scope`).
+    #[error("{0}")]
+    InvalidScope(String),
+    /// The caller's identity could not be verified (`invalid_client`).
+    #[error("{0}")]
+    InvalidClient(String),
+    /// The task token is bad, expired or names an unknown task (`invalid_grant`).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The decision point, or a state check, denied the request.
+    #[error("{}", .0.description)]
+    Denied(Denial),
+    /// The store could not be reached or answered badly; authorization fails closed.
+    #[error("the store is unavailable")]
+    Unavailable(String),
+    /// A fault on Handoff's side (signing failed); never caused by input.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The stable reason code recorded in the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidTarget(_) => "invalid_target",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::Denied(denial) => denial.reason.as_str(),
+            Self::Unavailable(_) => "temporarily_unavailable",
+            Self::Internal(_) => "server_error",
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict => Self::Unavailable("the task is busy; retry".to_owned()),
+            StoreError::Unavailable(e) | StoreError::Corrupt(e) => Self::Unavailable(e),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Workload identity: a JWT from a trusted issuer, verified once per request (and cached until it
+//! expires). Algorithms come from the issuer's allow-list, never from the token; keys come from the
+//! issuer's configured JWKS, never from `jku`, `x5u` or an embedded `jwk`.
+
+use crate::config::Config;
+use crate::hash::sha256;
+use crate::ids::AgentId;
+use crate::keys::{KeyError, SigningKey};
+use crate::time::{Timestamp, Ttl};
+use crate::token::{ACCESS_TOKEN_TYP, TXN_TOKEN_TYP, TokenError, Unverified, peek_claims};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// An agent identity whose signature, issuer, audience and lifetime were checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    pub issuer: String,
+    pub agent: AgentId,
+    pub expires_at: Timestamp,
+}
+
+struct TrustedIssuer {
+    issuer: String,
+    audience: String,
+    agent_claim: String,
+    algorithms: Vec<Algorithm>,
+    typ: Option<String>,
+    leeway: i64,
+    keys: Vec<(Option<String>, DecodingKey)>,
+}
+
+/// Upper bound on cached identities; the cache is cleared when it fills (entries are cheap to redo).
+const CACHE_LIMIT: usize = 50_000;
+
+/// Verifies agent identities against the trusted issuers.
+pub struct IdentityVerifier {
+    issuers: HashMap<String, TrustedIssuer>,
+    cache: Mutex<HashMap<[u8; 32], VerifiedIdentity>>,
+}
+
+#[derive(Deserialize)]
+struct Peek {
+    iss: Option<String>,
+}
+
+fn decoding_keys(jwks: &JwkSet) -> Vec<(Option<String>, DecodingKey)> {
+    jwks.keys
+        .iter()
+        .filter_map(|jwk| {
+            DecodingKey::from_jwk(jwk)
+                .ok()
+                .map(|key| (jwk.common.key_id.clone(), key))
+        })
+        .collect()
+}
+
+impl IdentityVerifier {
+    /// Trusts the config's issuers and, when given, Handoff's development issuer key.
+    pub fn new(config: &Config, dev_issuer: Option<&SigningKey>) -> Self {
+        let mut issuers = HashMap::new();
+        for issuer in &config.issuers {
+            issuers.insert(
+                issuer.issuer.clone(),
+                TrustedIssuer {
+                    issuer: issuer.issuer.clone(),
+                    audience: issuer.audience.clone(),
+                    agent_claim: issuer.agent_claim.clone(),
+                    algorithms: issuer.algorithms.clone(),
+                    typ: issuer.typ.clone(),
+                    leeway: i64::from(issuer.leeway_seconds),
+                    keys: decoding_keys(&issuer.jwks),
+                },
+            );
+        }
+        if let (true, Some(key)) = (config.dev_issuer, dev_issuer) {
+            let name = config.dev_issuer_name();
+            issuers.insert(
+                name.clone(),
+                TrustedIssuer {
+                    issuer: name,
+                    audience: config.trust_domain.clone(),
+                    agent_claim: "sub".to_owned(),
+                    algorithms: vec![key.jwt_algorithm()],
+                    typ: Some("JWT".to_owned()),
+                    leeway: 30,
+                    keys: vec![(Some(key.kid().to_owned()), key.decoding_key().clone())],
+                },
+            );
+        }
+        Self {
+            issuers,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies `token` as an agent identity at time `now`.
+    pub fn verify(
+        &self,
+        token: Unverified<'_>,
+        now: Timestamp,
+    ) -> Result<VerifiedIdentity, TokenError> {
+        let digest = sha256(token.as_str().as_bytes());
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(hit) = cache.get(&digest) {
+                if hit.expires_at.seconds() >= now.seconds() {
+                    return Ok(hit.clone());
+                }
+            }
+        }
+        let verified = self.verify_uncached(token, now)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(digest, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    fn verify_uncached(
+        &self,
+        token: Unverified<'_>,
+        now: Timestamp,
+    ) -> Result<VerifiedIdentity, TokenError> {
+        let header = decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
+        if header.jku.is_some() {
+            return Err(TokenError::ForbiddenHeader("jku"));
+        }
+        if header.x5u.is_some() {
+            return Err(TokenError::ForbiddenHeader("x5u"));
+        }
+        if header.jwk.is_some() {
+            return Err(TokenError::ForbiddenHeader("jwk"));
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::ForbiddenHeader("crit"));
+        }
+        // Explicit typing: Handoff's own token kinds are never identities.
+        if let Some(typ) = header.typ.as_deref() {
+            if typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || typ.eq_ignore_ascii_case(TXN_TOKEN_TYP)
+            {
+                return Err(TokenError::WrongType("JWT"));
+            }
+        }
+        let peek: Peek = peek_claims(token)?;
+        let issuer = peek
+            .iss
+            .as_deref()
+            .and_then(|iss| self.issuers.get(iss))
+            .ok_or(TokenError::UnknownIssuer)?;
+        if !issuer.algorithms.contains(&header.alg) {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+        if let Some(expected) = &issuer.typ {
+            if let Some(typ) = header.typ.as_deref() {
+                if !typ.eq_ignore_ascii_case(expected) {
+                    return Err(TokenError::WrongType("JWT"));
+                }
+            }
+        }
+        let key = match header.kid.as_deref() {
+            Some(kid) => issuer
+                .keys
+                .iter()
+                .find(|(id, _)| id.as_deref() == Some(kid)),
+            None if issuer.keys.len() == 1 => issuer.keys.first(),
+            None => None,
+        }
+        .map(|(_, key)| key)
+        .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_audience(&[&issuer.audience]);
+        validation.set_issuer(&[&issuer.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let claims = decode::<Value>(token.as_str(), key, &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+        let exp = claims.get("exp").and_then(Value::as_i64);
+        let nbf = claims.get("nbf").and_then(Value::as_i64);
+        crate::token::check_times_for_identity(exp, nbf, now.seconds(), issuer.leeway)?;
+        let agent = claims
+            .get(&issuer.agent_claim)
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty() && a.len() <= 512)
+            .ok_or(TokenError::MissingClaim("agent"))?;
+        Ok(VerifiedIdentity {
+            issuer: issuer.issuer.clone(),
+            agent: AgentId::new(agent),
+            expires_at: Timestamp::from_seconds(exp.unwrap_or(0)),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct DevIdentityClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+}
+
+/// A development identity for `agent`, signed by Handoff's dev issuer key.
+pub fn issue_dev_identity(
+    config: &Config,
+    key: &SigningKey,
+    agent: &str,
+    now: Timestamp,
+    lifetime: Ttl,
+) -> Result<String, KeyError> {
+    let issuer = config.dev_issuer_name();
+    let claims = DevIdentityClaims {
+        iss: &issuer,
+        sub: agent,
+        aud: &config.trust_domain,
+        iat: now.seconds(),
+        exp: now.plus(lifetime).seconds(),
+    };
+    key.sign_jwt("JWT", &claims)
+}

@@ -1,0 +1,23 @@
+//! Handoff's pure core: identities, tasks, request-time decisions, permits, minting and the audit chain.
+//!
+//! Nothing here speaks HTTP or SQL. Storage, time, keys and randomness come in through traits
+//! ([`store::Store`], [`clock::Clock`], [`random::Randomness`]) so every rule can be tested alone.
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod hash;
+pub mod identity;
+pub mod ids;
+pub mod keys;
+pub mod policy;
+pub mod random;
+pub mod service;
+pub mod store;
+pub mod task;
+pub mod time;
+pub mod token;
+
+pub use error::ServiceError;
+pub use service::Handoff;

@@ -1,0 +1,207 @@
+//! The Cedar context of a request, built directly as Cedar values (no JSON round trip on the hot
+//! path). Its shape is the one [`super::schema`] declares; a test validates one against the other.
+
+use crate::config::{DetailType, SystemConfig};
+use crate::task::{Task, TaskFacts};
+use crate::time::Timestamp;
+use cedar_policy::{Context, RestrictedExpression};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One authorization-details field as policy sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DetailValue {
+    String(String),
+    Long(i64),
+    Bool(bool),
+}
+
+/// Checks `details` is an RFC 9396 array of typed objects and picks out the fields the system
+/// declares, each from the first object that has it. A declared field of the wrong JSON type is an
+/// error; undeclared fields are carried in the token but invisible to policy.
+pub fn project_details(
+    system: &SystemConfig,
+    details: &Value,
+) -> Result<BTreeMap<String, DetailValue>, String> {
+    let Value::Array(items) = details else {
+        return Err("authorization_details must be a JSON array".to_owned());
+    };
+    for item in items {
+        let Value::Object(object) = item else {
+            return Err("each authorization_details entry must be an object".to_owned());
+        };
+        if !matches!(object.get("type"), Some(Value::String(_))) {
+            return Err("each authorization_details entry needs a string `type`".to_owned());
+        }
+    }
+    let mut projected = BTreeMap::new();
+    for (field, kind) in &system.details {
+        let Some(value) = items.iter().find_map(|item| item.get(field)) else {
+            continue;
+        };
+        let value = match (kind, value) {
+            (DetailType::String, Value::String(s)) => DetailValue::String(s.clone()),
+            (DetailType::Long, Value::Number(n)) => match n.as_i64() {
+                Some(i) => DetailValue::Long(i),
+                None => {
+                    return Err(format!(
+                        "authorization_details `{field}` must be a whole number"
+                    ));
+                }
+            },
+            (DetailType::Bool, Value::Bool(b)) => DetailValue::Bool(*b),
+            (DetailType::String, _) => {
+                return Err(format!("authorization_details `{field}` must be a string"));
+            }
+            (DetailType::Long, _) => {
+                return Err(format!(
+                    "authorization_details `{field}` must be a whole number"
+                ));
+            }
+            (DetailType::Bool, _) => {
+                return Err(format!(
+                    "authorization_details `{field}` must be true or false"
+                ));
+            }
+        };
+        projected.insert(field.clone(), value);
+    }
+    Ok(projected)
+}
+
+/// The request part of an exchange's context.
+pub struct RequestFacts<'a> {
+    pub scope: &'a [String],
+    pub lifetime_seconds: u32,
+    pub resource: Option<&'a str>,
+    pub details: &'a BTreeMap<String, DetailValue>,
+}
+
+fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        items
+            .into_iter()
+            .map(|s| RestrictedExpression::new_string(s.to_owned())),
+    )
+}
+
+fn long(value: impl TryInto<i64>) -> RestrictedExpression {
+    RestrictedExpression::new_long(value.try_into().unwrap_or(i64::MAX))
+}
+
+fn task_expression(
+    task: &Task,
+    facts: &TaskFacts,
+    now: Timestamp,
+) -> Result<RestrictedExpression, String> {
+    let age = (now.seconds() - task.created_at.seconds()).max(0);
+    RestrictedExpression::new_record([
+        (
+            "id".to_owned(),
+            RestrictedExpression::new_string(task.id.to_string()),
+        ),
+        (
+            "purpose".to_owned(),
+            RestrictedExpression::new_string(task.purpose.to_string()),
+        ),
+        (
+            "intent".to_owned(),
+            RestrictedExpression::new_string(task.intent.clone()),
+        ),
+        (
+            "user".to_owned(),
+            RestrictedExpression::new_string(task.user.to_string()),
+        ),
+        (
+            "agent".to_owned(),
+            RestrictedExpression::new_string(task.agent.to_string()),
+        ),
+        (
+            "plan".to_owned(),
+            strings(task.plan.iter().map(|s| s.as_str())),
+        ),
+        ("age_seconds".to_owned(), long(age)),
+        (
+            "granted".to_owned(),
+            strings(facts.granted.keys().map(|a| a.as_str())),
+        ),
+        (
+            "systems".to_owned(),
+            strings(facts.systems.iter().map(|s| s.as_str())),
+        ),
+        (
+            "labels".to_owned(),
+            strings(facts.labels.iter().map(String::as_str)),
+        ),
+        ("exchanges".to_owned(), long(facts.exchanges)),
+    ])
+    .map_err(|e| e.to_string())
+}
+
+/// The context of one exchange: `{ task: {...}, request: {...} }`.
+pub fn exchange_context(
+    task: &Task,
+    facts: &TaskFacts,
+    request: &RequestFacts<'_>,
+    now: Timestamp,
+) -> Result<Context, String> {
+    let mut request_fields = vec![
+        (
+            "scope".to_owned(),
+            strings(request.scope.iter().map(String::as_str)),
+        ),
+        (
+            "lifetime_seconds".to_owned(),
+            long(request.lifetime_seconds),
+        ),
+    ];
+    if let Some(resource) = request.resource {
+        request_fields.push((
+            "resource".to_owned(),
+            RestrictedExpression::new_string(resource.to_owned()),
+        ));
+    }
+    let details = RestrictedExpression::new_record(request.details.iter().map(|(k, v)| {
+        let value = match v {
+            DetailValue::String(s) => RestrictedExpression::new_string(s.clone()),
+            DetailValue::Long(i) => RestrictedExpression::new_long(*i),
+            DetailValue::Bool(b) => RestrictedExpression::new_bool(*b),
+        };
+        (k.clone(), value)
+    }))
+    .map_err(|e| e.to_string())?;
+    request_fields.push(("details".to_owned(), details));
+    let request = RestrictedExpression::new_record(request_fields).map_err(|e| e.to_string())?;
+    Context::from_pairs([
+        ("task".to_owned(), task_expression(task, facts, now)?),
+        ("request".to_owned(), request),
+    ])
+    .map_err(|e| e.to_string())
+}
+
+/// The context of opening a task.
+pub fn open_task_context(
+    intent: &str,
+    purpose: &str,
+    user: &str,
+    plan: &[String],
+    lifetime_seconds: u32,
+) -> Result<Context, String> {
+    Context::from_pairs([
+        (
+            "intent".to_owned(),
+            RestrictedExpression::new_string(intent.to_owned()),
+        ),
+        (
+            "purpose".to_owned(),
+            RestrictedExpression::new_string(purpose.to_owned()),
+        ),
+        (
+            "user".to_owned(),
+            RestrictedExpression::new_string(user.to_owned()),
+        ),
+        ("plan".to_owned(), strings(plan.iter().map(String::as_str))),
+        ("lifetime_seconds".to_owned(), long(lifetime_seconds)),
+    ])
+    .map_err(|e| e.to_string())
+}

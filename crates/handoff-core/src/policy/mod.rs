@@ -1,0 +1,393 @@
+//! The decision point: Cedar policies validated against the generated schema, evaluated per
+//! requested action at request time. Any error, or no matching permit, is a deny.
+
+mod context;
+pub mod decision;
+pub mod schema;
+
+pub use context::{
+    DetailValue, RequestFacts, open_task_context as context_for_open, project_details,
+};
+pub use decision::{Decision, Denial, DenyReason, Grant, OpenDecision, Permit};
+
+use crate::config::{Config, Problem, line_of};
+use crate::hash::sha256_hex;
+use crate::ids::{AgentId, DecisionId, Purpose};
+use crate::task::{Task, TaskFacts};
+use crate::time::Timestamp;
+use cedar_policy::{
+    Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
+    Request, Response, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+
+/// The policies of a deployment, parsed and validated once, ready to decide.
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    entities: Entities,
+    authorizer: Authorizer,
+    agent_type: EntityTypeName,
+    purpose_type: EntityTypeName,
+    actions: HashMap<String, EntityUid>,
+    systems: HashMap<String, EntityUid>,
+    /// SHA-256 of every policy file's name and text; each audit record names it.
+    hash: String,
+    count: usize,
+}
+
+/// Where a policy came from, for error messages.
+struct Origin {
+    file: String,
+    text_index: usize,
+}
+
+fn type_name(name: &str) -> Result<EntityTypeName, String> {
+    EntityTypeName::from_str(name).map_err(|e| e.to_string())
+}
+
+fn uid(kind: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
+}
+
+impl PolicyEngine {
+    /// Parses `files` (path, text), gives each policy its `@id` (or `file#n`), validates the set
+    /// against the schema generated from `config`, and reports every problem found.
+    pub fn load(config: &Config, files: &[(String, String)]) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let schema = match Schema::from_json_value(schema::schema_json(config)) {
+            Ok(schema) => Some(schema),
+            Err(e) => {
+                problems.push(Problem::in_file("<generated schema>", e.to_string()));
+                None
+            }
+        };
+        let mut set = PolicySet::new();
+        let mut origins: HashMap<PolicyId, Origin> = HashMap::new();
+        let mut hash_input = String::new();
+        for (index, (file, text)) in files.iter().enumerate() {
+            hash_input.push_str(file);
+            hash_input.push('\0');
+            hash_input.push_str(text);
+            hash_input.push('\0');
+            let parsed = match PolicySet::from_str(text) {
+                Ok(parsed) => parsed,
+                Err(errors) => {
+                    for error in errors.iter() {
+                        problems.push(Problem::at(
+                            file,
+                            first_line(error, text),
+                            error.to_string(),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            if parsed.templates().next().is_some() {
+                problems.push(Problem::in_file(file, "policy templates are not supported"));
+            }
+            for (n, policy) in parsed.policies().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map_or_else(|| format!("{}#{}", file_stem(file), n), str::to_owned);
+                let policy_id = PolicyId::new(&id);
+                let line = text
+                    .find(&format!("\"{id}\""))
+                    .map_or(1, |at| line_of(text, at));
+                if origins.contains_key(&policy_id) {
+                    problems.push(Problem::at(
+                        file,
+                        line,
+                        format!("policy id `{id}` is used twice"),
+                    ));
+                    continue;
+                }
+                if let Err(e) = set.add(policy.new_id(policy_id.clone())) {
+                    problems.push(Problem::at(file, line, e.to_string()));
+                    continue;
+                }
+                origins.insert(
+                    policy_id,
+                    Origin {
+                        file: file.clone(),
+                        text_index: index,
+                    },
+                );
+            }
+        }
+        if files.is_empty() {
+            problems.push(Problem::in_file(
+                &config.policy_folder,
+                "no .cedar policy files found",
+            ));
+        }
+        let Some(schema) = schema else {
+            return Err(problems);
+        };
+        let validation = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+        for error in validation.validation_errors() {
+            let (file, line) = match origins.get(error.policy_id()) {
+                Some(origin) => {
+                    let text = files.get(origin.text_index).map_or("", |(_, t)| t.as_str());
+                    (origin.file.clone(), first_line(error, text))
+                }
+                None => ("<policies>".to_owned(), 1),
+            };
+            let mut message = format!("policy `{}`: {error}", error.policy_id());
+            if let Some(help) = error.help() {
+                message.push_str(&format!(" ({help})"));
+            }
+            problems.push(Problem::at(&file, line, message));
+        }
+        let engine = Self::assemble(config, schema, set, sha256_hex(hash_input.as_bytes()));
+        match engine {
+            Ok(engine) if problems.is_empty() => Ok(engine),
+            Ok(_) => Err(problems),
+            Err(e) => {
+                problems.push(Problem::in_file("<generated schema>", e));
+                Err(problems)
+            }
+        }
+    }
+
+    fn assemble(
+        config: &Config,
+        schema: Schema,
+        policies: PolicySet,
+        hash: String,
+    ) -> Result<Self, String> {
+        let action_type = type_name("Action")?;
+        let system_type = type_name("System")?;
+        let systems_json: Vec<serde_json::Value> = config
+            .systems
+            .values()
+            .map(|s| {
+                serde_json::json!({
+                    "uid": { "type": "System", "id": s.id.as_str() },
+                    "attrs": { "risk": s.risk.as_str(), "owner": s.owner },
+                    "parents": [],
+                })
+            })
+            .collect();
+        let entities = Entities::from_json_value(serde_json::Value::Array(systems_json), None)
+            .map_err(|e| e.to_string())?;
+        let action_entities = schema.action_entities().map_err(|e| e.to_string())?;
+        let entities = entities
+            .add_entities(action_entities.iter().cloned(), None)
+            .map_err(|e| e.to_string())?;
+        let mut actions = HashMap::new();
+        actions.insert(
+            schema::OPEN_TASK_ACTION.to_owned(),
+            uid(&action_type, schema::OPEN_TASK_ACTION),
+        );
+        let mut systems = HashMap::new();
+        for system in config.systems.values() {
+            systems.insert(system.id.to_string(), uid(&system_type, system.id.as_str()));
+            for action in system.actions.values() {
+                actions.insert(
+                    action.name.to_string(),
+                    uid(&action_type, action.name.as_str()),
+                );
+            }
+        }
+        let count = policies.policies().count();
+        Ok(Self {
+            schema,
+            policies,
+            entities,
+            authorizer: Authorizer::new(),
+            agent_type: type_name("Agent")?,
+            purpose_type: type_name("Purpose")?,
+            actions,
+            systems,
+            hash,
+            count,
+        })
+    }
+
+    /// The content hash of the policy set the decisions were made with.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// May `agent` open a task for `purpose` with this context?
+    pub fn decide_open(
+        &self,
+        agent: &AgentId,
+        purpose: &Purpose,
+        context: Result<Context, String>,
+    ) -> OpenDecision {
+        let outcome = context.and_then(|context| {
+            let action = self
+                .actions
+                .get(schema::OPEN_TASK_ACTION)
+                .ok_or_else(|| "the open_task action is missing".to_owned())?;
+            self.evaluate(
+                uid(&self.agent_type, agent.as_str()),
+                action.clone(),
+                uid(&self.purpose_type, purpose.as_str()),
+                context,
+            )
+        });
+        match outcome {
+            Ok(Verdict::Allow(policies)) => OpenDecision::Allow { policies },
+            Ok(Verdict::Deny(reason, policies, description)) => OpenDecision::Deny {
+                reason,
+                policies,
+                description,
+            },
+            Err(e) => OpenDecision::Deny {
+                reason: DenyReason::PolicyError,
+                policies: Vec::new(),
+                description: format!("the request could not be evaluated: {e}"),
+            },
+        }
+    }
+
+    /// Decides one exchange. Every action in the grant must be allowed or nothing is.
+    pub fn decide(
+        &self,
+        decision_id: DecisionId,
+        task: &Task,
+        facts: &TaskFacts,
+        request: &RequestFacts<'_>,
+        grant: Grant,
+        now: Timestamp,
+    ) -> Decision {
+        let deny = |reason, policies, description| {
+            Decision::Deny(Denial {
+                decision_id: decision_id.clone(),
+                reason,
+                description,
+                policies,
+            })
+        };
+        let context = match context::exchange_context(task, facts, request, now) {
+            Ok(context) => context,
+            Err(e) => return deny(DenyReason::PolicyError, Vec::new(), format!("context: {e}")),
+        };
+        let Some(resource) = self.systems.get(grant.system.as_str()) else {
+            return deny(
+                DenyReason::PolicyError,
+                Vec::new(),
+                "unknown system".to_owned(),
+            );
+        };
+        let principal = uid(&self.agent_type, task.agent.as_str());
+        let mut determining = BTreeSet::new();
+        if grant.actions.is_empty() {
+            return deny(
+                DenyReason::NoPermit,
+                Vec::new(),
+                "no action was requested".to_owned(),
+            );
+        }
+        for action in &grant.actions {
+            let Some(action_uid) = self.actions.get(action.name.as_str()) else {
+                return deny(
+                    DenyReason::PolicyError,
+                    Vec::new(),
+                    format!("unknown action `{}`", action.name),
+                );
+            };
+            match self.evaluate(
+                principal.clone(),
+                action_uid.clone(),
+                resource.clone(),
+                context.clone(),
+            ) {
+                Ok(Verdict::Allow(policies)) => determining.extend(policies),
+                Ok(Verdict::Deny(reason, policies, description)) => {
+                    return deny(
+                        reason,
+                        policies,
+                        format!("`{}`: {description}", action.name),
+                    );
+                }
+                Err(e) => return deny(DenyReason::PolicyError, Vec::new(), e),
+            }
+        }
+        Decision::Allow(Permit::new(
+            decision_id,
+            grant,
+            determining.into_iter().collect(),
+        ))
+    }
+
+    fn evaluate(
+        &self,
+        principal: EntityUid,
+        action: EntityUid,
+        resource: EntityUid,
+        context: Context,
+    ) -> Result<Verdict, String> {
+        let request =
+            Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &self.entities);
+        Ok(verdict(&response))
+    }
+}
+
+enum Verdict {
+    Allow(Vec<String>),
+    Deny(DenyReason, Vec<String>, String),
+}
+
+fn verdict(response: &Response) -> Verdict {
+    let policies: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    match response.decision() {
+        cedar_policy::Decision::Allow => Verdict::Allow(policies),
+        cedar_policy::Decision::Deny if !policies.is_empty() => {
+            let description = format!("forbidden by {}", policies.join(", "));
+            Verdict::Deny(DenyReason::Forbidden, policies, description)
+        }
+        cedar_policy::Decision::Deny => {
+            let errors: Vec<String> = response
+                .diagnostics()
+                .errors()
+                .map(ToString::to_string)
+                .collect();
+            if errors.is_empty() {
+                Verdict::Deny(
+                    DenyReason::NoPermit,
+                    Vec::new(),
+                    "no policy permits this".to_owned(),
+                )
+            } else {
+                Verdict::Deny(DenyReason::PolicyError, Vec::new(), errors.join("; "))
+            }
+        }
+    }
+}
+
+fn first_line(error: &dyn Diagnostic, text: &str) -> usize {
+    error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map_or(1, |label| line_of(text, label.offset()))
+}
+
+fn file_stem(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.strip_suffix(".cedar").unwrap_or(name)
+}

@@ -1,0 +1,654 @@
+//! One handoff, step by step: verify the agent, load the task, decide at request time, mint from
+//! the permit, and append the record durably before answering. Every refusal after the caller was
+//! authenticated is recorded too.
+
+use crate::audit::{AuditEvent, EventKind, Outcome, TokenRecord};
+use crate::clock::Clock;
+use crate::config::{ActionConfig, Config, SystemConfig};
+use crate::error::ServiceError;
+use crate::identity::{IdentityVerifier, VerifiedIdentity};
+use crate::ids::{DecisionId, Purpose, TaskId, TokenId, UserId};
+use crate::keys::KeyRing;
+use crate::policy::{
+    Decision, Denial, DenyReason, Grant, OpenDecision, PolicyEngine, RequestFacts, project_details,
+};
+use crate::random::{Randomness, new_id};
+use crate::store::{Store, StoreError, TaskWrite, Write};
+use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
+use crate::time::{Timestamp, Ttl};
+use crate::token::{MintedToken, Unverified, mint_access_token, mint_txn_token, verify_txn_token};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Limits on request fields, so no input can grow a record without bound.
+pub const MAX_INTENT_CHARS: usize = 4096;
+pub const MAX_NAME_CHARS: usize = 256;
+pub const MAX_SCOPE_ITEMS: usize = 32;
+pub const MAX_PLAN_ITEMS: usize = 64;
+/// Attempts to decide on fresh facts when a concurrent exchange changed the task first.
+const CONFLICT_RETRIES: usize = 16;
+
+/// Opening a task, as the agent asks.
+#[derive(Clone, Debug, Default)]
+pub struct OpenTaskRequest {
+    pub intent: String,
+    pub purpose: String,
+    pub user: String,
+    pub plan: Vec<String>,
+    pub lifetime_seconds: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OpenedTask {
+    pub task: Task,
+    pub txn_token: String,
+    pub decision_id: DecisionId,
+}
+
+/// An RFC 8693 exchange, parsed but not yet trusted.
+#[derive(Clone, Debug, Default)]
+pub struct ExchangeRequest {
+    pub subject_token: String,
+    pub actor_token: String,
+    pub audience: String,
+    pub scope: Vec<String>,
+    pub resource: Option<String>,
+    pub authorization_details: Option<serde_json::Value>,
+    pub requested_lifetime: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub token: MintedToken,
+    pub decision_id: DecisionId,
+    pub expires_in: i64,
+}
+
+/// Handoff's core service: everything a request needs, injected.
+pub struct Handoff {
+    config: Arc<Config>,
+    policies: Arc<PolicyEngine>,
+    keys: Arc<KeyRing>,
+    identities: IdentityVerifier,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Randomness>,
+}
+
+/// What is known of a request when it is refused, for its audit record.
+#[derive(Default)]
+struct Refusal {
+    task_id: Option<TaskId>,
+    system: Option<String>,
+    actions: Vec<String>,
+    task: Option<Task>,
+}
+
+impl Handoff {
+    pub fn new(
+        config: Arc<Config>,
+        policies: Arc<PolicyEngine>,
+        keys: Arc<KeyRing>,
+        identities: IdentityVerifier,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Randomness>,
+    ) -> Self {
+        Self {
+            config,
+            policies,
+            keys,
+            identities,
+            store,
+            clock,
+            random,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn id(&self, prefix: &str) -> Result<String, ServiceError> {
+        new_id(self.random.as_ref(), prefix).map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Verifies an agent identity token.
+    pub fn authenticate(&self, token: &str) -> Result<VerifiedIdentity, ServiceError> {
+        if token.is_empty() {
+            return Err(ServiceError::InvalidClient(
+                "an agent identity token is required".to_owned(),
+            ));
+        }
+        self.identities
+            .verify(Unverified::new(token), self.clock.now())
+            .map_err(|e| ServiceError::InvalidClient(format!("identity token refused: {e}")))
+    }
+
+    /// Opens a task for an authenticated agent, if policy allows.
+    pub async fn open_task(
+        &self,
+        identity: &VerifiedIdentity,
+        request: OpenTaskRequest,
+    ) -> Result<OpenedTask, ServiceError> {
+        let result = self.open_task_checked(identity, &request).await;
+        match result {
+            Err(error) if records_refusal(&error) => {
+                let event = AuditEvent {
+                    kind: Some(EventKind::TaskOpen),
+                    decision_id: denial_id(&error),
+                    agent: Some(identity.agent.to_string()),
+                    agent_issuer: Some(identity.issuer.clone()),
+                    user: non_empty(&request.user),
+                    intent: non_empty(&truncate(&request.intent, MAX_INTENT_CHARS)),
+                    purpose: non_empty(&request.purpose),
+                    outcome: Some(Outcome::Deny),
+                    reason: Some(error.code().to_owned()),
+                    description: Some(error.to_string()),
+                    policies: denial_policies(&error),
+                    policy_set: Some(self.policies.hash().to_owned()),
+                    ..AuditEvent::default()
+                };
+                self.store
+                    .write(Write {
+                        at: self.clock.now(),
+                        event,
+                        task: TaskWrite::None,
+                    })
+                    .await?;
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
+    async fn open_task_checked(
+        &self,
+        identity: &VerifiedIdentity,
+        request: &OpenTaskRequest,
+    ) -> Result<OpenedTask, ServiceError> {
+        let intent = request.intent.trim();
+        if intent.is_empty() {
+            return Err(ServiceError::InvalidRequest(
+                "`intent` is required".to_owned(),
+            ));
+        }
+        if intent.chars().count() > MAX_INTENT_CHARS {
+            return Err(ServiceError::InvalidRequest(format!(
+                "`intent` is longer than {MAX_INTENT_CHARS} characters"
+            )));
+        }
+        check_name("user", &request.user)?;
+        let purpose = self
+            .config
+            .purposes
+            .get(&Purpose::new(request.purpose.as_str()))
+            .ok_or_else(|| {
+                ServiceError::InvalidScope(format!(
+                    "purpose `{}` is not declared",
+                    truncate(&request.purpose, 64)
+                ))
+            })?;
+        if request.plan.len() > MAX_PLAN_ITEMS {
+            return Err(ServiceError::InvalidRequest(format!(
+                "a plan names at most {MAX_PLAN_ITEMS} systems"
+            )));
+        }
+        let mut plan = BTreeSet::new();
+        for system in &request.plan {
+            let known = self.config.system_for_audience(system).ok_or_else(|| {
+                ServiceError::InvalidTarget(format!(
+                    "plan names unknown system `{}`",
+                    truncate(system, 64)
+                ))
+            })?;
+            plan.insert(known.id.clone());
+        }
+        let lifetime = match request.lifetime_seconds {
+            Some(0) => {
+                return Err(ServiceError::InvalidRequest(
+                    "`lifetime` must be positive".to_owned(),
+                ));
+            }
+            Some(seconds) => Ttl::from_seconds(seconds.min(purpose.lifetime.seconds())),
+            None => purpose.lifetime,
+        };
+        let decision_id = DecisionId::new(self.id("dec")?);
+        let plan_names: Vec<String> = plan.iter().map(ToString::to_string).collect();
+        let context = crate::policy::context_for_open(
+            intent,
+            purpose.id.as_str(),
+            &request.user,
+            &plan_names,
+            lifetime.seconds(),
+        );
+        let policies = match self
+            .policies
+            .decide_open(&identity.agent, &purpose.id, context)
+        {
+            OpenDecision::Allow { policies } => policies,
+            OpenDecision::Deny {
+                reason,
+                policies,
+                description,
+            } => {
+                return Err(ServiceError::Denied(Denial {
+                    decision_id,
+                    reason,
+                    description,
+                    policies,
+                }));
+            }
+        };
+        let now = self.clock.now();
+        let task = Task {
+            id: TaskId::new(self.id("task")?),
+            agent_issuer: identity.issuer.clone(),
+            agent: identity.agent.clone(),
+            user: UserId::new(request.user.clone()),
+            purpose: purpose.id.clone(),
+            intent: intent.to_owned(),
+            plan,
+            created_at: now,
+            expires_at: now.plus(lifetime),
+            state: TaskState::Open,
+        };
+        let txn_token = mint_txn_token(&self.keys, &self.config.trust_domain, &task)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let event = AuditEvent {
+            kind: Some(EventKind::TaskOpen),
+            decision_id: Some(decision_id.to_string()),
+            outcome: Some(Outcome::Permit),
+            policies,
+            policy_set: Some(self.policies.hash().to_owned()),
+            ..task_event(&task)
+        };
+        self.store
+            .write(Write {
+                at: now,
+                event,
+                task: TaskWrite::Insert(Box::new(task.clone())),
+            })
+            .await?;
+        Ok(OpenedTask {
+            task,
+            txn_token,
+            decision_id,
+        })
+    }
+
+    /// Ends a task: nothing more is minted under it.
+    pub async fn end_task(
+        &self,
+        identity: &VerifiedIdentity,
+        task_id: &TaskId,
+    ) -> Result<Task, ServiceError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let snapshot = self
+                .store
+                .task(task_id)
+                .await?
+                .ok_or_else(|| ServiceError::InvalidGrant("unknown task".to_owned()))?;
+            if snapshot.task.agent != identity.agent
+                || snapshot.task.agent_issuer != identity.issuer
+            {
+                return Err(ServiceError::InvalidGrant("unknown task".to_owned()));
+            }
+            if snapshot.task.state != TaskState::Open {
+                return Ok(snapshot.task);
+            }
+            let mut task = snapshot.task.clone();
+            task.state = TaskState::Ended;
+            let event = AuditEvent {
+                kind: Some(EventKind::TaskEnd),
+                ..task_event(&task)
+            };
+            let write = Write {
+                at: self.clock.now(),
+                event,
+                task: TaskWrite::Update {
+                    id: task.id.clone(),
+                    expected_version: snapshot.version,
+                    facts: None,
+                    state: Some(TaskState::Ended),
+                },
+            };
+            match self.store.write(write).await {
+                Ok(_) => return Ok(task),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    /// One RFC 8693 exchange: the agent's identity as actor, the task's Transaction Token as
+    /// subject, one system as audience.
+    pub async fn exchange(&self, request: ExchangeRequest) -> Result<Issued, ServiceError> {
+        let identity = self.authenticate(&request.actor_token)?;
+        let mut known = Refusal::default();
+        let result = self
+            .exchange_authenticated(&identity, &request, &mut known)
+            .await;
+        match result {
+            Err(error) if records_refusal(&error) => {
+                let task = known.task.as_ref();
+                let event = AuditEvent {
+                    kind: Some(EventKind::Exchange),
+                    decision_id: denial_id(&error),
+                    agent: Some(identity.agent.to_string()),
+                    agent_issuer: Some(identity.issuer.clone()),
+                    user: task.map(|t| t.user.to_string()),
+                    task: known.task_id.as_ref().map(ToString::to_string),
+                    intent: task.map(|t| t.intent.clone()),
+                    purpose: task.map(|t| t.purpose.to_string()),
+                    system: known.system,
+                    actions: known.actions,
+                    resource: request
+                        .resource
+                        .as_ref()
+                        .map(|r| truncate(r, MAX_NAME_CHARS)),
+                    authorization_details: request.authorization_details.clone(),
+                    outcome: Some(Outcome::Deny),
+                    reason: Some(error.code().to_owned()),
+                    description: Some(error.to_string()),
+                    policies: denial_policies(&error),
+                    policy_set: Some(self.policies.hash().to_owned()),
+                    token: None,
+                };
+                self.store
+                    .write(Write {
+                        at: self.clock.now(),
+                        event,
+                        task: TaskWrite::None,
+                    })
+                    .await?;
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
+    async fn exchange_authenticated(
+        &self,
+        identity: &VerifiedIdentity,
+        request: &ExchangeRequest,
+        known: &mut Refusal,
+    ) -> Result<Issued, ServiceError> {
+        let txn = verify_txn_token(
+            &self.keys,
+            &self.config.trust_domain,
+            Unverified::new(&request.subject_token),
+            self.clock.now().seconds(),
+        )
+        .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
+        known.task_id = Some(txn.task.clone());
+        let system = self
+            .config
+            .system_for_audience(&request.audience)
+            .ok_or_else(|| {
+                ServiceError::InvalidTarget(format!(
+                    "`{}` is not a registered system",
+                    truncate(&request.audience, 128)
+                ))
+            })?;
+        known.system = Some(system.id.to_string());
+        let actions = resolve_scope(system, &request.scope)?;
+        known.actions = actions.iter().map(|a| a.name.to_string()).collect();
+        if let Some(resource) = &request.resource {
+            check_name("resource", resource)?;
+        }
+        let details = match &request.authorization_details {
+            Some(details) => {
+                project_details(system, details).map_err(ServiceError::InvalidRequest)?
+            }
+            None => Default::default(),
+        };
+        let scope: Vec<String> = actions.iter().map(|a| a.name.to_string()).collect();
+        for _ in 0..CONFLICT_RETRIES {
+            let snapshot = self.store.task(&txn.task).await?.ok_or_else(|| {
+                ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
+            })?;
+            known.task = Some(snapshot.task.clone());
+            let now = self.clock.now();
+            let decision_id = DecisionId::new(self.id("dec")?);
+            check_task(&snapshot, identity, &decision_id, now)?;
+            let requested = request
+                .requested_lifetime
+                .map_or(self.config.tokens.default_lifetime.seconds(), |s| s.max(1));
+            let cap = requested
+                .min(system.max_token_lifetime.seconds())
+                .min(self.config.tokens.max_lifetime.seconds());
+            let expires_at = now
+                .plus(Ttl::from_seconds(cap))
+                .min(snapshot.task.expires_at);
+            let grant = Grant {
+                task: snapshot.task.id.clone(),
+                agent: identity.agent.clone(),
+                user: snapshot.task.user.clone(),
+                system: system.id.clone(),
+                audience: system.audience.clone(),
+                actions: actions.clone(),
+                resource: request.resource.clone(),
+                details: request.authorization_details.clone(),
+                issued_at: now,
+                expires_at,
+            };
+            let facts = RequestFacts {
+                scope: &scope,
+                lifetime_seconds: cap,
+                resource: request.resource.as_deref(),
+                details: &details,
+            };
+            let decision = self.policies.decide(
+                decision_id,
+                &snapshot.task,
+                &snapshot.facts,
+                &facts,
+                grant,
+                now,
+            );
+            let permit = match decision {
+                Decision::Allow(permit) => permit,
+                Decision::Deny(denial) => return Err(ServiceError::Denied(denial)),
+            };
+            let jti = TokenId::new(self.id("tok")?);
+            let minted = mint_access_token(
+                &self.keys,
+                &self.config.trust_domain,
+                &identity.issuer,
+                &permit,
+                jti,
+            )
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let mut new_facts: TaskFacts = snapshot.facts.clone();
+            new_facts.record_grant(&system.id, &actions, now);
+            let event = AuditEvent {
+                kind: Some(EventKind::Exchange),
+                decision_id: Some(permit.decision_id().to_string()),
+                system: Some(system.id.to_string()),
+                actions: scope.clone(),
+                resource: request.resource.clone(),
+                authorization_details: request.authorization_details.clone(),
+                outcome: Some(Outcome::Permit),
+                policies: permit.policies().to_vec(),
+                policy_set: Some(self.policies.hash().to_owned()),
+                token: Some(TokenRecord {
+                    jti: minted.jti.to_string(),
+                    aud: minted.audience.clone(),
+                    scope: minted.scope.clone(),
+                    exp: minted.expires_at.seconds(),
+                }),
+                agent_issuer: Some(identity.issuer.clone()),
+                ..task_event(&snapshot.task)
+            };
+            let write = Write {
+                at: now,
+                event,
+                task: TaskWrite::Update {
+                    id: snapshot.task.id.clone(),
+                    expected_version: snapshot.version,
+                    facts: Some(Box::new(new_facts)),
+                    state: None,
+                },
+            };
+            match self.store.write(write).await {
+                Ok(_) => {
+                    let expires_in = (minted.expires_at.seconds() - now.seconds()).max(0);
+                    return Ok(Issued {
+                        decision_id: permit.decision_id().clone(),
+                        token: minted,
+                        expires_in,
+                    });
+                }
+                // Another exchange of this task committed first: decide again on its facts.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+}
+
+/// The task must be this agent's, open and unexpired.
+fn check_task(
+    snapshot: &TaskSnapshot,
+    identity: &VerifiedIdentity,
+    decision_id: &DecisionId,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let deny = |reason: DenyReason, description: &str| {
+        Err(ServiceError::Denied(Denial {
+            decision_id: decision_id.clone(),
+            reason,
+            description: description.to_owned(),
+            policies: Vec::new(),
+        }))
+    };
+    let task = &snapshot.task;
+    if task.agent != identity.agent || task.agent_issuer != identity.issuer {
+        return deny(
+            DenyReason::NotTaskAgent,
+            "the actor is not the task's agent",
+        );
+    }
+    match task.state {
+        TaskState::Open => {}
+        TaskState::Ended => return deny(DenyReason::TaskEnded, "the task has ended"),
+        TaskState::Revoked => return deny(DenyReason::TaskRevoked, "the task was revoked"),
+    }
+    if now >= task.expires_at {
+        return deny(DenyReason::TaskExpired, "the task has expired");
+    }
+    Ok(())
+}
+
+/// Maps scope values (`push` or `git:push`) to the system's actions; unknown ones are refused.
+fn resolve_scope(
+    system: &SystemConfig,
+    scope: &[String],
+) -> Result<Vec<ActionConfig>, ServiceError> {
+    if scope.is_empty() {
+        return Err(ServiceError::InvalidScope(
+            "`scope` must name at least one action".to_owned(),
+        ));
+    }
+    if scope.len() > MAX_SCOPE_ITEMS {
+        return Err(ServiceError::InvalidScope(format!(
+            "`scope` names more than {MAX_SCOPE_ITEMS} actions"
+        )));
+    }
+    let mut actions: Vec<ActionConfig> = Vec::with_capacity(scope.len());
+    for item in scope {
+        let short = match item.split_once(':') {
+            Some((prefix, rest)) if prefix == system.id.as_str() => rest,
+            Some(_) => {
+                return Err(ServiceError::InvalidScope(format!(
+                    "`{}` is not an action of `{}`",
+                    truncate(item, 64),
+                    system.id
+                )));
+            }
+            None => item.as_str(),
+        };
+        let action = system.actions.get(short).ok_or_else(|| {
+            ServiceError::InvalidScope(format!(
+                "`{}` is not an action of `{}`",
+                truncate(item, 64),
+                system.id
+            ))
+        })?;
+        if !actions.iter().any(|a| a.name == action.name) {
+            actions.push(action.clone());
+        }
+    }
+    Ok(actions)
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.trim().is_empty() {
+        return Err(ServiceError::InvalidRequest(format!(
+            "`{field}` is required"
+        )));
+    }
+    if value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
+        return Err(ServiceError::InvalidRequest(format!(
+            "`{field}` must be at most {MAX_NAME_CHARS} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn task_event(task: &Task) -> AuditEvent {
+    AuditEvent {
+        agent: Some(task.agent.to_string()),
+        agent_issuer: Some(task.agent_issuer.clone()),
+        user: Some(task.user.to_string()),
+        task: Some(task.id.to_string()),
+        intent: Some(task.intent.clone()),
+        purpose: Some(task.purpose.to_string()),
+        ..AuditEvent::default()
+    }
+}
+
+/// Refusals worth a record: everything but store and internal faults (which cannot be recorded).
+fn records_refusal(error: &ServiceError) -> bool {
+    !matches!(
+        error,
+        ServiceError::Unavailable(_) | ServiceError::Internal(_)
+    )
+}
+
+fn denial_id(error: &ServiceError) -> Option<String> {
+    match error {
+        ServiceError::Denied(denial) => Some(denial.decision_id.to_string()),
+        _ => None,
+    }
+}
+
+fn denial_policies(error: &ServiceError) -> Vec<String> {
+    match error {
+        ServiceError::Denied(denial) => denial.policies.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}

@@ -1,0 +1,99 @@
+//! Tasks: one unit of delegated work, and the facts policy sees of its past.
+
+use crate::config::ActionConfig;
+use crate::ids::{ActionName, AgentId, Purpose, SystemId, TaskId, UserId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Open,
+    Ended,
+    Revoked,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Ended => "ended",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "open" => Some(Self::Open),
+            "ended" => Some(Self::Ended),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    /// The issuer that vouched for the agent; the same agent id from another issuer is another agent.
+    pub agent_issuer: String,
+    pub agent: AgentId,
+    pub user: UserId,
+    pub purpose: Purpose,
+    /// The original request, verbatim.
+    pub intent: String,
+    pub plan: BTreeSet<SystemId>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub state: TaskState,
+}
+
+/// How often an action was granted in a task, and when last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantCount {
+    pub count: u64,
+    pub last: Timestamp,
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Self::from_millis(0)
+    }
+}
+
+/// What policy sees of a task's past, kept up to date on every grant rather than rebuilt from the
+/// history, so a decision costs the same at the thousandth exchange as at the first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskFacts {
+    pub granted: BTreeMap<ActionName, GrantCount>,
+    pub systems: BTreeSet<SystemId>,
+    /// Sticky: a label gathered once stays for the task's life.
+    pub labels: BTreeSet<String>,
+    /// Permitted exchanges so far.
+    pub exchanges: u64,
+}
+
+impl TaskFacts {
+    /// Folds one permitted exchange into the facts.
+    pub fn record_grant(&mut self, system: &SystemId, actions: &[ActionConfig], at: Timestamp) {
+        for action in actions {
+            let entry = self.granted.entry(action.name.clone()).or_default();
+            entry.count = entry.count.saturating_add(1);
+            entry.last = at;
+            self.labels.extend(action.labels.iter().cloned());
+        }
+        self.systems.insert(system.clone());
+        self.exchanges = self.exchanges.saturating_add(1);
+    }
+}
+
+/// A task as loaded for a decision, with the version its facts were read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskSnapshot {
+    pub task: Task,
+    pub facts: TaskFacts,
+    /// Bumped on every change; a commit names the version it decided on (optimistic concurrency).
+    pub version: u64,
+}

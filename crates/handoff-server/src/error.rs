@@ -1,0 +1,89 @@
+//! The one HTTP error type: every variant has an explicit status and a stable OAuth error code;
+//! the cause goes to the log, the client gets a safe message.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use handoff_core::ServiceError;
+use handoff_core::policy::Denial;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    UnsupportedGrantType(String),
+    #[error("{0}")]
+    InvalidTarget(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("{0}")]
+    InvalidClient(String),
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{}", .0.description)]
+    AccessDenied(Denial),
+    #[error("not found")]
+    NotFound,
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::InvalidRequest(m) => Self::InvalidRequest(m),
+            ServiceError::InvalidTarget(m) => Self::InvalidTarget(m),
+            ServiceError::InvalidScope(m) => Self::InvalidScope(m),
+            ServiceError::InvalidClient(m) => Self::InvalidClient(m),
+            ServiceError::InvalidGrant(m) => Self::InvalidGrant(m),
+            ServiceError::Denied(denial) => Self::AccessDenied(denial),
+            ServiceError::Unavailable(m) => Self::Unavailable(m),
+            ServiceError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+            Self::InvalidTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
+            Self::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
+            Self::InvalidClient(_) => (StatusCode::UNAUTHORIZED, "invalid_client"),
+            Self::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
+            Self::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut body = json!({ "error": code, "error_description": self.to_string() });
+        match &self {
+            Self::AccessDenied(denial) => {
+                body["decision_id"] = json!(denial.decision_id.as_str());
+                body["reason"] = json!(denial.reason.as_str());
+                body["policies"] = json!(denial.policies);
+            }
+            Self::Unavailable(cause) => tracing::warn!(%cause, "request failed closed"),
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            _ => {}
+        }
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,48 @@
+//! Keys and metadata clients discover Handoff by (RFC 7517, RFC 8414).
+
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use handoff_core::Handoff;
+use handoff_core::token::{GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_JWT, TYPE_TXN_TOKEN};
+use serde_json::json;
+use std::sync::Arc;
+
+pub async fn jwks(State(handoff): State<Arc<Handoff>>) -> Response {
+    let mut response = Json(handoff.keys().jwks()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+pub async fn metadata(State(handoff): State<Arc<Handoff>>) -> Json<serde_json::Value> {
+    let issuer = &handoff.config().trust_domain;
+    Json(json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "grant_types_supported": [GRANT_TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "response_types_supported": [],
+        "token_exchange_subject_token_types_supported": [TYPE_TXN_TOKEN, TYPE_JWT],
+        "token_exchange_requested_token_types_supported": [TYPE_ACCESS_TOKEN, TYPE_TXN_TOKEN],
+        "token_exchange_actor_token_types_supported": [TYPE_JWT],
+        "authorization_details_types_supported": ["*"],
+        "scopes_supported": handoff.config().systems.values()
+            .flat_map(|s| s.actions.values().map(|a| a.name.to_string()))
+            .collect::<Vec<_>>(),
+        "handoff_tasks_endpoint": format!("{issuer}/v1/tasks"),
+    }))
+}
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

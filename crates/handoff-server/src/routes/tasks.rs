@@ -1,0 +1,92 @@
+//! Tasks as a small JSON API: open one (getting its Transaction Token) and end it.
+
+use crate::error::ApiError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use handoff_core::Handoff;
+use handoff_core::ids::TaskId;
+use handoff_core::service::{OpenTaskRequest, OpenedTask};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The body of `POST /v1/tasks` (and a txn_token request's `request_details`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    pub intent: String,
+    pub purpose: Option<String>,
+    pub user: String,
+    #[serde(default)]
+    pub plan: Vec<String>,
+    pub lifetime_seconds: Option<u32>,
+}
+
+impl OpenBody {
+    pub fn into_request(self) -> OpenTaskRequest {
+        OpenTaskRequest {
+            intent: self.intent,
+            purpose: self.purpose.unwrap_or_default(),
+            user: self.user,
+            plan: self.plan,
+            lifetime_seconds: self.lifetime_seconds,
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::InvalidClient(
+                "an `Authorization: Bearer` agent identity is required".to_owned(),
+            )
+        })
+}
+
+pub fn opened_json(handoff: &Handoff, opened: &OpenedTask) -> serde_json::Value {
+    let task = &opened.task;
+    json!({
+        "task_id": task.id.as_str(),
+        "txn_token": opened.txn_token,
+        "purpose": task.purpose.as_str(),
+        "user": task.user.as_str(),
+        "plan": task.plan.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "expires_at": task.expires_at.rfc3339(),
+        "expires_in": (task.expires_at.seconds() - handoff.now().seconds()).max(0),
+        "decision_id": opened.decision_id.as_str(),
+    })
+}
+
+pub async fn open(
+    State(handoff): State<Arc<Handoff>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let identity = handoff.authenticate(bearer(&headers)?)?;
+    let body: OpenBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
+    let opened = handoff.open_task(&identity, body.into_request()).await?;
+    Ok((StatusCode::CREATED, Json(opened_json(&handoff, &opened))))
+}
+
+pub async fn end(
+    State(handoff): State<Arc<Handoff>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let identity = handoff.authenticate(bearer(&headers)?)?;
+    let task = handoff.end_task(&identity, &TaskId::new(id)).await?;
+    Ok(Json(
+        json!({ "task_id": task.id.as_str(), "state": task.state.as_str() }),
+    ))
+}

@@ -1,0 +1,132 @@
+//! The token endpoint: RFC 8693 token exchange, for access tokens (one per handoff) and for
+//! Transaction Tokens (opening a task).
+
+use super::form::FormParams;
+use super::tasks::{OpenBody, opened_json};
+use crate::error::ApiError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use handoff_core::Handoff;
+use handoff_core::service::ExchangeRequest;
+use handoff_core::token::{GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_JWT, TYPE_TXN_TOKEN};
+use serde_json::json;
+use std::sync::Arc;
+
+pub async fn token(
+    State(handoff): State<Arc<Handoff>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = FormParams::parse(&headers, &body)?;
+    match params.required("grant_type")? {
+        GRANT_TOKEN_EXCHANGE => {}
+        other => {
+            return Err(ApiError::UnsupportedGrantType(format!(
+                "grant type `{}` is not supported",
+                other.chars().take(100).collect::<String>()
+            )));
+        }
+    }
+    let response = match params.optional("requested_token_type") {
+        Some(TYPE_TXN_TOKEN) => txn_token(&handoff, &params).await?,
+        None | Some(TYPE_ACCESS_TOKEN) => access_token(&handoff, &params).await?,
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "requested_token_type must be an access token or a txn_token".to_owned(),
+            ));
+        }
+    };
+    let mut response = Json(response).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn expect_type(params: &FormParams, name: &str, expected: &str) -> Result<(), ApiError> {
+    match params.optional(name) {
+        Some(found) if found == expected => Ok(()),
+        _ => Err(ApiError::InvalidRequest(format!(
+            "`{name}` must be `{expected}`"
+        ))),
+    }
+}
+
+async fn access_token(
+    handoff: &Handoff,
+    params: &FormParams,
+) -> Result<serde_json::Value, ApiError> {
+    let subject_token = params.required("subject_token")?;
+    expect_type(params, "subject_token_type", TYPE_TXN_TOKEN)?;
+    let actor_token = params.required("actor_token")?;
+    expect_type(params, "actor_token_type", TYPE_JWT)?;
+    let audience = params.required("audience")?;
+    let scope: Vec<String> = params
+        .required("scope")?
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let authorization_details = params
+        .optional("authorization_details")
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()
+        .map_err(|_| {
+            ApiError::InvalidRequest("authorization_details is not valid JSON".to_owned())
+        })?;
+    let requested_lifetime = params
+        .optional("requested_lifetime")
+        .map(str::parse::<u32>)
+        .transpose()
+        .map_err(|_| {
+            ApiError::InvalidRequest("requested_lifetime must be a number of seconds".to_owned())
+        })?;
+    let request = ExchangeRequest {
+        subject_token: subject_token.to_owned(),
+        actor_token: actor_token.to_owned(),
+        audience: audience.to_owned(),
+        scope,
+        resource: params.optional("resource").map(str::to_owned),
+        authorization_details,
+        requested_lifetime,
+    };
+    let issued = handoff.exchange(request).await?;
+    Ok(json!({
+        "access_token": issued.token.token,
+        "issued_token_type": TYPE_ACCESS_TOKEN,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.token.scope,
+        "decision_id": issued.decision_id.as_str(),
+    }))
+}
+
+/// A Transaction Token request (draft-ietf-oauth-transaction-tokens): the agent's identity as
+/// subject token, the purpose as scope, the task in `request_details`.
+async fn txn_token(handoff: &Handoff, params: &FormParams) -> Result<serde_json::Value, ApiError> {
+    let subject_token = params.required("subject_token")?;
+    expect_type(params, "subject_token_type", TYPE_JWT)?;
+    if let Some(audience) = params.optional("audience") {
+        if audience != handoff.config().trust_domain {
+            return Err(ApiError::InvalidTarget(
+                "a txn_token's audience is the trust domain".to_owned(),
+            ));
+        }
+    }
+    let identity = handoff.authenticate(subject_token)?;
+    let details = params.required("request_details")?;
+    let mut body: OpenBody = serde_json::from_str(details)
+        .map_err(|e| ApiError::InvalidRequest(format!("request_details: {e}")))?;
+    if let Some(scope) = params.optional("scope") {
+        body.purpose = Some(scope.to_owned());
+    }
+    let opened = handoff.open_task(&identity, body.into_request()).await?;
+    let mut response = opened_json(handoff, &opened);
+    response["access_token"] = json!(opened.txn_token);
+    response["issued_token_type"] = json!(TYPE_TXN_TOKEN);
+    response["token_type"] = json!("N_A");
+    Ok(response)
+}

@@ -1,0 +1,100 @@
+//! The embedded SQLite store: one file under the data directory, WAL-journaled, with one writer
+//! thread that group-commits concurrent writes so many exchanges share one fsync.
+
+mod migrate;
+mod reader;
+mod writer;
+
+use async_trait::async_trait;
+use handoff_core::audit::SealedRecord;
+use handoff_core::ids::TaskId;
+use handoff_core::store::{Receipt, Store, StoreError, Write};
+use handoff_core::task::TaskSnapshot;
+use reader::Readers;
+use rusqlite::Connection;
+use std::path::Path;
+use tokio::sync::{mpsc, oneshot};
+
+/// Writes waiting for the writer thread before callers are told the store is overloaded.
+const QUEUE_DEPTH: usize = 16_384;
+/// Read connections; WAL lets them read while the writer commits.
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    queue: mpsc::Sender<writer::Job>,
+    readers: Readers,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the database: {0}")]
+    Open(#[from] rusqlite::Error),
+    #[error("the database is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+pub(crate) fn unavailable(error: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk (the WAL is fsynced) before the caller is answered.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let mut conn = connect(path)?;
+        migrate::migrate(&mut conn)?;
+        let head = writer::load_head(&conn).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("handoff-sqlite-writer".to_owned())
+            .spawn(move || writer::run(conn, jobs, head))?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = connect(path)?;
+            conn.pragma_update(None, "query_only", "ON")?;
+            readers.push(conn);
+        }
+        Ok(Self {
+            queue,
+            readers: Readers::new(readers),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn task(&self, id: &TaskId) -> Result<Option<TaskSnapshot>, StoreError> {
+        self.readers.with(|conn| reader::task(conn, id))
+    }
+
+    async fn write(&self, write: Write) -> Result<Receipt, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(writer::Job { write, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer dropped the write".to_owned()))?
+    }
+
+    async fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<SealedRecord>, StoreError> {
+        self.readers
+            .with(|conn| reader::audit_page(conn, after, limit))
+    }
+
+    async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
+        self.readers.with(|conn| reader::task_records(conn, task))
+    }
+}

@@ -1,0 +1,44 @@
+//! Schema migrations, keyed by SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks with their facts, and the audit chain.
+    "CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        agent_issuer TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        intent TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        facts TEXT NOT NULL,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX tasks_by_agent ON tasks (agent, state);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        task TEXT,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_task ON audit (task, seq);",
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let tx = conn.transaction()?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(index).unwrap_or(i64::MAX) + 1;
+        if version > current {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version)?;
+        }
+    }
+    tx.commit()
+}

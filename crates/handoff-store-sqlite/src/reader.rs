@@ -1,0 +1,147 @@
+//! Reads on a small pool of read-only connections.
+
+use handoff_core::audit::SealedRecord;
+use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
+use handoff_core::store::StoreError;
+use handoff_core::task::{Task, TaskFacts, TaskSnapshot, TaskState};
+use handoff_core::time::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::unavailable;
+
+pub struct Readers {
+    pool: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    pub fn new(connections: Vec<Connection>) -> Self {
+        Self {
+            pool: connections.into_iter().map(Mutex::new).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` on a free connection, or waits for the next in turn.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        for slot in &self.pool {
+            if let Ok(conn) = slot.try_lock() {
+                return f(&conn);
+            }
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len().max(1);
+        let slot = self
+            .pool
+            .get(index)
+            .ok_or_else(|| StoreError::Unavailable("no reader".to_owned()))?;
+        let conn = slot
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a reader panicked".to_owned()))?;
+        f(&conn)
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+/// A task row's columns, before the JSON and enum columns are decoded.
+struct TaskRow {
+    task: Task,
+    plan: String,
+    state: String,
+    facts: String,
+    version: i64,
+}
+
+fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
+        task: Task {
+            id: TaskId::new(row.get::<_, String>(0)?),
+            agent_issuer: row.get(1)?,
+            agent: AgentId::new(row.get::<_, String>(2)?),
+            user: UserId::new(row.get::<_, String>(3)?),
+            purpose: Purpose::new(row.get::<_, String>(4)?),
+            intent: row.get(5)?,
+            plan: Default::default(),
+            created_at: Timestamp::from_millis(row.get(7)?),
+            expires_at: Timestamp::from_millis(row.get(8)?),
+            state: TaskState::Open,
+        },
+        plan: row.get(6)?,
+        state: row.get(9)?,
+        facts: row.get(10)?,
+        version: row.get(11)?,
+    })
+}
+
+pub fn task(conn: &Connection, id: &TaskId) -> Result<Option<TaskSnapshot>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, agent_issuer, agent, user_id, purpose, intent, plan, created_at, expires_at,
+                    state, facts, version FROM tasks WHERE id = ?1",
+        )
+        .map_err(unavailable)?;
+    let Some(row) = stmt
+        .query_row(params![id.as_str()], task_row)
+        .optional()
+        .map_err(unavailable)?
+    else {
+        return Ok(None);
+    };
+    let mut task = row.task;
+    task.state = TaskState::parse(&row.state).ok_or_else(|| corrupt("task state"))?;
+    let plan: Vec<String> = serde_json::from_str(&row.plan).map_err(|_| corrupt("task plan"))?;
+    task.plan = plan.into_iter().map(SystemId::new).collect();
+    let facts: TaskFacts = serde_json::from_str(&row.facts).map_err(|_| corrupt("task facts"))?;
+    let version = u64::try_from(row.version).map_err(|_| corrupt("task version"))?;
+    Ok(Some(TaskSnapshot {
+        task,
+        facts,
+        version,
+    }))
+}
+
+fn record_row(row: &Row<'_>) -> rusqlite::Result<SealedRecord> {
+    Ok(SealedRecord {
+        seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+        at: Timestamp::from_millis(row.get(1)?),
+        task: row.get(2)?,
+        body: row.get(3)?,
+        prev_hash: row.get(4)?,
+        hash: row.get(5)?,
+    })
+}
+
+pub fn audit_page(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<SealedRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, at, task, body, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+        .map_err(unavailable)?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![after, limit], record_row)
+        .map_err(unavailable)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+}
+
+pub fn task_records(conn: &Connection, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, at, task, body, prev_hash, hash FROM audit WHERE task = ?1 ORDER BY seq",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![task.as_str()], record_row)
+        .map_err(unavailable)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+}
