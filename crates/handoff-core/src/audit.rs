@@ -196,6 +196,10 @@ impl ChainVerifier {
                 claims: body.seq,
             });
         }
+        // The columns stored beside the body (read by `trace`) must say what the hashed body says.
+        if body.at != record.at || body.event.task != record.task {
+            return Err(ChainBreak::Altered { seq });
+        }
         if body.prev != self.prev_hash || record.prev_hash != self.prev_hash {
             return Err(ChainBreak::Unlinked {
                 seq,

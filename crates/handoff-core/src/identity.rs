@@ -18,9 +18,24 @@ use std::sync::Mutex;
 /// An agent identity whose signature, issuer, audience and lifetime were checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedIdentity {
-    pub issuer: String,
-    pub agent: AgentId,
-    pub expires_at: Timestamp,
+    issuer: String,
+    agent: AgentId,
+    expires_at: Timestamp,
+}
+
+impl VerifiedIdentity {
+    /// The issuer that vouched for the agent.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn agent(&self) -> &AgentId {
+        &self.agent
+    }
+
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at
+    }
 }
 
 struct TrustedIssuer {
@@ -104,12 +119,11 @@ impl IdentityVerifier {
         now: Timestamp,
     ) -> Result<VerifiedIdentity, TokenError> {
         let digest = sha256(token.as_str().as_bytes());
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(hit) = cache.get(&digest) {
-                if hit.expires_at.seconds() >= now.seconds() {
-                    return Ok(hit.clone());
-                }
-            }
+        if let Ok(cache) = self.cache.lock()
+            && let Some(hit) = cache.get(&digest)
+            && hit.expires_at.seconds() >= now.seconds()
+        {
+            return Ok(hit.clone());
         }
         let verified = self.verify_uncached(token, now)?;
         if let Ok(mut cache) = self.cache.lock() {
@@ -140,11 +154,11 @@ impl IdentityVerifier {
             return Err(TokenError::ForbiddenHeader("crit"));
         }
         // Explicit typing: Handoff's own token kinds are never identities.
-        if let Some(typ) = header.typ.as_deref() {
-            if typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || typ.eq_ignore_ascii_case(TXN_TOKEN_TYP)
-            {
-                return Err(TokenError::WrongType("JWT"));
-            }
+        if let Some(typ) = header.typ.as_deref()
+            && (typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)
+                || typ.eq_ignore_ascii_case(TXN_TOKEN_TYP))
+        {
+            return Err(TokenError::WrongType("JWT"));
         }
         let peek: Peek = peek_claims(token)?;
         let issuer = peek
@@ -155,12 +169,11 @@ impl IdentityVerifier {
         if !issuer.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
-        if let Some(expected) = &issuer.typ {
-            if let Some(typ) = header.typ.as_deref() {
-                if !typ.eq_ignore_ascii_case(expected) {
-                    return Err(TokenError::WrongType("JWT"));
-                }
-            }
+        // `typ` is optional for identities (JWT-SVIDs may omit it); when present it must match.
+        if let (Some(expected), Some(typ)) = (&issuer.typ, header.typ.as_deref())
+            && !typ.eq_ignore_ascii_case(expected)
+        {
+            return Err(TokenError::WrongType("JWT"));
         }
         let key = match header.kid.as_deref() {
             Some(kid) => issuer

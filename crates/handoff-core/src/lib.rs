@@ -6,6 +6,8 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
 pub mod hash;
 pub mod identity;

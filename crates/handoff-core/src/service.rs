@@ -149,8 +149,8 @@ impl Handoff {
                 let event = AuditEvent {
                     kind: Some(EventKind::TaskOpen),
                     decision_id: denial_id(&error),
-                    agent: Some(identity.agent.to_string()),
-                    agent_issuer: Some(identity.issuer.clone()),
+                    agent: Some(identity.agent().to_string()),
+                    agent_issuer: Some(identity.issuer().to_owned()),
                     user: non_empty(&request.user),
                     intent: non_empty(&truncate(&request.intent, MAX_INTENT_CHARS)),
                     purpose: non_empty(&request.purpose),
@@ -179,8 +179,9 @@ impl Handoff {
         identity: &VerifiedIdentity,
         request: &OpenTaskRequest,
     ) -> Result<OpenedTask, ServiceError> {
-        let intent = request.intent.trim();
-        if intent.is_empty() {
+        // Kept verbatim; only an intent of nothing but whitespace is refused.
+        let intent = request.intent.as_str();
+        if intent.trim().is_empty() {
             return Err(ServiceError::InvalidRequest(
                 "`intent` is required".to_owned(),
             ));
@@ -236,7 +237,7 @@ impl Handoff {
         );
         let policies = match self
             .policies
-            .decide_open(&identity.agent, &purpose.id, context)
+            .decide_open(identity.agent(), &purpose.id, context)
         {
             OpenDecision::Allow { policies } => policies,
             OpenDecision::Deny {
@@ -255,8 +256,8 @@ impl Handoff {
         let now = self.clock.now();
         let task = Task {
             id: TaskId::new(self.id("task")?),
-            agent_issuer: identity.issuer.clone(),
-            agent: identity.agent.clone(),
+            agent_issuer: identity.issuer().to_owned(),
+            agent: identity.agent().clone(),
             user: UserId::new(request.user.clone()),
             purpose: purpose.id.clone(),
             intent: intent.to_owned(),
@@ -289,8 +290,39 @@ impl Handoff {
         })
     }
 
-    /// Ends a task: nothing more is minted under it.
+    /// Ends a task: nothing more is minted under it. Only the task's agent may end it.
     pub async fn end_task(
+        &self,
+        identity: &VerifiedIdentity,
+        task_id: &TaskId,
+    ) -> Result<Task, ServiceError> {
+        let result = self.end_task_checked(identity, task_id).await;
+        match result {
+            Err(error) if records_refusal(&error) => {
+                let event = AuditEvent {
+                    kind: Some(EventKind::TaskEnd),
+                    agent: Some(identity.agent().to_string()),
+                    agent_issuer: Some(identity.issuer().to_owned()),
+                    task: Some(truncate(task_id.as_str(), MAX_NAME_CHARS)),
+                    outcome: Some(Outcome::Deny),
+                    reason: Some(error.code().to_owned()),
+                    description: Some(error.to_string()),
+                    ..AuditEvent::default()
+                };
+                self.store
+                    .write(Write {
+                        at: self.clock.now(),
+                        event,
+                        task: TaskWrite::None,
+                    })
+                    .await?;
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
+    async fn end_task_checked(
         &self,
         identity: &VerifiedIdentity,
         task_id: &TaskId,
@@ -301,8 +333,8 @@ impl Handoff {
                 .task(task_id)
                 .await?
                 .ok_or_else(|| ServiceError::InvalidGrant("unknown task".to_owned()))?;
-            if snapshot.task.agent != identity.agent
-                || snapshot.task.agent_issuer != identity.issuer
+            if &snapshot.task.agent != identity.agent()
+                || snapshot.task.agent_issuer != identity.issuer()
             {
                 return Err(ServiceError::InvalidGrant("unknown task".to_owned()));
             }
@@ -348,8 +380,8 @@ impl Handoff {
                 let event = AuditEvent {
                     kind: Some(EventKind::Exchange),
                     decision_id: denial_id(&error),
-                    agent: Some(identity.agent.to_string()),
-                    agent_issuer: Some(identity.issuer.clone()),
+                    agent: Some(identity.agent().to_string()),
+                    agent_issuer: Some(identity.issuer().to_owned()),
                     user: task.map(|t| t.user.to_string()),
                     task: known.task_id.as_ref().map(ToString::to_string),
                     intent: task.map(|t| t.intent.clone()),
@@ -394,7 +426,7 @@ impl Handoff {
             self.clock.now().seconds(),
         )
         .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
-        known.task_id = Some(txn.task.clone());
+        known.task_id = Some(txn.task().clone());
         let system = self
             .config
             .system_for_audience(&request.audience)
@@ -418,7 +450,7 @@ impl Handoff {
         };
         let scope: Vec<String> = actions.iter().map(|a| a.name.to_string()).collect();
         for _ in 0..CONFLICT_RETRIES {
-            let snapshot = self.store.task(&txn.task).await?.ok_or_else(|| {
+            let snapshot = self.store.task(txn.task()).await?.ok_or_else(|| {
                 ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
             })?;
             known.task = Some(snapshot.task.clone());
@@ -436,7 +468,7 @@ impl Handoff {
                 .min(snapshot.task.expires_at);
             let grant = Grant {
                 task: snapshot.task.id.clone(),
-                agent: identity.agent.clone(),
+                agent: identity.agent().clone(),
                 user: snapshot.task.user.clone(),
                 system: system.id.clone(),
                 audience: system.audience.clone(),
@@ -468,7 +500,7 @@ impl Handoff {
             let minted = mint_access_token(
                 &self.keys,
                 &self.config.trust_domain,
-                &identity.issuer,
+                identity.issuer(),
                 &permit,
                 jti,
             )
@@ -491,7 +523,7 @@ impl Handoff {
                     scope: minted.scope.clone(),
                     exp: minted.expires_at.seconds(),
                 }),
-                agent_issuer: Some(identity.issuer.clone()),
+                agent_issuer: Some(identity.issuer().to_owned()),
                 ..task_event(&snapshot.task)
             };
             let write = Write {
@@ -538,7 +570,7 @@ fn check_task(
         }))
     };
     let task = &snapshot.task;
-    if task.agent != identity.agent || task.agent_issuer != identity.issuer {
+    if &task.agent != identity.agent() || task.agent_issuer != identity.issuer() {
         return deny(
             DenyReason::NotTaskAgent,
             "the actor is not the task's agent",

@@ -67,12 +67,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let mut body = json!({ "error": code, "error_description": self.to_string() });
+        let mut body = serde_json::Map::new();
+        body.insert("error".to_owned(), json!(code));
+        body.insert("error_description".to_owned(), json!(self.to_string()));
         match &self {
             Self::AccessDenied(denial) => {
-                body["decision_id"] = json!(denial.decision_id.as_str());
-                body["reason"] = json!(denial.reason.as_str());
-                body["policies"] = json!(denial.policies);
+                body.insert("decision_id".to_owned(), json!(denial.decision_id.as_str()));
+                body.insert("reason".to_owned(), json!(denial.reason.as_str()));
+                body.insert("policies".to_owned(), json!(denial.policies));
             }
             Self::Unavailable(cause) => tracing::warn!(%cause, "request failed closed"),
             Self::Internal(cause) => tracing::error!(%cause, "internal error"),

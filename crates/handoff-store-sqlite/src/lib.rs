@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
-/// Writes waiting for the writer thread before callers are told the store is overloaded.
+/// Writes queued for the writer thread; past this, callers wait (backpressure).
 const QUEUE_DEPTH: usize = 16_384;
 /// Read connections; WAL lets them read while the writer commits.
 const READERS: usize = 4;

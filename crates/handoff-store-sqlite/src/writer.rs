@@ -145,7 +145,7 @@ fn apply_task(tx: &Connection, write: &TaskWrite) -> Result<(), StoreError> {
         } => {
             let facts = facts
                 .as_ref()
-                .map(|f| serde_json::to_string(f))
+                .map(serde_json::to_string)
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let expected = i64::try_from(*expected_version).map_err(|_| StoreError::Conflict)?;

@@ -8,6 +8,7 @@ use handoff_core::clock::SystemClock;
 use handoff_core::config::Deployment;
 use handoff_core::identity::IdentityVerifier;
 use handoff_core::random::SystemRandomness;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -69,24 +70,46 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on `{listen}`"))?;
     let address = listener.local_addr()?;
-    println!("handoff listening on http://{address}");
-    println!("  deployment: {source} ({systems} systems, {policies} policies)");
-    println!("  trust domain: {}", handoff.config().trust_domain);
-    println!(
-        "  data directory: {} (SQLite store, signing keys)",
-        dir.root().display()
+    // Written with errors ignored: a closed stdout must not take the server down.
+    let banner = banner(
+        &address,
+        source,
+        systems,
+        policies,
+        &handoff.config().trust_domain,
+        dir.root(),
+        dev_issuer,
     );
-    if dev_issuer {
-        let data_dir = dir.root().display();
-        println!(
-            "  get an agent identity: handoff identity issue --agent demo-agent --data-dir {data_dir}"
-        );
-    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes());
+    let _ = out.flush();
+    drop(out);
     axum::serve(listener, handoff_server::app(handoff))
         .with_graceful_shutdown(shutdown())
         .await
         .context("the server stopped")?;
     Ok(())
+}
+
+fn banner(
+    address: &std::net::SocketAddr,
+    source: &str,
+    systems: usize,
+    policies: usize,
+    trust_domain: &str,
+    data_dir: &std::path::Path,
+    dev_issuer: bool,
+) -> String {
+    let data_dir = data_dir.display();
+    let mut text = format!(
+        "handoff listening on http://{address}\n  deployment: {source} ({systems} systems, {policies} policies)\n  trust domain: {trust_domain}\n  data directory: {data_dir} (SQLite store, signing keys)\n"
+    );
+    if dev_issuer {
+        text.push_str(&format!(
+            "  get an agent identity: handoff identity issue --agent demo-agent --data-dir {data_dir}\n"
+        ));
+    }
+    text
 }
 
 async fn shutdown() {

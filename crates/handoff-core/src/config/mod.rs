@@ -224,7 +224,7 @@ pub fn load_deployment(
         .map_err(|e| Problems(vec![Problem::in_file(config_file, e)]))?;
     let (config, mut problems) = load_config(reader, config_file, &text);
     let Some(config) = config else {
-        return Err(Problems(problems));
+        return Err(sorted(problems));
     };
     let files = match reader.policy_files(&config.policy_folder) {
         Ok(files) => files,
@@ -235,10 +235,15 @@ pub fn load_deployment(
     };
     match PolicyEngine::load(&config, &files) {
         Ok(policies) if problems.is_empty() => Ok(Deployment { config, policies }),
-        Ok(_) => Err(Problems(problems)),
+        Ok(_) => Err(sorted(problems)),
         Err(mut policy_problems) => {
             problems.append(&mut policy_problems);
-            Err(Problems(problems))
+            Err(sorted(problems))
         }
     }
+}
+
+fn sorted(mut problems: Vec<Problem>) -> Problems {
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Problems(problems)
 }

@@ -191,8 +191,8 @@ fn validate_tokens(ctx: &mut Ctx<'_>, raw: &super::raw::RawTokens) -> Option<Tok
             return None;
         }
     };
-    if default_lifetime > max_lifetime {
-        if let Some(at) = &raw.default_lifetime {
+    if let (true, Some(at)) = (default_lifetime > max_lifetime, &raw.default_lifetime) {
+        {
             ctx.report(
                 at,
                 "tokens.default_lifetime is longer than tokens.max_lifetime",
@@ -377,8 +377,10 @@ fn validate_system(
         description: raw.description.clone(),
         owner: raw.owner.get_ref().clone(),
         escalation: raw.escalation.get_ref().clone(),
-        risk: risk?,
-        max_token_lifetime: max_token_lifetime?,
+        // A bad risk or lifetime was reported above; the placeholder only keeps the system in the
+        // registry so its policies are still checked (the config is unusable while problems exist).
+        risk: risk.unwrap_or(RiskTier::Critical),
+        max_token_lifetime: max_token_lifetime.unwrap_or(Ttl::from_seconds(60)),
         actions,
         details,
     })

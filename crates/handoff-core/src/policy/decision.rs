@@ -61,8 +61,9 @@ pub struct Grant {
     pub expires_at: Timestamp,
 }
 
-/// Proof that the decision point allowed a grant. Minting takes nothing else.
-#[derive(Clone, Debug)]
+/// Proof that the decision point allowed a grant. Minting takes nothing else. Not `Clone`: one
+/// permit, one mint.
+#[derive(Debug)]
 pub struct Permit {
     decision_id: DecisionId,
     grant: Grant,
@@ -93,9 +94,9 @@ impl Permit {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Decision {
-    Allow(Permit),
+    Allow(Box<Permit>),
     Deny(Denial),
 }
 

@@ -6,7 +6,8 @@ pub mod decision;
 pub mod schema;
 
 pub use context::{
-    DetailValue, RequestFacts, open_task_context as context_for_open, project_details,
+    DetailValue, RequestFacts, exchange_context as context_for_exchange,
+    open_task_context as context_for_open, project_details,
 };
 pub use decision::{Decision, Denial, DenyReason, Grant, OpenDecision, Permit};
 
@@ -68,7 +69,8 @@ impl PolicyEngine {
         let mut origins: HashMap<PolicyId, Origin> = HashMap::new();
         let mut hash_input = String::new();
         for (index, (file, text)) in files.iter().enumerate() {
-            hash_input.push_str(file);
+            // Names without folders, so the same policies hash the same wherever they are loaded from.
+            hash_input.push_str(file.rsplit('/').next().unwrap_or(file));
             hash_input.push('\0');
             hash_input.push_str(text);
             hash_input.push('\0');
@@ -135,9 +137,14 @@ impl PolicyEngine {
                 }
                 None => ("<policies>".to_owned(), 1),
             };
-            let mut message = format!("policy `{}`: {error}", error.policy_id());
-            if let Some(help) = error.help() {
-                message.push_str(&format!(" ({help})"));
+            let mut message = error.to_string();
+            match unknown_action_hint(config, &message) {
+                Some(hint) => message.push_str(&format!(" ({hint})")),
+                None => {
+                    if let Some(help) = error.help() {
+                        message.push_str(&format!(" ({help})"));
+                    }
+                }
             }
             problems.push(Problem::at(&file, line, message));
         }
@@ -321,11 +328,11 @@ impl PolicyEngine {
                 Err(e) => return deny(DenyReason::PolicyError, Vec::new(), e),
             }
         }
-        Decision::Allow(Permit::new(
+        Decision::Allow(Box::new(Permit::new(
             decision_id,
             grant,
             determining.into_iter().collect(),
-        ))
+        )))
     }
 
     fn evaluate(
@@ -355,28 +362,26 @@ fn verdict(response: &Response) -> Verdict {
         .reason()
         .map(ToString::to_string)
         .collect();
+    let errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(ToString::to_string)
+        .collect();
     match response.decision() {
-        cedar_policy::Decision::Allow => Verdict::Allow(policies),
         cedar_policy::Decision::Deny if !policies.is_empty() => {
             let description = format!("forbidden by {}", policies.join(", "));
             Verdict::Deny(DenyReason::Forbidden, policies, description)
         }
-        cedar_policy::Decision::Deny => {
-            let errors: Vec<String> = response
-                .diagnostics()
-                .errors()
-                .map(ToString::to_string)
-                .collect();
-            if errors.is_empty() {
-                Verdict::Deny(
-                    DenyReason::NoPermit,
-                    Vec::new(),
-                    "no policy permits this".to_owned(),
-                )
-            } else {
-                Verdict::Deny(DenyReason::PolicyError, Vec::new(), errors.join("; "))
-            }
+        // Fail closed: a policy that errored might have been a forbid, so any error denies.
+        _ if !errors.is_empty() => {
+            Verdict::Deny(DenyReason::PolicyError, Vec::new(), errors.join("; "))
         }
+        cedar_policy::Decision::Allow => Verdict::Allow(policies),
+        cedar_policy::Decision::Deny => Verdict::Deny(
+            DenyReason::NoPermit,
+            Vec::new(),
+            "no policy permits this".to_owned(),
+        ),
     }
 }
 
@@ -385,6 +390,23 @@ fn first_line(error: &dyn Diagnostic, text: &str) -> usize {
         .labels()
         .and_then(|mut labels| labels.next())
         .map_or(1, |label| line_of(text, label.offset()))
+}
+
+/// For "unrecognized action" errors, says which system should have offered the action.
+fn unknown_action_hint(config: &Config, message: &str) -> Option<String> {
+    let start =
+        message.find("unrecognized action `Action::\"")? + "unrecognized action `Action::\"".len();
+    let name = message.get(start..)?.split('"').next()?;
+    let (system, _) = name.split_once(':')?;
+    Some(
+        match config.systems.get(&crate::ids::SystemId::new(system)) {
+            Some(found) => format!(
+                "no system offers `{name}`; `{system}` offers: {}",
+                found.actions.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            None => format!("no system `{system}` is declared"),
+        },
+    )
 }
 
 fn file_stem(path: &str) -> &str {

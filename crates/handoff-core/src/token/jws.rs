@@ -74,10 +74,10 @@ pub fn check_times(
     if now > exp.saturating_add(leeway) {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = nbf {
-        if now.saturating_add(leeway) < nbf {
-            return Err(TokenError::NotYetValid);
-        }
+    if let Some(nbf) = nbf
+        && now.saturating_add(leeway) < nbf
+    {
+        return Err(TokenError::NotYetValid);
     }
     Ok(())
 }

@@ -54,9 +54,24 @@ pub fn mint_txn_token(keys: &KeyRing, trust_domain: &str, task: &Task) -> Result
 /// A Transaction Token whose signature, type, audience and lifetime were checked.
 #[derive(Clone, Debug)]
 pub struct VerifiedTxn {
-    pub task: TaskId,
-    pub agent: AgentId,
-    pub claims: TxnClaims,
+    task: TaskId,
+    agent: AgentId,
+    claims: TxnClaims,
+}
+
+impl VerifiedTxn {
+    pub fn task(&self) -> &TaskId {
+        &self.task
+    }
+
+    /// The agent the task was opened for (`req_wl`).
+    pub fn agent(&self) -> &AgentId {
+        &self.agent
+    }
+
+    pub fn claims(&self) -> &TxnClaims {
+        &self.claims
+    }
 }
 
 /// Verifies one of Handoff's own Transaction Tokens.

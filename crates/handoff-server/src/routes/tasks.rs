@@ -53,9 +53,12 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-pub fn opened_json(handoff: &Handoff, opened: &OpenedTask) -> serde_json::Value {
+pub fn opened_json(
+    handoff: &Handoff,
+    opened: &OpenedTask,
+) -> serde_json::Map<String, serde_json::Value> {
     let task = &opened.task;
-    json!({
+    let value = json!({
         "task_id": task.id.as_str(),
         "txn_token": opened.txn_token,
         "purpose": task.purpose.as_str(),
@@ -64,7 +67,11 @@ pub fn opened_json(handoff: &Handoff, opened: &OpenedTask) -> serde_json::Value 
         "expires_at": task.expires_at.rfc3339(),
         "expires_in": (task.expires_at.seconds() - handoff.now().seconds()).max(0),
         "decision_id": opened.decision_id.as_str(),
-    })
+    });
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
 }
 
 pub async fn open(
@@ -76,7 +83,10 @@ pub async fn open(
     let body: OpenBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
     let opened = handoff.open_task(&identity, body.into_request()).await?;
-    Ok((StatusCode::CREATED, Json(opened_json(&handoff, &opened))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::Value::Object(opened_json(&handoff, &opened))),
+    ))
 }
 
 pub async fn end(

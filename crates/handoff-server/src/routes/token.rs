@@ -109,12 +109,13 @@ async fn access_token(
 async fn txn_token(handoff: &Handoff, params: &FormParams) -> Result<serde_json::Value, ApiError> {
     let subject_token = params.required("subject_token")?;
     expect_type(params, "subject_token_type", TYPE_JWT)?;
-    if let Some(audience) = params.optional("audience") {
-        if audience != handoff.config().trust_domain {
-            return Err(ApiError::InvalidTarget(
-                "a txn_token's audience is the trust domain".to_owned(),
-            ));
-        }
+    if params
+        .optional("audience")
+        .is_some_and(|a| a != handoff.config().trust_domain)
+    {
+        return Err(ApiError::InvalidTarget(
+            "a txn_token's audience is the trust domain".to_owned(),
+        ));
     }
     let identity = handoff.authenticate(subject_token)?;
     let details = params.required("request_details")?;
@@ -125,8 +126,8 @@ async fn txn_token(handoff: &Handoff, params: &FormParams) -> Result<serde_json:
     }
     let opened = handoff.open_task(&identity, body.into_request()).await?;
     let mut response = opened_json(handoff, &opened);
-    response["access_token"] = json!(opened.txn_token);
-    response["issued_token_type"] = json!(TYPE_TXN_TOKEN);
-    response["token_type"] = json!("N_A");
-    Ok(response)
+    response.insert("access_token".to_owned(), json!(opened.txn_token));
+    response.insert("issued_token_type".to_owned(), json!(TYPE_TXN_TOKEN));
+    response.insert("token_type".to_owned(), json!("N_A"));
+    Ok(serde_json::Value::Object(response))
 }

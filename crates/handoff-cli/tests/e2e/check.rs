@@ -1,0 +1,95 @@
+//! `handoff check` validates a deployment without serving and reports every problem at once.
+
+use crate::harness::{cli, stderr, stdout, temp_dir};
+use std::path::Path;
+
+fn copy_example(to: &Path) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    std::fs::create_dir_all(to.join("policies")).unwrap();
+    std::fs::copy(example.join("handoff.toml"), to.join("handoff.toml")).unwrap();
+    for entry in std::fs::read_dir(example.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join("policies").join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn the_bundled_example_and_every_example_on_disk_are_valid() {
+    let output = cli(&["check"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let config = entry.unwrap().path().join("handoff.toml");
+        if config.exists() {
+            let output = cli(&["check", "--config", config.to_str().unwrap()]);
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                config.display(),
+                stderr(&output)
+            );
+            assert!(stdout(&output).contains("is valid"));
+        }
+    }
+}
+
+#[test]
+fn a_broken_deployment_is_rejected_with_all_its_problems_at_once() {
+    let dir = temp_dir();
+    copy_example(dir.path());
+    let config = dir.path().join("handoff.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("[tokens]\n", "[tokens]\nrefresh = true\n")
+        .replace("risk = \"low\"", "risk = \"trivial\"")
+        .replace("[systems.git]\n", "[systems.git]\ncolour = \"blue\"\n");
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        dir.path().join("policies/broken.cedar"),
+        "// a comment\n\n@id(\"unparsable\")\npermit (principal, action, resource) when { context.task.labels.contains( };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policies/typo.cedar"),
+        "@id(\"typo\")\npermit (principal, action == Action::\"git:force_push\", resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policies/types.cedar"),
+        "@id(\"bad-type\")\npermit (principal, action == Action::\"ci:deploy\", resource)\nwhen { context.task.exchanges == \"many\" };\n",
+    )
+    .unwrap();
+
+    let output = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64));
+    let report = stderr(&output);
+    assert!(
+        report.contains("has 6 problem(s)"),
+        "only the real problems, no cascade:\n{report}"
+    );
+    let handoff_toml = config.display().to_string();
+    for expected in [
+        format!("{handoff_toml}:9: unknown key `tokens.refresh`"),
+        format!("{handoff_toml}:"),
+        "unknown key `systems.git.colour`".to_owned(),
+        "risk `trivial` must be low, medium, high or critical".to_owned(),
+        "broken.cedar:4:".to_owned(),
+        "typo.cedar:2:".to_owned(),
+        "unrecognized action `Action::\"git:force_push\"` (no system offers `git:force_push`; `git` offers: open_pr, push, read)".to_owned(),
+        "types.cedar:3:".to_owned(),
+    ] {
+        assert!(report.contains(&expected), "missing `{expected}` in:\n{report}");
+    }
+    // The server refuses to start with the same problems, before binding a port.
+    let output = cli(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(!dir.path().join("data").exists());
+}

@@ -1,0 +1,228 @@
+//! Starting the binary, issuing identities and calling the token endpoint.
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header,
+};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const TRUST_DOMAIN: &str = "https://handoff.local";
+pub const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const TXN: &str = "urn:ietf:params:oauth:token-type:txn_token";
+pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_handoff")
+}
+
+/// Runs `handoff ARGS...` to completion.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .output()
+        .expect("the handoff binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A running `handoff serve` on an ephemeral loopback port; killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, None)
+    }
+
+    pub fn start_with(data_dir: &Path, config: Option<&Path>) -> Self {
+        let mut command = Command::new(binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("handoff serve starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut reader = BufReader::new(stdout);
+        let mut first = String::new();
+        reader
+            .read_line(&mut first)
+            .expect("the server prints its address");
+        // Keep draining stdout so the server never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let base = first
+            .trim()
+            .strip_prefix("handoff listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_owned();
+        Self {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A development identity for `agent` from this server's data directory.
+    pub fn identity(&self, agent: &str) -> String {
+        let output = cli(&[
+            "identity",
+            "issue",
+            "--agent",
+            agent,
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).trim().to_owned()
+    }
+
+    /// The dev issuer's private key, for crafting identities the CLI would never issue.
+    pub fn dev_issuer_key(&self) -> EncodingKey {
+        let der = std::fs::read(self.data_dir.join("keys/dev-issuer-ES256.p8")).unwrap();
+        EncodingKey::from_ec_der(&der)
+    }
+
+    pub fn dev_issuer_kid(&self) -> String {
+        let token = self.identity("kid-probe");
+        decode_header(&token).unwrap().kid.unwrap()
+    }
+
+    pub async fn open_task(&self, identity: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/tasks", self.base))
+            .bearer_auth(identity)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Opens a task and returns its (id, transaction token).
+    pub async fn task(&self, identity: &str, purpose: &str, plan: &[&str]) -> (String, String) {
+        let (status, body) = self
+            .open_task(identity, json!({ "intent": format!("test a {purpose} task"), "purpose": purpose, "user": "alice", "plan": plan }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["task_id"].as_str().unwrap().to_owned(),
+            body["txn_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn token_form(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/oauth/token", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// An RFC 8693 exchange for `scope` on `audience`, with extra form fields.
+    pub async fn exchange(
+        &self,
+        identity: &str,
+        txn: &str,
+        audience: &str,
+        scope: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut form = vec![
+            ("grant_type", EXCHANGE),
+            ("subject_token", txn),
+            ("subject_token_type", TXN),
+            ("actor_token", identity),
+            ("actor_token_type", JWT),
+            ("audience", audience),
+            ("scope", scope),
+        ];
+        form.extend_from_slice(extra);
+        self.token_form(&form).await
+    }
+
+    pub async fn jwks(&self) -> JwkSet {
+        self.client
+            .get(format!("{}/.well-known/jwks.json", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Verifies an access token as a resource server would: JWKS, `typ`, issuer, one audience.
+    pub async fn verify_access_token(&self, token: &str, audience: &str) -> Value {
+        let header = decode_header(token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        let jwks = self.jwks().await;
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap())
+            .expect("the kid is in the JWKS");
+        let key = DecodingKey::from_jwk(jwk).unwrap();
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[TRUST_DOMAIN]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        decode::<Value>(token, &key, &validation)
+            .expect("the token verifies")
+            .claims
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs `claims` with `key` as an ES256 JWT with the given header fields.
+pub fn sign(key: &EncodingKey, kid: Option<&str>, typ: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = kid.map(str::to_owned);
+    header.typ = typ.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}

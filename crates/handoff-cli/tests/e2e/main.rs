@@ -1,0 +1,17 @@
+//! End-to-end tests: the real `handoff` binary on a loopback port, driven over HTTP, its tokens
+//! checked with an ordinary JWT library against the served JWKS.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod audit;
+mod check;
+mod exchange;
+mod harness;
+mod identity;
+mod restart;
+mod tasks;

@@ -1,0 +1,247 @@
+//! The storage conformance suite: every `Store` backend runs these same checks (SQLite now,
+//! PostgreSQL when it lands), so the core can rely on one contract.
+//!
+//! Each check returns `Err` with what went wrong rather than panicking, so backends can call them
+//! from ordinary tests: `conformance::run_all(&store).await.unwrap()`.
+
+use crate::audit::{AuditEvent, ChainVerifier, EventKind, Outcome};
+use crate::config::ActionConfig;
+use crate::ids::{ActionName, AgentId, Purpose, SystemId, TaskId, UserId};
+use crate::store::{Store, StoreError, TaskWrite, Write};
+use crate::task::{Task, TaskFacts, TaskState};
+use crate::time::Timestamp;
+use std::collections::BTreeSet;
+
+fn ensure(condition: bool, what: &str) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(what.to_owned())
+    }
+}
+
+fn sample_task(id: &str) -> Task {
+    Task {
+        id: TaskId::new(id),
+        agent_issuer: "https://issuer.example".to_owned(),
+        agent: AgentId::new("agent-1"),
+        user: UserId::new("alice"),
+        purpose: Purpose::new("release"),
+        intent: "  Ship the fix, verbatim  ".to_owned(),
+        plan: [SystemId::new("ci"), SystemId::new("git")]
+            .into_iter()
+            .collect(),
+        created_at: Timestamp::from_millis(1_000),
+        expires_at: Timestamp::from_millis(3_600_000),
+        state: TaskState::Open,
+    }
+}
+
+fn event(task: &str, kind: EventKind) -> AuditEvent {
+    AuditEvent {
+        kind: Some(kind),
+        task: Some(task.to_owned()),
+        outcome: Some(Outcome::Permit),
+        ..AuditEvent::default()
+    }
+}
+
+fn grant_facts() -> TaskFacts {
+    let mut facts = TaskFacts::default();
+    let action = ActionConfig {
+        name: ActionName::new("ci:run_tests"),
+        short: "run_tests".to_owned(),
+        labels: BTreeSet::from(["execute".to_owned()]),
+    };
+    facts.record_grant(
+        &SystemId::new("ci"),
+        &[action],
+        Timestamp::from_millis(2_000),
+    );
+    facts
+}
+
+/// Runs every check against `store`, which must be empty.
+pub async fn run_all(store: &dyn Store) -> Result<(), String> {
+    a_task_reads_back_as_written(store).await?;
+    an_unknown_task_is_none(store).await?;
+    an_update_at_the_expected_version_applies(store).await?;
+    a_stale_update_conflicts_and_appends_nothing(store).await?;
+    the_chain_verifies_and_task_records_filter(store).await?;
+    Ok(())
+}
+
+async fn a_task_reads_back_as_written(store: &dyn Store) -> Result<(), String> {
+    let task = sample_task("conf-1");
+    store
+        .write(Write {
+            at: Timestamp::from_millis(1_000),
+            event: event("conf-1", EventKind::TaskOpen),
+            task: TaskWrite::Insert(Box::new(task.clone())),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let snapshot = store
+        .task(&task.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the task is missing")?;
+    ensure(snapshot.task == task, "the task reads back changed")?;
+    ensure(
+        snapshot.facts == TaskFacts::default(),
+        "a new task has empty facts",
+    )?;
+    ensure(snapshot.version == 1, "a new task is at version 1")
+}
+
+async fn an_unknown_task_is_none(store: &dyn Store) -> Result<(), String> {
+    let found = store
+        .task(&TaskId::new("no-such-task"))
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(found.is_none(), "an unknown task must read as None")
+}
+
+async fn an_update_at_the_expected_version_applies(store: &dyn Store) -> Result<(), String> {
+    let id = TaskId::new("conf-1");
+    let facts = grant_facts();
+    store
+        .write(Write {
+            at: Timestamp::from_millis(2_000),
+            event: event("conf-1", EventKind::Exchange),
+            task: TaskWrite::Update {
+                id: id.clone(),
+                expected_version: 1,
+                facts: Some(Box::new(facts.clone())),
+                state: None,
+            },
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let snapshot = store
+        .task(&id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the task is missing")?;
+    ensure(snapshot.version == 2, "an update bumps the version")?;
+    ensure(snapshot.facts == facts, "the facts read back as written")?;
+    ensure(
+        snapshot.task.state == TaskState::Open,
+        "a facts update keeps the state",
+    )?;
+    store
+        .write(Write {
+            at: Timestamp::from_millis(2_500),
+            event: event("conf-1", EventKind::TaskEnd),
+            task: TaskWrite::Update {
+                id: id.clone(),
+                expected_version: 2,
+                facts: None,
+                state: Some(TaskState::Ended),
+            },
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let snapshot = store
+        .task(&id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the task is missing")?;
+    ensure(
+        snapshot.task.state == TaskState::Ended,
+        "a state update applies",
+    )?;
+    ensure(snapshot.facts == facts, "a state update keeps the facts")
+}
+
+async fn a_stale_update_conflicts_and_appends_nothing(store: &dyn Store) -> Result<(), String> {
+    let before = store
+        .audit_page(0, 10_000)
+        .await
+        .map_err(|e| e.to_string())?
+        .len();
+    let result = store
+        .write(Write {
+            at: Timestamp::from_millis(3_000),
+            event: event("conf-1", EventKind::Exchange),
+            task: TaskWrite::Update {
+                id: TaskId::new("conf-1"),
+                expected_version: 1,
+                facts: Some(Box::new(TaskFacts::default())),
+                state: None,
+            },
+        })
+        .await;
+    ensure(
+        matches!(result, Err(StoreError::Conflict)),
+        "a stale version must conflict",
+    )?;
+    let missing = store
+        .write(Write {
+            at: Timestamp::from_millis(3_000),
+            event: event("nope", EventKind::Exchange),
+            task: TaskWrite::Update {
+                id: TaskId::new("nope"),
+                expected_version: 1,
+                facts: None,
+                state: None,
+            },
+        })
+        .await;
+    ensure(
+        matches!(missing, Err(StoreError::Conflict)),
+        "updating an unknown task must conflict",
+    )?;
+    let after = store
+        .audit_page(0, 10_000)
+        .await
+        .map_err(|e| e.to_string())?
+        .len();
+    ensure(before == after, "a refused write must not append a record")
+}
+
+async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result<(), String> {
+    store
+        .write(Write {
+            at: Timestamp::from_millis(4_000),
+            event: event("conf-2", EventKind::TaskOpen),
+            task: TaskWrite::Insert(Box::new(sample_task("conf-2"))),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .write(Write {
+            at: Timestamp::from_millis(4_100),
+            event: AuditEvent::default(),
+            task: TaskWrite::None,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let records = store
+        .audit_page(0, 10_000)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut verifier = ChainVerifier::default();
+    for record in &records {
+        verifier.check(record).map_err(|e| e.to_string())?;
+    }
+    ensure(records.len() == 5, "five records were appended")?;
+    let page = store.audit_page(2, 2).await.map_err(|e| e.to_string())?;
+    ensure(
+        page.iter().map(|r| r.seq).collect::<Vec<_>>() == vec![3, 4],
+        "pages start after the cursor",
+    )?;
+    let first = store
+        .task_records(&TaskId::new("conf-1"))
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(
+        first.iter().map(|r| r.seq).collect::<Vec<_>>() == vec![1, 2, 3],
+        "task records are that task's, in order",
+    )?;
+    let event = first.first().ok_or("no record")?.event()?;
+    ensure(
+        event.kind == Some(EventKind::TaskOpen),
+        "the record body reads back",
+    )
+}
