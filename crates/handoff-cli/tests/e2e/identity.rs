@@ -150,3 +150,84 @@ async fn another_agents_task_token_is_refused() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["reason"], "not_task_agent");
 }
+
+#[tokio::test]
+async fn a_configured_issuer_with_a_jwks_file_is_trusted_for_spiffe_svids() {
+    use std::io::Write as _;
+    let dir = temp_dir();
+    // An external workload identity issuer (a SPIRE-like JWT-SVID issuer) with its own key.
+    let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        pkcs8.as_ref(),
+    )
+    .unwrap();
+    use aws_lc_rs::signature::KeyPair as _;
+    let point = pair.public_key().as_ref();
+    let jwks = json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "spire-1", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]) }] });
+    std::fs::write(dir.path().join("spire-jwks.json"), jwks.to_string()).unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    let config = std::fs::read_to_string(example.join("handoff.toml"))
+        .unwrap()
+        .replace("[dev_issuer]\nenabled = true\n", "")
+        .replace(
+            "policies = \"policies\"",
+            &format!("policies = \"{}\"", example.join("policies").display()),
+        );
+    let mut file = std::fs::File::create(dir.path().join("handoff.toml")).unwrap();
+    write!(
+        file,
+        "{config}\n[[issuers]]\nid = \"spire\"\nissuer = \"https://spire.example.org\"\njwks_file = \"spire-jwks.json\"\naudience = \"{TRUST_DOMAIN}\"\nalgorithms = [\"ES256\"]\n"
+    )
+    .unwrap();
+    drop(file);
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        Some(&dir.path().join("handoff.toml")),
+    );
+    let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+    let svid = sign(
+        &key,
+        Some("spire-1"),
+        None,
+        &json!({ "iss": "https://spire.example.org", "sub": "spiffe://example.org/ns/ci/sa/release-bot", "aud": [TRUST_DOMAIN], "exp": now() + 300 }),
+    );
+    let (_, txn) = server.task(&svid, "release", &["ci"]).await;
+    let (status, body) = server.exchange(&svid, &txn, "ci", "run_tests", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = server
+        .verify_access_token(
+            body["access_token"].as_str().unwrap(),
+            "https://ci.example.com",
+        )
+        .await;
+    assert_eq!(
+        claims["act"]["sub"],
+        "spiffe://example.org/ns/ci/sa/release-bot"
+    );
+    assert_eq!(claims["act"]["iss"], "https://spire.example.org");
+    // The dev issuer is not trusted by this deployment, and an HMAC token is refused outright.
+    let output = crate::harness::cli(&[
+        "identity",
+        "issue",
+        "--agent",
+        "x",
+        "--config",
+        dir.path().join("handoff.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(64));
+    let hmac = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "iss": "https://spire.example.org", "sub": "x", "aud": TRUST_DOMAIN, "exp": now() + 300 }),
+        &EncodingKey::from_secret(b"secret"),
+    )
+    .unwrap();
+    let (status, _) = server.exchange(&hmac, &txn, "ci", "run_tests", &[]).await;
+    assert_eq!(status, 401);
+}
