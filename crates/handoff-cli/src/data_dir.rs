@@ -55,6 +55,25 @@ impl DataDir {
         Ok(KeyRing::new(active, retired))
     }
 
+    /// The operator credential for the HTTP admin API, created on first use (file mode 0600).
+    pub fn operator_secret(&self) -> Result<String> {
+        let path = self.operator_secret_path();
+        match fs::read_to_string(&path) {
+            Ok(secret) => Ok(secret.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let random = handoff_core::random::SystemRandomness::default();
+                let secret = handoff_core::random::new_id(&random, "hop")?;
+                write_private(&path, secret.as_bytes())?;
+                Ok(secret)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+        }
+    }
+
+    pub fn operator_secret_path(&self) -> PathBuf {
+        self.root.join("keys").join("operator-secret")
+    }
+
     /// The development identity issuer's key.
     pub fn dev_issuer_key(&self) -> Result<SigningKey> {
         self.key("dev-issuer-ES256.p8", SigningAlgorithm::Es256)

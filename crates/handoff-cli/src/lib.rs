@@ -6,6 +6,7 @@ pub mod data_dir;
 pub mod deployment;
 
 use clap::{Parser, Subcommand};
+use handoff_core::revocation::RevocationKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,6 +67,46 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Revoke a token (by jti), a task or an agent: everything minted under it stops working.
+    Revoke {
+        /// What to revoke.
+        #[arg(value_enum)]
+        kind: RevokeKind,
+        /// The token's jti, the task id or the agent id.
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Freeze a system: no new tokens for it, and its live tokens introspect inactive.
+    Freeze {
+        system: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Unfreeze a system.
+    Unfreeze {
+        system: String,
+        #[arg(long, default_value = "unfrozen by an operator")]
+        reason: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Credentials of registered systems.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
     /// Print a task's timeline: its intent, then every handoff with target, scope, decision and why.
     Trace {
         /// The task id.
@@ -88,6 +129,27 @@ pub enum IdentityCommand {
         /// How long the identity is valid (`90s`, `15m`, `1h`).
         #[arg(long, default_value = "1h")]
         lifetime: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RevokeKind {
+    Token,
+    Task,
+    Agent,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Register a new introspection credential for a system and print its secret.
+    Issue {
+        /// The system id.
+        #[arg(long)]
+        system: String,
         #[command(flatten)]
         deployment: DeploymentArgs,
         #[command(flatten)]
@@ -131,6 +193,46 @@ pub fn run(cli: Cli) -> ExitCode {
             command: AuditCommand::Verify { data },
         } => commands::audit::verify(&data),
         Command::Trace { task, data, json } => commands::trace::run(&data, &task, json),
+        Command::Revoke {
+            kind,
+            id,
+            reason,
+            deployment,
+            data,
+        } => {
+            let kind = match kind {
+                RevokeKind::Token => RevocationKind::Token,
+                RevokeKind::Task => RevocationKind::Task,
+                RevokeKind::Agent => RevocationKind::Agent,
+            };
+            commands::revoke::revoke(&deployment, &data, kind, &id, &reason)
+        }
+        Command::Freeze {
+            system,
+            reason,
+            deployment,
+            data,
+        } => commands::revoke::revoke(&deployment, &data, RevocationKind::Freeze, &system, &reason),
+        Command::Unfreeze {
+            system,
+            reason,
+            deployment,
+            data,
+        } => commands::revoke::revoke(
+            &deployment,
+            &data,
+            RevocationKind::Unfreeze,
+            &system,
+            &reason,
+        ),
+        Command::Credentials {
+            command:
+                CredentialsCommand::Issue {
+                    system,
+                    deployment,
+                    data,
+                },
+        } => commands::revoke::credential(&deployment, &data, &system),
     };
     match result {
         Ok(code) => code,

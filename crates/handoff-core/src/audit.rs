@@ -14,6 +14,9 @@ pub enum EventKind {
     TaskOpen,
     TaskEnd,
     Exchange,
+    Revoke,
+    Credential,
+    Notify,
 }
 
 impl EventKind {
@@ -22,6 +25,9 @@ impl EventKind {
             Self::TaskOpen => "task_open",
             Self::TaskEnd => "task_end",
             Self::Exchange => "exchange",
+            Self::Revoke => "revoke",
+            Self::Credential => "credential",
+            Self::Notify => "notify",
         }
     }
 }
@@ -81,6 +87,12 @@ pub struct AuditEvent {
     pub policy_set: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenRecord>,
+    /// Who acted, when not the agent: an operator, a system, Handoff itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// What a revocation or freeze named: `task:<id>`, `agent:<id>`, `token:<jti>`, `freeze:<system>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// A record as stored: its body is the exact bytes that were hashed.

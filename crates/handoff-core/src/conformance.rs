@@ -78,6 +78,7 @@ async fn a_task_reads_back_as_written(store: &dyn Store) -> Result<(), String> {
             at: Timestamp::from_millis(1_000),
             event: event("conf-1", EventKind::TaskOpen),
             task: TaskWrite::Insert(Box::new(task.clone())),
+            ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -115,6 +116,7 @@ async fn an_update_at_the_expected_version_applies(store: &dyn Store) -> Result<
                 facts: Some(Box::new(facts.clone())),
                 state: None,
             },
+            ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -139,6 +141,7 @@ async fn an_update_at_the_expected_version_applies(store: &dyn Store) -> Result<
                 facts: None,
                 state: Some(TaskState::Ended),
             },
+            ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -170,6 +173,7 @@ async fn a_stale_update_conflicts_and_appends_nothing(store: &dyn Store) -> Resu
                 facts: Some(Box::new(TaskFacts::default())),
                 state: None,
             },
+            ..Default::default()
         })
         .await;
     ensure(
@@ -186,6 +190,7 @@ async fn a_stale_update_conflicts_and_appends_nothing(store: &dyn Store) -> Resu
                 facts: None,
                 state: None,
             },
+            ..Default::default()
         })
         .await;
     ensure(
@@ -206,6 +211,7 @@ async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result
             at: Timestamp::from_millis(4_000),
             event: event("conf-2", EventKind::TaskOpen),
             task: TaskWrite::Insert(Box::new(sample_task("conf-2"))),
+            ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -214,6 +220,7 @@ async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result
             at: Timestamp::from_millis(4_100),
             event: AuditEvent::default(),
             task: TaskWrite::None,
+            ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -52,6 +52,8 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::Conflict => Self::Unavailable("the task is busy; retry".to_owned()),
             StoreError::Unavailable(e) | StoreError::Corrupt(e) => Self::Unavailable(e),
+            // Callers that can be refused this way map it to a denial themselves.
+            StoreError::Rejected(rejection) => Self::Unavailable(rejection.to_string()),
         }
     }
 }

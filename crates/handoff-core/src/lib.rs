@@ -4,17 +4,21 @@
 //! ([`store::Store`], [`clock::Clock`], [`random::Randomness`]) so every rule can be tested alone.
 
 pub mod audit;
+pub mod budget;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod containment;
 pub mod error;
 pub mod hash;
 pub mod identity;
 pub mod ids;
 pub mod keys;
+pub mod notify;
 pub mod policy;
 pub mod random;
+pub mod revocation;
 pub mod service;
 pub mod store;
 pub mod task;

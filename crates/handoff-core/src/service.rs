@@ -9,10 +9,12 @@ use crate::error::ServiceError;
 use crate::identity::{IdentityVerifier, VerifiedIdentity};
 use crate::ids::{DecisionId, Purpose, TaskId, TokenId, UserId};
 use crate::keys::KeyRing;
+use crate::notify::{NoNotifier, Notice, NoticeKind, Notifier};
 use crate::policy::{
     Decision, Denial, DenyReason, Grant, OpenDecision, PolicyEngine, RequestFacts, project_details,
 };
 use crate::random::{Randomness, new_id};
+use crate::store::Rejection;
 use crate::store::{Store, StoreError, TaskWrite, Write};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use crate::time::{Timestamp, Ttl};
@@ -73,6 +75,9 @@ pub struct Handoff {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Randomness>,
+    /// SHA-256 (hex) of the operator credential; without one, no HTTP caller is an operator.
+    operator_sha256: Option<String>,
+    notifier: Arc<dyn Notifier>,
 }
 
 /// What is known of a request when it is refused, for its audit record.
@@ -102,7 +107,34 @@ impl Handoff {
             store,
             clock,
             random,
+            operator_sha256: None,
+            notifier: Arc::new(NoNotifier),
         }
+    }
+
+    /// Sends notices (plan deviations, budget breaches, revocations) to `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    pub(crate) fn notifier(&self) -> &dyn Notifier {
+        self.notifier.as_ref()
+    }
+
+    /// Accepts `Authorization: Bearer` callers presenting the secret whose SHA-256 (hex) this is
+    /// as operators.
+    pub fn with_operator_credential(mut self, sha256_hex: String) -> Self {
+        self.operator_sha256 = Some(sha256_hex);
+        self
+    }
+
+    pub(crate) fn operator_sha256(&self) -> Option<&str> {
+        self.operator_sha256.as_deref()
+    }
+
+    pub(crate) fn random(&self) -> &dyn Randomness {
+        self.random.as_ref()
     }
 
     pub fn config(&self) -> &Config {
@@ -166,6 +198,7 @@ impl Handoff {
                         at: self.clock.now(),
                         event,
                         task: TaskWrite::None,
+                        ..Default::default()
                     })
                     .await?;
                 Err(error)
@@ -253,6 +286,14 @@ impl Handoff {
                 }));
             }
         };
+        if self.store.is_agent_revoked(identity.agent()).await? {
+            return Err(ServiceError::Denied(Denial {
+                decision_id,
+                reason: DenyReason::AgentRevoked,
+                description: "the agent is revoked".to_owned(),
+                policies: Vec::new(),
+            }));
+        }
         let now = self.clock.now();
         let task = Task {
             id: TaskId::new(self.id("task")?),
@@ -276,13 +317,20 @@ impl Handoff {
             policy_set: Some(self.policies.hash().to_owned()),
             ..task_event(&task)
         };
-        self.store
-            .write(Write {
-                at: now,
-                event,
-                task: TaskWrite::Insert(Box::new(task.clone())),
-            })
-            .await?;
+        let write = Write::new(now, event, TaskWrite::Insert(Box::new(task.clone())));
+        match self.store.write(write).await {
+            Ok(_) => {}
+            // Checked inside the insert's transaction, so a concurrent agent revocation wins.
+            Err(StoreError::Rejected(Rejection::AgentRevoked)) => {
+                return Err(ServiceError::Denied(Denial {
+                    decision_id,
+                    reason: DenyReason::AgentRevoked,
+                    description: "the agent is revoked".to_owned(),
+                    policies: Vec::new(),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(OpenedTask {
             task,
             txn_token,
@@ -314,6 +362,7 @@ impl Handoff {
                         at: self.clock.now(),
                         event,
                         task: TaskWrite::None,
+                        ..Default::default()
                     })
                     .await?;
                 Err(error)
@@ -356,6 +405,7 @@ impl Handoff {
                     facts: None,
                     state: Some(TaskState::Ended),
                 },
+                ..Default::default()
             };
             match self.store.write(write).await {
                 Ok(_) => return Ok(task),
@@ -399,12 +449,14 @@ impl Handoff {
                     policies: denial_policies(&error),
                     policy_set: Some(self.policies.hash().to_owned()),
                     token: None,
+                    ..AuditEvent::default()
                 };
                 self.store
                     .write(Write {
                         at: self.clock.now(),
                         event,
                         task: TaskWrite::None,
+                        ..Default::default()
                     })
                     .await?;
                 Err(error)
@@ -457,6 +509,8 @@ impl Handoff {
             let now = self.clock.now();
             let decision_id = DecisionId::new(self.id("dec")?);
             check_task(&snapshot, identity, &decision_id, now)?;
+            self.contain(&snapshot, system, &actions, &decision_id, now)
+                .await?;
             let requested = request
                 .requested_lifetime
                 .map_or(self.config.tokens.default_lifetime.seconds(), |s| s.max(1));
@@ -507,6 +561,11 @@ impl Handoff {
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
             let mut new_facts: TaskFacts = snapshot.facts.clone();
             new_facts.record_grant(&system.id, &actions, now);
+            new_facts.record_token(
+                minted.jti.as_str(),
+                minted.expires_at.seconds(),
+                now.seconds(),
+            );
             let event = AuditEvent {
                 kind: Some(EventKind::Exchange),
                 decision_id: Some(permit.decision_id().to_string()),
@@ -535,6 +594,9 @@ impl Handoff {
                     facts: Some(Box::new(new_facts)),
                     state: None,
                 },
+                // A freeze that commits first wins: the token is never handed out.
+                unless_frozen: Some(system.id.clone()),
+                ..Default::default()
             };
             match self.store.write(write).await {
                 Ok(_) => {
@@ -547,10 +609,81 @@ impl Handoff {
                 }
                 // Another exchange of this task committed first: decide again on its facts.
                 Err(StoreError::Conflict) => continue,
+                Err(StoreError::Rejected(Rejection::SystemFrozen)) => {
+                    return Err(ServiceError::Denied(Denial {
+                        decision_id: permit.decision_id().clone(),
+                        reason: DenyReason::SystemFrozen,
+                        description: format!("`{}` is frozen", system.id),
+                        policies: Vec::new(),
+                    }));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(StoreError::Conflict.into())
+    }
+}
+
+impl Handoff {
+    /// Frozen systems, the plan and the purpose's budgets; a breach denies and tells the owner.
+    async fn contain(
+        &self,
+        snapshot: &TaskSnapshot,
+        system: &SystemConfig,
+        actions: &[ActionConfig],
+        decision_id: &DecisionId,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let deny = |reason: DenyReason, description: String| {
+            ServiceError::Denied(Denial {
+                decision_id: decision_id.clone(),
+                reason,
+                description,
+                policies: Vec::new(),
+            })
+        };
+        if self.store.is_frozen(&system.id).await? {
+            return Err(deny(
+                DenyReason::SystemFrozen,
+                format!("`{}` is frozen", system.id),
+            ));
+        }
+        let task = &snapshot.task;
+        let Some(purpose) = self.config.purposes.get(&task.purpose) else {
+            return Err(deny(
+                DenyReason::PolicyError,
+                format!("purpose `{}` is no longer declared", task.purpose),
+            ));
+        };
+        let Err((reason, description)) = crate::budget::check(
+            purpose,
+            task,
+            &snapshot.facts,
+            system,
+            actions,
+            now.seconds(),
+        ) else {
+            return Ok(());
+        };
+        let kind = if reason == DenyReason::OutsidePlan {
+            NoticeKind::OutsidePlan
+        } else {
+            NoticeKind::BudgetExceeded
+        };
+        self.notifier.notify(Notice {
+            kind,
+            system: Some(system.id.to_string()),
+            owner: Some(system.owner.clone()),
+            escalation: Some(system.escalation.clone()),
+            task: Some(task.id.to_string()),
+            agent: Some(task.agent.to_string()),
+            user: Some(task.user.to_string()),
+            intent: Some(task.intent.clone()),
+            reason: reason.as_str().to_owned(),
+            description: description.clone(),
+            decision_id: Some(decision_id.to_string()),
+        });
+        Err(deny(reason, description))
     }
 }
 

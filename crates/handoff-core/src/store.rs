@@ -2,7 +2,8 @@
 //! checks. A decision never depends on state only one node holds.
 
 use crate::audit::{AuditEvent, SealedRecord};
-use crate::ids::TaskId;
+use crate::ids::{AgentId, SystemId, TaskId};
+use crate::revocation::{Revocation, RevocationEntry, TokenStatus};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -16,11 +17,24 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A precondition checked inside the write's transaction failed.
+    #[error("{0}")]
+    Rejected(Rejection),
+}
+
+/// Why a write was refused atomically, so a revocation can never lose a race with a grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the agent is revoked")]
+    AgentRevoked,
+    #[error("the system is frozen")]
+    SystemFrozen,
 }
 
 /// What a write does to a task besides appending its audit record.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum TaskWrite {
+    #[default]
     None,
     Insert(Box<Task>),
     /// Applies only if the task is still at `expected_version`.
@@ -32,12 +46,40 @@ pub enum TaskWrite {
     },
 }
 
-/// One atomic write: the audit record and its task change land together or not at all.
+/// What else a write changes, applied in the same transaction as its record.
 #[derive(Clone, Debug)]
+pub enum Effect {
+    /// Applies a revocation (cutting what it names) and appends it to the revocation feed.
+    Revoke(Revocation),
+    /// Registers (or replaces) the SHA-256 of a system's introspection credential.
+    Credential {
+        system: SystemId,
+        secret_sha256: String,
+    },
+}
+
+/// One atomic write: the audit record, its task change and its effects land together or not at all.
+#[derive(Clone, Debug, Default)]
 pub struct Write {
     pub at: Timestamp,
     pub event: AuditEvent,
     pub task: TaskWrite,
+    pub effects: Vec<Effect>,
+    /// Refuse the write if this system is frozen when it commits.
+    pub unless_frozen: Option<SystemId>,
+}
+
+impl Write {
+    /// A write of `event` and `task` with no effects or preconditions.
+    pub fn new(at: Timestamp, event: AuditEvent, task: TaskWrite) -> Self {
+        Self {
+            at,
+            event,
+            task,
+            effects: Vec::new(),
+            unless_frozen: None,
+        }
+    }
 }
 
 /// Where the record landed in the chain.
@@ -59,4 +101,30 @@ pub trait Store: Send + Sync {
 
     /// Every record about one task, in order.
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError>;
+
+    /// Whether a minted token is still backed by an open task, an unfrozen system and no
+    /// revocation of its own.
+    async fn token_status(
+        &self,
+        jti: &str,
+        task: &TaskId,
+        system: &SystemId,
+    ) -> Result<TokenStatus, StoreError>;
+
+    async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError>;
+
+    async fn is_agent_revoked(&self, agent: &AgentId) -> Result<bool, StoreError>;
+
+    /// The open tasks of an agent.
+    async fn open_tasks(&self, agent: &AgentId) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Revocation feed entries with `seq > after`, in order, at most `limit`.
+    async fn revocations(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RevocationEntry>, StoreError>;
+
+    /// The SHA-256 (hex) of a system's registered introspection credential.
+    async fn credential(&self, system: &SystemId) -> Result<Option<String>, StoreError>;
 }

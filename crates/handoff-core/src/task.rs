@@ -73,6 +73,10 @@ pub struct TaskFacts {
     pub labels: BTreeSet<String>,
     /// Permitted exchanges so far.
     pub exchanges: u64,
+    /// Granted actions labelled `write` so far.
+    pub writes: u64,
+    /// Tokens minted and not yet expired when last looked at: (jti, exp in seconds).
+    pub live: Vec<(String, i64)>,
 }
 
 impl TaskFacts {
@@ -86,6 +90,35 @@ impl TaskFacts {
         }
         self.systems.insert(system.clone());
         self.exchanges = self.exchanges.saturating_add(1);
+        let writes = actions
+            .iter()
+            .filter(|a| a.labels.contains("write"))
+            .count();
+        self.writes = self
+            .writes
+            .saturating_add(u64::try_from(writes).unwrap_or(u64::MAX));
+    }
+
+    /// Remembers a minted token until it expires (for the live-token budget).
+    pub fn record_token(&mut self, jti: &str, expires_at_seconds: i64, now_seconds: i64) {
+        self.prune_live(now_seconds);
+        self.live.push((jti.to_owned(), expires_at_seconds));
+    }
+
+    /// Forgets tokens that have expired.
+    pub fn prune_live(&mut self, now_seconds: i64) {
+        self.live.retain(|(_, exp)| *exp > now_seconds);
+    }
+
+    /// Tokens still live at `now_seconds`.
+    pub fn live_tokens(&self, now_seconds: i64) -> u64 {
+        u64::try_from(
+            self.live
+                .iter()
+                .filter(|(_, exp)| *exp > now_seconds)
+                .count(),
+        )
+        .unwrap_or(u64::MAX)
     }
 }
 

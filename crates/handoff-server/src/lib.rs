@@ -2,6 +2,7 @@
 
 mod error;
 mod routes;
+mod state;
 
 pub use error::ApiError;
 pub use routes::app;

@@ -7,7 +7,8 @@ mod writer;
 
 use async_trait::async_trait;
 use handoff_core::audit::SealedRecord;
-use handoff_core::ids::TaskId;
+use handoff_core::ids::{AgentId, SystemId, TaskId};
+use handoff_core::revocation::{RevocationEntry, TokenStatus};
 use handoff_core::store::{Receipt, Store, StoreError, Write};
 use handoff_core::task::TaskSnapshot;
 use reader::Readers;
@@ -54,11 +55,11 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let mut conn = connect(path)?;
         migrate::migrate(&mut conn)?;
-        let head = writer::load_head(&conn).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        writer::load_head(&conn).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("handoff-sqlite-writer".to_owned())
-            .spawn(move || writer::run(conn, jobs, head))?;
+            .spawn(move || writer::run(conn, jobs))?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = connect(path)?;
@@ -96,5 +97,52 @@ impl Store for SqliteStore {
 
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
         self.readers.with(|conn| reader::task_records(conn, task))
+    }
+
+    async fn token_status(
+        &self,
+        jti: &str,
+        task: &TaskId,
+        system: &SystemId,
+    ) -> Result<TokenStatus, StoreError> {
+        self.readers
+            .with(|conn| reader::token_status(conn, jti, task, system))
+    }
+
+    async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError> {
+        self.readers.with(|conn| {
+            reader::exists(
+                conn,
+                "SELECT 1 FROM frozen_systems WHERE system = ?1",
+                system.as_str(),
+            )
+        })
+    }
+
+    async fn is_agent_revoked(&self, agent: &AgentId) -> Result<bool, StoreError> {
+        self.readers.with(|conn| {
+            reader::exists(
+                conn,
+                "SELECT 1 FROM revoked_agents WHERE agent = ?1",
+                agent.as_str(),
+            )
+        })
+    }
+
+    async fn open_tasks(&self, agent: &AgentId) -> Result<Vec<TaskId>, StoreError> {
+        self.readers.with(|conn| reader::open_tasks(conn, agent))
+    }
+
+    async fn revocations(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        self.readers
+            .with(|conn| reader::revocations(conn, after, limit))
+    }
+
+    async fn credential(&self, system: &SystemId) -> Result<Option<String>, StoreError> {
+        self.readers.with(|conn| reader::credential(conn, system))
     }
 }

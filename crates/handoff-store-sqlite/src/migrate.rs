@@ -28,6 +28,19 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL
     );
     CREATE INDEX audit_by_task ON audit (task, seq);",
+    // 2: revocation, freezes and system credentials.
+    "CREATE TABLE revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL
+    );
+    CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, at INTEGER NOT NULL);
+    CREATE TABLE revoked_agents (agent TEXT PRIMARY KEY, at INTEGER NOT NULL);
+    CREATE TABLE frozen_systems (system TEXT PRIMARY KEY, at INTEGER NOT NULL);
+    CREATE TABLE credentials (system TEXT PRIMARY KEY, secret_sha256 TEXT NOT NULL, at INTEGER NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

@@ -2,6 +2,7 @@
 
 use handoff_core::audit::SealedRecord;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
+use handoff_core::revocation::{RevocationEntry, RevocationKind, TokenStatus};
 use handoff_core::store::StoreError;
 use handoff_core::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use handoff_core::time::Timestamp;
@@ -144,4 +145,98 @@ pub fn task_records(conn: &Connection, task: &TaskId) -> Result<Vec<SealedRecord
         .query_map(params![task.as_str()], record_row)
         .map_err(unavailable)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+}
+
+pub fn exists(conn: &Connection, sql: &str, key: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.exists(params![key]))
+        .map_err(unavailable)
+}
+
+pub fn token_status(
+    conn: &Connection,
+    jti: &str,
+    task: &TaskId,
+    system: &SystemId,
+) -> Result<TokenStatus, StoreError> {
+    let token_revoked = exists(conn, "SELECT 1 FROM revoked_tokens WHERE jti = ?1", jti)?;
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM tasks WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![task.as_str()], |row| row.get(0))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    let task_state = match state {
+        Some(state) => Some(TaskState::parse(&state).ok_or_else(|| corrupt("task state"))?),
+        None => None,
+    };
+    let system_frozen = exists(
+        conn,
+        "SELECT 1 FROM frozen_systems WHERE system = ?1",
+        system.as_str(),
+    )?;
+    Ok(TokenStatus {
+        token_revoked,
+        task_state,
+        system_frozen,
+    })
+}
+
+pub fn open_tasks(conn: &Connection, agent: &AgentId) -> Result<Vec<TaskId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id FROM tasks WHERE agent = ?1 AND state = 'open' ORDER BY created_at",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![agent.as_str()], |row| row.get::<_, String>(0))
+        .map_err(unavailable)?;
+    rows.map(|r| r.map(TaskId::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unavailable)
+}
+
+pub fn revocations(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<RevocationEntry>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, kind, subject, at, reason FROM revocations WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+        .map_err(unavailable)?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![after, limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (seq, kind, subject, at, reason) = row.map_err(unavailable)?;
+        entries.push(RevocationEntry {
+            seq: u64::try_from(seq).map_err(|_| corrupt("revocation sequence"))?,
+            kind: RevocationKind::parse(&kind).ok_or_else(|| corrupt("revocation kind"))?,
+            subject,
+            at: Timestamp::from_millis(at),
+            reason,
+        });
+    }
+    Ok(entries)
+}
+
+pub fn credential(conn: &Connection, system: &SystemId) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached("SELECT secret_sha256 FROM credentials WHERE system = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![system.as_str()], |row| row.get(0))
+                .optional()
+        })
+        .map_err(unavailable)
 }

@@ -3,8 +3,10 @@
 
 use crate::unavailable;
 use handoff_core::audit::{GENESIS, SealedRecord, seal};
-use handoff_core::store::{Receipt, StoreError, TaskWrite, Write};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use handoff_core::revocation::{Revocation, RevocationKind};
+use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write};
+use handoff_core::time::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes folded into one commit.
@@ -42,7 +44,7 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
     })
 }
 
-pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, mut head: Head) {
+pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -51,7 +53,7 @@ pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, mut head: Head) 
                 Err(_) => break,
             }
         }
-        let results = commit(&mut conn, &mut head, &batch);
+        let results = commit(&mut conn, &batch);
         for (job, result) in batch.into_iter().zip(results) {
             // A caller that gave up waiting no longer needs the answer.
             let _ = job.reply.send(result);
@@ -60,23 +62,22 @@ pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, mut head: Head) 
 }
 
 /// Commits the batch; each write succeeds or fails alone, and nothing is reported written unless
-/// the transaction committed.
-fn commit(
-    conn: &mut Connection,
-    head: &mut Head,
-    batch: &[Job],
-) -> Vec<Result<Receipt, StoreError>> {
-    let before = head.clone();
-    let mut tx = match conn.transaction() {
+/// the transaction committed. The chain head is read inside the (immediate) transaction, so
+/// another process appending to the same file (the CLI revoking) keeps one unbroken chain.
+fn commit(conn: &mut Connection, batch: &[Job]) -> Vec<Result<Receipt, StoreError>> {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
+        Err(e) => return batch.iter().map(|_| Err(unavailable_ref(&e))).collect(),
+    };
+    let mut head = match load_head(&tx) {
+        Ok(head) => head,
         Err(e) => return batch.iter().map(|_| Err(unavailable_ref(&e))).collect(),
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        results.push(apply_one(&mut tx, head, &job.write));
+        results.push(apply_one(&mut tx, &mut head, &job.write));
     }
     if let Err(e) = tx.commit() {
-        *head = before;
         return batch.iter().map(|_| Err(unavailable_ref(&e))).collect();
     }
     results
@@ -92,7 +93,15 @@ fn apply_one(
     write: &Write,
 ) -> Result<Receipt, StoreError> {
     let savepoint = tx.savepoint().map_err(unavailable)?;
+    if let Some(system) = &write.unless_frozen
+        && is_frozen(&savepoint, system.as_str())?
+    {
+        return Err(StoreError::Rejected(Rejection::SystemFrozen));
+    }
     apply_task(&savepoint, &write.task)?;
+    for effect in &write.effects {
+        apply_effect(&savepoint, write.at, effect)?;
+    }
     let seq = head.seq.saturating_add(1);
     let record =
         seal(seq, write.at, &head.hash, write.event.clone()).map_err(StoreError::Corrupt)?;
@@ -112,6 +121,13 @@ fn apply_task(tx: &Connection, write: &TaskWrite) -> Result<(), StoreError> {
     match write {
         TaskWrite::None => Ok(()),
         TaskWrite::Insert(task) => {
+            let revoked = tx
+                .prepare_cached("SELECT 1 FROM revoked_agents WHERE agent = ?1")
+                .and_then(|mut stmt| stmt.exists(params![task.agent.as_str()]))
+                .map_err(unavailable)?;
+            if revoked {
+                return Err(StoreError::Rejected(Rejection::AgentRevoked));
+            }
             let plan: Vec<&str> = task.plan.iter().map(|s| s.as_str()).collect();
             let plan =
                 serde_json::to_string(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -189,6 +205,71 @@ fn insert_record(tx: &Connection, record: &SealedRecord) -> Result<(), StoreErro
             record.hash
         ])
     })
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+fn is_frozen(conn: &Connection, system: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM frozen_systems WHERE system = ?1")
+        .and_then(|mut stmt| stmt.exists(params![system]))
+        .map_err(unavailable)
+}
+
+fn apply_effect(conn: &Connection, at: Timestamp, effect: &Effect) -> Result<(), StoreError> {
+    match effect {
+        Effect::Revoke(revocation) => apply_revocation(conn, at, revocation),
+        Effect::Credential {
+            system,
+            secret_sha256,
+        } => {
+            conn.execute(
+                "INSERT INTO credentials (system, secret_sha256, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (system) DO UPDATE SET secret_sha256 = excluded.secret_sha256, at = excluded.at",
+                params![system.as_str(), secret_sha256, at.millis()],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        }
+    }
+}
+
+fn apply_revocation(
+    conn: &Connection,
+    at: Timestamp,
+    revocation: &Revocation,
+) -> Result<(), StoreError> {
+    let subject = revocation.subject.as_str();
+    let millis = at.millis();
+    let sql = match revocation.kind {
+        RevocationKind::Token => "INSERT OR IGNORE INTO revoked_tokens (jti, at) VALUES (?1, ?2)",
+        RevocationKind::Task => {
+            "UPDATE tasks SET state = 'revoked', version = version + 1 WHERE id = ?1 AND state = 'open' AND ?2 = ?2"
+        }
+        RevocationKind::Agent => "INSERT OR IGNORE INTO revoked_agents (agent, at) VALUES (?1, ?2)",
+        RevocationKind::Freeze => {
+            "INSERT OR IGNORE INTO frozen_systems (system, at) VALUES (?1, ?2)"
+        }
+        RevocationKind::Unfreeze => "DELETE FROM frozen_systems WHERE system = ?1 AND ?2 = ?2",
+    };
+    conn.execute(sql, params![subject, millis])
+        .map_err(unavailable)?;
+    if revocation.kind == RevocationKind::Agent {
+        conn.execute(
+            "UPDATE tasks SET state = 'revoked', version = version + 1 WHERE agent = ?1 AND state = 'open'",
+            params![subject],
+        )
+        .map_err(unavailable)?;
+    }
+    conn.execute(
+        "INSERT INTO revocations (kind, subject, at, reason, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            revocation.kind.as_str(),
+            subject,
+            millis,
+            revocation.reason,
+            revocation.actor
+        ],
+    )
     .map_err(unavailable)?;
     Ok(())
 }

@@ -37,6 +37,7 @@ async fn concurrent_writes_share_commits_and_keep_one_unbroken_chain() {
                         at: Timestamp::from_millis(i),
                         event,
                         task: TaskWrite::None,
+                        ..Default::default()
                     })
                     .await
                     .unwrap()
@@ -68,6 +69,7 @@ async fn the_chain_continues_across_a_reopen() {
                     at: Timestamp::from_millis(i),
                     event: AuditEvent::default(),
                     task: TaskWrite::None,
+                    ..Default::default()
                 })
                 .await
                 .unwrap();
@@ -79,6 +81,7 @@ async fn the_chain_continues_across_a_reopen() {
             at: Timestamp::from_millis(9),
             event: AuditEvent::default(),
             task: TaskWrite::None,
+            ..Default::default()
         })
         .await
         .unwrap();

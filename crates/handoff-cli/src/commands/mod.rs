@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check;
 pub mod identity;
+pub mod revoke;
 pub mod serve;
 pub mod trace;
 

@@ -7,7 +7,9 @@ use handoff_core::Handoff;
 use handoff_core::clock::SystemClock;
 use handoff_core::config::Deployment;
 use handoff_core::identity::IdentityVerifier;
+use handoff_core::notify::Notifier;
 use handoff_core::random::SystemRandomness;
+use handoff_webhook::WebhookNotifier;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,10 +35,11 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the service over the data directory's store and keys.
-pub fn build(deployment: Deployment, dir: &DataDir) -> anyhow::Result<Arc<Handoff>> {
+/// Builds the service over the data directory's store and keys. With `notify`, notices go to
+/// the configured webhook (this needs a Tokio runtime; the CLI's one-shot commands pass `false`).
+pub fn build(deployment: Deployment, dir: &DataDir, notify: bool) -> anyhow::Result<Arc<Handoff>> {
     let Deployment { config, policies } = deployment;
-    let store = Arc::new(dir.store()?);
+    let store: Arc<dyn handoff_core::store::Store> = Arc::new(dir.store()?);
     let keys = Arc::new(dir.key_ring(config.tokens.algorithm)?);
     let dev_key = if config.dev_issuer {
         Some(dir.dev_issuer_key()?)
@@ -44,15 +47,41 @@ pub fn build(deployment: Deployment, dir: &DataDir) -> anyhow::Result<Arc<Handof
         None
     };
     let identities = IdentityVerifier::new(&config, dev_key.as_ref());
-    Ok(Arc::new(Handoff::new(
+    let operator = handoff_core::hash::sha256_hex(dir.operator_secret()?.as_bytes());
+    let clock: Arc<dyn handoff_core::clock::Clock> = Arc::new(SystemClock);
+    let notifier: Option<Arc<dyn Notifier>> = match (&config.notifications, notify) {
+        (Some(notifications), true) => {
+            let secret = match &notifications.secret_env {
+                Some(name) => Some(
+                    std::env::var(name)
+                        .with_context(|| format!("notifications.secret_env: `{name}` is not set"))?
+                        .into_bytes(),
+                ),
+                None => None,
+            };
+            Some(Arc::new(WebhookNotifier::start(
+                notifications,
+                secret,
+                store.clone(),
+                clock.clone(),
+            )?))
+        }
+        _ => None,
+    };
+    let mut handoff = Handoff::new(
         Arc::new(config),
         Arc::new(policies),
         keys,
         identities,
         store,
-        Arc::new(SystemClock),
+        clock,
         Arc::new(SystemRandomness::default()),
-    )))
+    )
+    .with_operator_credential(operator);
+    if let Some(notifier) = notifier {
+        handoff = handoff.with_notifier(notifier);
+    }
+    Ok(Arc::new(handoff))
 }
 
 async fn serve(
@@ -65,7 +94,7 @@ async fn serve(
     let systems = deployment.config.systems.len();
     let policies = deployment.policies.len();
     let dev_issuer = deployment.config.dev_issuer;
-    let handoff = build(deployment, &dir)?;
+    let handoff = build(deployment, &dir, true)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on `{listen}`"))?;
@@ -102,7 +131,7 @@ fn banner(
 ) -> String {
     let data_dir = data_dir.display();
     let mut text = format!(
-        "handoff listening on http://{address}\n  deployment: {source} ({systems} systems, {policies} policies)\n  trust domain: {trust_domain}\n  data directory: {data_dir} (SQLite store, signing keys)\n"
+        "handoff listening on http://{address}\n  deployment: {source} ({systems} systems, {policies} policies)\n  trust domain: {trust_domain}\n  data directory: {data_dir} (SQLite store, signing keys)\n  operator credential (admin API bearer): {data_dir}/keys/operator-secret\n"
     );
     if dev_issuer {
         text.push_str(&format!(

@@ -70,6 +70,12 @@ pub fn line(seq: u64, at: Timestamp, event: &AuditEvent) -> String {
     if !event.policies.is_empty() {
         text.push_str(&format!(" by [{}]", event.policies.join(", ")));
     }
+    if let Some(target) = &event.target {
+        text.push_str(&format!(" {target}"));
+    }
+    if let Some(actor) = &event.actor {
+        text.push_str(&format!(" actor={actor}"));
+    }
     if let Some(reason) = &event.reason {
         text.push_str(&format!(" reason={reason}"));
     }

@@ -48,7 +48,12 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, config: Option<&Path>) -> Self {
+        Self::start_env(data_dir, config, &[])
+    }
+
+    pub fn start_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary());
+        command.envs(env.iter().copied());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir);
@@ -80,6 +85,56 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             client: reqwest::Client::new(),
         }
+    }
+
+    /// Registers an introspection credential for `system` through the CLI.
+    pub fn system_secret(&self, system: &str) -> String {
+        let output = cli(&[
+            "credentials",
+            "issue",
+            "--system",
+            system,
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).trim().to_owned()
+    }
+
+    /// The operator credential the server created in its data directory.
+    pub fn operator_secret(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("keys/operator-secret"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// RFC 7662 introspection as `system`.
+    pub async fn introspect(&self, system: &str, secret: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/oauth/introspect", self.base))
+            .basic_auth(system, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// An operator call to the admin API.
+    pub async fn admin(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/admin/{path}", self.base))
+            .bearer_auth(self.operator_secret())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
     }
 
     pub fn stop(mut self) {

@@ -10,6 +10,7 @@
 
 mod audit;
 mod check;
+mod containment;
 mod exchange;
 mod harness;
 mod identity;

@@ -174,11 +174,50 @@ pub struct SystemConfig {
     pub details: BTreeMap<String, DetailType>,
 }
 
+/// Per-purpose containment: how far one task may reach. `None` is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budgets {
+    pub max_exchanges: Option<u64>,
+    pub max_systems: Option<u64>,
+    pub max_writes: Option<u64>,
+    pub max_live_tokens: Option<u64>,
+}
+
+/// What happens to a request for a system outside the task's declared plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OffPlan {
+    /// Denied, and the system's owner notified (the default).
+    #[default]
+    Deny,
+    /// Decided by policy alone.
+    Allow,
+}
+
 #[derive(Clone, Debug)]
 pub struct PurposeConfig {
     pub id: Purpose,
     pub description: Option<String>,
     pub lifetime: Ttl,
+    pub budgets: Budgets,
+    pub off_plan: OffPlan,
+}
+
+/// The payload shape a webhook receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Handoff's own JSON notice.
+    Json,
+    /// A Slack-compatible incoming-webhook payload (`{"text": ...}`).
+    Slack,
+}
+
+/// Where notices to owners and escalation contacts go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationConfig {
+    pub webhook_url: String,
+    pub format: WebhookFormat,
+    /// The environment variable holding the HMAC-SHA256 key that signs each payload.
+    pub secret_env: Option<String>,
 }
 
 /// A validated deployment config; it cannot hold a value the rules reject.
@@ -192,6 +231,7 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     pub systems: BTreeMap<SystemId, SystemConfig>,
     pub purposes: BTreeMap<Purpose, PurposeConfig>,
+    pub notifications: Option<NotificationConfig>,
 }
 
 impl Config {

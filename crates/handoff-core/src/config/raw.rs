@@ -18,6 +18,15 @@ pub struct RawConfig {
     pub systems: BTreeMap<String, Spanned<RawSystem>>,
     #[serde(default)]
     pub purposes: BTreeMap<String, Spanned<RawPurpose>>,
+    pub notifications: Option<RawNotifications>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifications {
+    pub webhook_url: Spanned<String>,
+    pub format: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,4 +75,9 @@ pub struct RawSystem {
 pub struct RawPurpose {
     pub description: Option<String>,
     pub lifetime: Spanned<String>,
+    pub max_exchanges: Option<u64>,
+    pub max_systems: Option<u64>,
+    pub max_writes: Option<u64>,
+    pub max_live_tokens: Option<u64>,
+    pub off_plan: Option<Spanned<String>>,
 }

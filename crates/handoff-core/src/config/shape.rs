@@ -46,7 +46,15 @@ const SYSTEM: Shape = Shape::Fields(&[
     ("actions", Shape::MapOf(&Shape::Leaf)),
     ("details", Shape::MapOf(&Shape::Leaf)),
 ]);
-const PURPOSE: Shape = Shape::Fields(&[("description", Shape::Leaf), ("lifetime", Shape::Leaf)]);
+const PURPOSE: Shape = Shape::Fields(&[
+    ("description", Shape::Leaf),
+    ("lifetime", Shape::Leaf),
+    ("max_exchanges", Shape::Leaf),
+    ("max_systems", Shape::Leaf),
+    ("max_writes", Shape::Leaf),
+    ("max_live_tokens", Shape::Leaf),
+    ("off_plan", Shape::Leaf),
+]);
 const ROOT: Shape = Shape::Fields(&[
     ("trust_domain", Shape::Leaf),
     ("policies", Shape::Leaf),
@@ -55,6 +63,12 @@ const ROOT: Shape = Shape::Fields(&[
     ("issuers", Shape::ArrayOf(&ISSUER)),
     ("systems", Shape::MapOf(&SYSTEM)),
     ("purposes", Shape::MapOf(&PURPOSE)),
+    ("notifications", NOTIFICATIONS),
+]);
+const NOTIFICATIONS: Shape = Shape::Fields(&[
+    ("webhook_url", Shape::Leaf),
+    ("format", Shape::Leaf),
+    ("secret_env", Shape::Leaf),
 ]);
 
 /// Removes unknown keys from `root`, returning a problem for each.

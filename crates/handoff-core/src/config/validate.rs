@@ -3,8 +3,9 @@
 use super::raw::{RawConfig, RawIssuer, RawSystem};
 use super::shape::strip_unknown_keys;
 use super::{
-    ActionConfig, Config, DetailType, IssuerConfig, Problem, PurposeConfig, RiskTier,
-    SigningAlgorithm, SourceReader, SystemConfig, TokenSettings, line_of,
+    ActionConfig, Budgets, Config, DetailType, IssuerConfig, NotificationConfig, OffPlan, Problem,
+    PurposeConfig, RiskTier, SigningAlgorithm, SourceReader, SystemConfig, TokenSettings,
+    WebhookFormat, line_of,
 };
 use crate::ids::{ActionName, Purpose, SystemId};
 use crate::time::Ttl;
@@ -132,17 +133,34 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
                 format!("purpose `{id}` must be a lowercase identifier"),
             );
         }
-        if let Some(lifetime) = ctx.ttl(
-            &purpose.get_ref().lifetime,
-            &format!("purposes.{id}.lifetime"),
-        ) {
+        let raw = purpose.get_ref();
+        let off_plan = match raw.off_plan.as_ref().map(|o| (o, o.get_ref().as_str())) {
+            None | Some((_, "deny")) => OffPlan::Deny,
+            Some((_, "allow")) => OffPlan::Allow,
+            Some((at, other)) => {
+                ctx.report(
+                    at,
+                    format!("purposes.{id}.off_plan `{other}` must be deny or allow"),
+                );
+                OffPlan::Deny
+            }
+        };
+        let budgets = Budgets {
+            max_exchanges: raw.max_exchanges,
+            max_systems: raw.max_systems,
+            max_writes: raw.max_writes,
+            max_live_tokens: raw.max_live_tokens,
+        };
+        if let Some(lifetime) = ctx.ttl(&raw.lifetime, &format!("purposes.{id}.lifetime")) {
             let id = Purpose::new(id.clone());
             purposes.insert(
                 id.clone(),
                 PurposeConfig {
                     id,
-                    description: purpose.get_ref().description.clone(),
+                    description: raw.description.clone(),
                     lifetime,
+                    budgets,
+                    off_plan,
                 },
             );
         }
@@ -158,7 +176,34 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
             "no identity issuer is trusted: declare [[issuers]] or enable [dev_issuer]",
         ));
     }
+    let notifications = raw.notifications.as_ref().and_then(|n| {
+        let url = n.webhook_url.get_ref();
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            ctx.report(
+                &n.webhook_url,
+                "notifications.webhook_url must be an http(s) URL",
+            );
+            return None;
+        }
+        let format = match n.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "json")) => WebhookFormat::Json,
+            Some((_, "slack")) => WebhookFormat::Slack,
+            Some((at, other)) => {
+                ctx.report(
+                    at,
+                    format!("notifications.format `{other}` must be json or slack"),
+                );
+                return None;
+            }
+        };
+        Some(NotificationConfig {
+            webhook_url: url.clone(),
+            format,
+            secret_env: n.secret_env.as_ref().map(|s| s.get_ref().clone()),
+        })
+    });
     Some(Config {
+        notifications,
         trust_domain,
         policy_folder: raw
             .policies

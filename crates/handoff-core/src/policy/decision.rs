@@ -20,6 +20,20 @@ pub enum DenyReason {
     TaskEnded,
     TaskExpired,
     TaskRevoked,
+    /// The agent was revoked: it opens no more tasks.
+    AgentRevoked,
+    /// The system is frozen: it gets no new tokens until unfrozen.
+    SystemFrozen,
+    /// The system is not in the task's declared plan.
+    OutsidePlan,
+    /// The purpose's `max_exchanges` budget is spent.
+    BudgetExchanges,
+    /// The purpose's `max_systems` budget is spent.
+    BudgetSystems,
+    /// The purpose's `max_writes` budget is spent.
+    BudgetWrites,
+    /// The purpose's `max_live_tokens` budget is spent.
+    BudgetLiveTokens,
 }
 
 impl DenyReason {
@@ -32,6 +46,13 @@ impl DenyReason {
             Self::TaskEnded => "task_ended",
             Self::TaskExpired => "task_expired",
             Self::TaskRevoked => "task_revoked",
+            Self::AgentRevoked => "agent_revoked",
+            Self::SystemFrozen => "system_frozen",
+            Self::OutsidePlan => "outside_plan",
+            Self::BudgetExchanges => "budget_exchanges",
+            Self::BudgetSystems => "budget_systems",
+            Self::BudgetWrites => "budget_writes",
+            Self::BudgetLiveTokens => "budget_live_tokens",
         }
     }
 }

@@ -1,10 +1,12 @@
 //! RFC 9068 access tokens, minted only from a [`Permit`].
 
 use super::ACCESS_TOKEN_TYP;
+use super::jws::{TokenError, Unverified, check_times};
 use crate::ids::TokenId;
 use crate::keys::{KeyError, KeyRing};
 use crate::policy::Permit;
 use crate::time::Timestamp;
+use jsonwebtoken::{Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 /// RFC 8693 §4.1 actor claim; nested when work is delegated.
@@ -86,4 +88,43 @@ pub fn mint_access_token(
         scope,
         expires_at: Timestamp::from_seconds(grant.expires_at.seconds()),
     })
+}
+
+/// Verifies one of Handoff's own access tokens (signature, `typ`, issuer). `at` is the time to
+/// check expiry against, or `None` to accept expired tokens (revocation of an expired token).
+pub fn verify_access_token(
+    keys: &KeyRing,
+    issuer: &str,
+    token: Unverified<'_>,
+    at: Option<i64>,
+) -> Result<AccessClaims, TokenError> {
+    let header = decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP))
+    {
+        return Err(TokenError::WrongType(ACCESS_TOKEN_TYP));
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.find(kid))
+        .ok_or(TokenError::UnknownKey)?;
+    if header.alg != key.jwt_algorithm() {
+        return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+    }
+    let mut validation = Validation::new(key.jwt_algorithm());
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let claims = decode::<AccessClaims>(token.as_str(), key.decoding_key(), &validation)
+        .map_err(|e| TokenError::Invalid(e.to_string()))?
+        .claims;
+    if let Some(now) = at {
+        check_times(Some(claims.exp), None, now, 0)?;
+    }
+    Ok(claims)
 }

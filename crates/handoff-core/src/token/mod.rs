@@ -5,7 +5,7 @@ mod access;
 mod jws;
 mod txn;
 
-pub use access::{AccessClaims, Actor, MintedToken, mint_access_token};
+pub use access::{AccessClaims, Actor, MintedToken, mint_access_token, verify_access_token};
 pub use jws::{TokenError, Unverified, check_times as check_times_for_identity, peek_claims};
 pub use txn::{TaskContext, TxnClaims, VerifiedTxn, mint_txn_token, verify_txn_token};
 

@@ -36,6 +36,11 @@ pub async fn metadata(State(handoff): State<Arc<Handoff>>) -> Json<serde_json::V
             .flat_map(|s| s.actions.values().map(|a| a.name.to_string()))
             .collect::<Vec<_>>(),
         "handoff_tasks_endpoint": format!("{issuer}/v1/tasks"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "handoff_revocation_feed": format!("{issuer}/v1/revocations"),
     }))
 }
 

@@ -1,20 +1,28 @@
 //! The router: one module per concern.
 
+mod auth;
+mod containment;
 mod discovery;
 mod form;
 mod tasks;
 mod token;
 
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use handoff_core::Handoff;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Largest request body accepted anywhere (authorization details included).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn app(handoff: Arc<Handoff>) -> Router {
+    let state = AppState {
+        handoff,
+        feed: Arc::new(Notify::new()),
+    };
     Router::new()
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route(
@@ -25,7 +33,15 @@ pub fn app(handoff: Arc<Handoff>) -> Router {
         .route("/oauth/token", post(token::token))
         .route("/v1/tasks", post(tasks::open))
         .route("/v1/tasks/{id}/end", post(tasks::end))
+        .route("/oauth/introspect", post(containment::introspect))
+        .route("/oauth/revoke", post(containment::revoke_token))
+        .route("/v1/admin/revoke", post(containment::revoke))
+        .route("/v1/admin/freeze", post(containment::freeze))
+        .route("/v1/admin/unfreeze", post(containment::unfreeze))
+        .route("/v1/admin/credentials", post(containment::credential))
+        .route("/v1/revocations", get(containment::feed))
+        .route("/v1/revocations/stream", get(containment::stream))
         .fallback(discovery::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(handoff)
+        .with_state(state)
 }

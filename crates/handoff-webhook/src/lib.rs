@@ -1,0 +1,235 @@
+//! Signed webhook delivery of notices. `notify` only queues; a background task delivers each
+//! notice with retries and backoff, and records the outcome in the audit chain.
+
+use aws_lc_rs::hmac;
+use handoff_core::audit::{AuditEvent, EventKind, Outcome};
+use handoff_core::clock::Clock;
+use handoff_core::config::{NotificationConfig, WebhookFormat};
+use handoff_core::hash::hex;
+use handoff_core::notify::{Notice, Notifier};
+use handoff_core::store::{Store, TaskWrite, Write};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Notices waiting for delivery; past this, new notices are dropped (and logged) rather than
+/// ever slowing an exchange.
+const QUEUE_DEPTH: usize = 4096;
+/// Attempts per notice, with exponential backoff between them.
+pub const MAX_ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deliveries in flight at once.
+const CONCURRENCY: usize = 16;
+
+/// The header carrying `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
+pub const SIGNATURE_HEADER: &str = "x-handoff-signature";
+/// The header carrying the signing time (Unix seconds), part of the signed message.
+pub const TIMESTAMP_HEADER: &str = "x-handoff-timestamp";
+
+pub struct WebhookNotifier {
+    queue: mpsc::Sender<Notice>,
+}
+
+struct Delivery {
+    client: reqwest::Client,
+    url: String,
+    format: WebhookFormat,
+    key: Option<hmac::Key>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug)]
+pub struct WebhookError(String);
+
+impl std::fmt::Display for WebhookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WebhookError {}
+
+impl WebhookNotifier {
+    /// Starts the delivery task on the current Tokio runtime.
+    pub fn start(
+        config: &NotificationConfig,
+        secret: Option<Vec<u8>>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, WebhookError> {
+        let client = reqwest::Client::builder()
+            .timeout(ATTEMPT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| WebhookError(format!("cannot build the webhook client: {e}")))?;
+        let delivery = Arc::new(Delivery {
+            client,
+            url: config.webhook_url.clone(),
+            format: config.format,
+            key: secret.map(|s| hmac::Key::new(hmac::HMAC_SHA256, &s)),
+            store,
+            clock,
+        });
+        let (queue, mut notices) = mpsc::channel::<Notice>(QUEUE_DEPTH);
+        let slots = Arc::new(Semaphore::new(CONCURRENCY));
+        tokio::spawn(async move {
+            while let Some(notice) = notices.recv().await {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let delivery = delivery.clone();
+                tokio::spawn(async move {
+                    delivery.deliver(notice).await;
+                    drop(permit);
+                });
+            }
+        });
+        Ok(Self { queue })
+    }
+}
+
+impl Notifier for WebhookNotifier {
+    fn notify(&self, notice: Notice) {
+        if self.queue.try_send(notice).is_err() {
+            tracing::warn!("the webhook queue is full; a notice was dropped");
+        }
+    }
+}
+
+/// The JSON body a notice is sent as.
+pub fn payload(format: WebhookFormat, notice: &Notice, at: &str) -> Value {
+    match format {
+        WebhookFormat::Json => json!({
+            "type": "handoff.notice",
+            "kind": notice.kind,
+            "at": at,
+            "system": notice.system,
+            "owner": notice.owner,
+            "escalation": notice.escalation,
+            "task": notice.task,
+            "agent": notice.agent,
+            "user": notice.user,
+            "intent": notice.intent,
+            "reason": notice.reason,
+            "description": notice.description,
+            "decision_id": notice.decision_id,
+        }),
+        WebhookFormat::Slack => {
+            let mut text = format!("*Handoff*: {} ({})", notice.description, notice.reason);
+            if let Some(system) = &notice.system {
+                text.push_str(&format!("\n• system: `{system}`"));
+            }
+            if let Some(owner) = &notice.owner {
+                text.push_str(&format!(" (owner {owner}"));
+                if let Some(escalation) = &notice.escalation {
+                    text.push_str(&format!(", escalation {escalation}"));
+                }
+                text.push(')');
+            }
+            if let Some(task) = &notice.task {
+                text.push_str(&format!("\n• task: `{task}`"));
+            }
+            if let Some(agent) = &notice.agent {
+                text.push_str(&format!("\n• agent: `{agent}`"));
+            }
+            if let Some(intent) = &notice.intent {
+                text.push_str(&format!("\n• intent: {intent}"));
+            }
+            json!({ "text": text })
+        }
+    }
+}
+
+/// `sha256=<hex>` over `timestamp.body`.
+pub fn signature(key: &hmac::Key, timestamp: i64, body: &[u8]) -> String {
+    let mut context = hmac::Context::with_key(key);
+    context.update(timestamp.to_string().as_bytes());
+    context.update(b".");
+    context.update(body);
+    format!("sha256={}", hex(context.sign().as_ref()))
+}
+
+impl Delivery {
+    async fn deliver(&self, notice: Notice) {
+        let now = self.clock.now();
+        let body = payload(self.format, &notice, &now.rfc3339()).to_string();
+        let mut backoff = FIRST_BACKOFF;
+        let mut outcome = Err("not attempted".to_owned());
+        let mut attempts = 0;
+        while attempts < MAX_ATTEMPTS {
+            attempts += 1;
+            outcome = self.attempt(&body).await;
+            if outcome.is_ok() {
+                break;
+            }
+            if attempts < MAX_ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+        }
+        let (result, description) = match &outcome {
+            Ok(status) => (
+                Outcome::Permit,
+                format!("webhook delivered (HTTP {status}) after {attempts} attempt(s)"),
+            ),
+            Err(e) => (
+                Outcome::Deny,
+                format!("webhook failed after {attempts} attempt(s): {e}"),
+            ),
+        };
+        if outcome.is_err() {
+            tracing::warn!(%description, "notice not delivered");
+        }
+        let event = AuditEvent {
+            kind: Some(EventKind::Notify),
+            task: notice.task.clone(),
+            system: notice.system.clone(),
+            agent: notice.agent.clone(),
+            decision_id: notice.decision_id.clone(),
+            outcome: Some(result),
+            reason: Some(notice.reason.clone()),
+            description: Some(description),
+            target: Some(format!(
+                "notice:{}",
+                serde_json::to_value(notice.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )),
+            actor: notice.owner.clone(),
+            ..AuditEvent::default()
+        };
+        if let Err(e) = self
+            .store
+            .write(Write::new(self.clock.now(), event, TaskWrite::None))
+            .await
+        {
+            tracing::warn!(error = %e, "the notice's delivery could not be recorded");
+        }
+    }
+
+    async fn attempt(&self, body: &str) -> Result<u16, String> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json");
+        if let Some(key) = &self.key {
+            let timestamp = self.clock.now().seconds();
+            request = request
+                .header(TIMESTAMP_HEADER, timestamp.to_string())
+                .header(SIGNATURE_HEADER, signature(key, timestamp, body.as_bytes()));
+        }
+        match request.body(body.to_owned()).send().await {
+            Ok(response) if response.status().is_success() => Ok(response.status().as_u16()),
+            Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
+            Err(e) => Err(if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                "connection failed".to_owned()
+            }),
+        }
+    }
+}
