@@ -102,6 +102,22 @@ pub enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Development tokens for people who approve (from the dev issuer).
+    Approver {
+        #[command(subcommand)]
+        command: ApproverCommand,
+    },
+    /// List, show, approve or deny approval requests on a running server.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+        /// The server's base URL.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Your approver token (or set HANDOFF_TOKEN).
+        #[arg(long, global = true, env = "HANDOFF_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Credentials of registered systems.
     Credentials {
         #[command(subcommand)]
@@ -141,6 +157,47 @@ pub enum RevokeKind {
     Token,
     Task,
     Agent,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApproverCommand {
+    /// Print a development token for a person in the given groups.
+    Issue {
+        #[arg(long)]
+        user: String,
+        /// A group the person belongs to (repeatable), e.g. `payments-owners`.
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        #[arg(long, default_value = "8h")]
+        lifetime: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Approvals of your groups.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        system: Option<String>,
+    },
+    /// One approval, with the task's intent and history.
+    Show { id: String },
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +282,40 @@ pub fn run(cli: Cli) -> ExitCode {
             &system,
             &reason,
         ),
+        Command::Approver {
+            command:
+                ApproverCommand::Issue {
+                    user,
+                    groups,
+                    lifetime,
+                    deployment,
+                    data,
+                },
+        } => commands::approvals::issue(&deployment, &data, &user, &groups, &lifetime),
+        Command::Approvals {
+            command,
+            server,
+            token,
+        } => {
+            let Some(token) = token else {
+                eprintln!("error: give your approver token with --token or HANDOFF_TOKEN");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            let call = match &command {
+                ApprovalsCommand::List { status, system } => commands::approvals::Call::List {
+                    status: status.as_deref(),
+                    system: system.as_deref(),
+                },
+                ApprovalsCommand::Show { id } => commands::approvals::Call::Show(id),
+                ApprovalsCommand::Approve { id, reason } => {
+                    commands::approvals::Call::Approve(id, reason)
+                }
+                ApprovalsCommand::Deny { id, reason } => {
+                    commands::approvals::Call::Deny(id, reason)
+                }
+            };
+            commands::approvals::call(&server, &token, call)
+        }
         Command::Credentials {
             command:
                 CredentialsCommand::Issue {

@@ -17,6 +17,9 @@ pub enum EventKind {
     Revoke,
     Credential,
     Notify,
+    ApprovalRequest,
+    ApprovalDecision,
+    ApprovalEscalate,
 }
 
 impl EventKind {
@@ -28,6 +31,9 @@ impl EventKind {
             Self::Revoke => "revoke",
             Self::Credential => "credential",
             Self::Notify => "notify",
+            Self::ApprovalRequest => "approval_request",
+            Self::ApprovalDecision => "approval_decision",
+            Self::ApprovalEscalate => "approval_escalate",
         }
     }
 }
@@ -93,6 +99,9 @@ pub struct AuditEvent {
     /// What a revocation or freeze named: `task:<id>`, `agent:<id>`, `token:<jti>`, `freeze:<system>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The approval a record is about, or that released the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// A record as stored: its body is the exact bytes that were hashed.

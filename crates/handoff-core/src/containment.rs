@@ -378,6 +378,7 @@ impl Handoff {
             reason: event.reason.clone().unwrap_or_default(),
             description: revocation.reason.clone(),
             decision_id: None,
+            approval_id: None,
         };
         let mut write = Write::new(self.now(), event, TaskWrite::None);
         write.effects.push(Effect::Revoke(revocation));

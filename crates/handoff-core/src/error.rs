@@ -26,6 +26,20 @@ pub enum ServiceError {
     /// The store could not be reached or answered badly; authorization fails closed.
     #[error("the store is unavailable")]
     Unavailable(String),
+    /// The request waits for a person (RFC 8628 `authorization_pending`).
+    #[error("the request waits for approval by `{group}`")]
+    ApprovalPending {
+        approval_id: String,
+        group: String,
+        interval: u32,
+        expires_in: i64,
+    },
+    /// Polled faster than the interval (RFC 8628 `slow_down`).
+    #[error("polling too fast; wait {interval} seconds between polls")]
+    SlowDown { approval_id: String, interval: u32 },
+    /// The approval expired before it was decided or used (RFC 8628 `expired_token`).
+    #[error("{0}")]
+    ExpiredToken(String),
     /// A fault on Handoff's side (signing failed); never caused by input.
     #[error("internal error")]
     Internal(String),
@@ -42,6 +56,9 @@ impl ServiceError {
             Self::InvalidGrant(_) => "invalid_grant",
             Self::Denied(denial) => denial.reason.as_str(),
             Self::Unavailable(_) => "temporarily_unavailable",
+            Self::ApprovalPending { .. } => "authorization_pending",
+            Self::SlowDown { .. } => "slow_down",
+            Self::ExpiredToken(_) => "expired_token",
             Self::Internal(_) => "server_error",
         }
     }

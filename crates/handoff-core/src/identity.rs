@@ -2,7 +2,7 @@
 //! expires). Algorithms come from the issuer's allow-list, never from the token; keys come from the
 //! issuer's configured JWKS, never from `jku`, `x5u` or an embedded `jwk`.
 
-use crate::config::Config;
+use crate::config::{Config, IssuerConfig};
 use crate::hash::sha256;
 use crate::ids::AgentId;
 use crate::keys::{KeyError, SigningKey};
@@ -46,6 +46,38 @@ struct TrustedIssuer {
     typ: Option<String>,
     leeway: i64,
     keys: Vec<(Option<String>, DecodingKey)>,
+    groups_claim: String,
+}
+
+/// A person (an approver) whose token was verified, with the groups the issuer vouches for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedPerson {
+    issuer: String,
+    user: String,
+    groups: Vec<String>,
+}
+
+impl VerifiedPerson {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    pub fn is_member(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// The audience of approvers' tokens, distinct from agents', so neither passes for the other.
+pub fn approvals_audience(config: &Config) -> String {
+    format!("{}/approvals", config.trust_domain.trim_end_matches('/'))
 }
 
 /// Upper bound on cached identities; the cache is cleared when it fills (entries are cheap to redo).
@@ -74,10 +106,26 @@ fn decoding_keys(jwks: &JwkSet) -> Vec<(Option<String>, DecodingKey)> {
 }
 
 impl IdentityVerifier {
-    /// Trusts the config's issuers and, when given, Handoff's development issuer key.
+    /// Trusts the config's agent issuers and, when given, Handoff's development issuer key.
     pub fn new(config: &Config, dev_issuer: Option<&SigningKey>) -> Self {
+        let dev = dev_issuer
+            .filter(|_| config.dev_issuer)
+            .map(|key| (config.dev_issuer_name(), config.trust_domain.clone(), key));
+        Self::build(&config.issuers, dev)
+    }
+
+    /// Trusts the config's approver issuers and, when given, the development issuer (people's
+    /// tokens carry the approvals audience and a `groups` claim).
+    pub fn for_approvers(config: &Config, dev_issuer: Option<&SigningKey>) -> Self {
+        let dev = dev_issuer
+            .filter(|_| config.dev_issuer)
+            .map(|key| (config.dev_issuer_name(), approvals_audience(config), key));
+        Self::build(&config.approver_issuers, dev)
+    }
+
+    fn build(configured: &[IssuerConfig], dev: Option<(String, String, &SigningKey)>) -> Self {
         let mut issuers = HashMap::new();
-        for issuer in &config.issuers {
+        for issuer in configured {
             issuers.insert(
                 issuer.issuer.clone(),
                 TrustedIssuer {
@@ -88,21 +136,22 @@ impl IdentityVerifier {
                     typ: issuer.typ.clone(),
                     leeway: i64::from(issuer.leeway_seconds),
                     keys: decoding_keys(&issuer.jwks),
+                    groups_claim: issuer.groups_claim.clone(),
                 },
             );
         }
-        if let (true, Some(key)) = (config.dev_issuer, dev_issuer) {
-            let name = config.dev_issuer_name();
+        if let Some((name, audience, key)) = dev {
             issuers.insert(
                 name.clone(),
                 TrustedIssuer {
                     issuer: name,
-                    audience: config.trust_domain.clone(),
+                    audience,
                     agent_claim: "sub".to_owned(),
                     algorithms: vec![key.jwt_algorithm()],
                     typ: Some("JWT".to_owned()),
                     leeway: 30,
                     keys: vec![(Some(key.kid().to_owned()), key.decoding_key().clone())],
+                    groups_claim: "groups".to_owned(),
                 },
             );
         }
@@ -110,6 +159,34 @@ impl IdentityVerifier {
             issuers,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Verifies `token` as a person's (an approver's) token at time `now`.
+    pub fn verify_person(
+        &self,
+        token: Unverified<'_>,
+        now: Timestamp,
+    ) -> Result<VerifiedPerson, TokenError> {
+        let (issuer, claims) = self.verify_claims(token, now)?;
+        let user = claims
+            .get(&issuer.agent_claim)
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty() && a.len() <= 512)
+            .ok_or(TokenError::MissingClaim("sub"))?;
+        let groups = match claims.get(&issuer.groups_claim) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Some(Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        Ok(VerifiedPerson {
+            issuer: issuer.issuer.clone(),
+            user: user.to_owned(),
+            groups,
+        })
     }
 
     /// Verifies `token` as an agent identity at time `now`.
@@ -140,6 +217,27 @@ impl IdentityVerifier {
         token: Unverified<'_>,
         now: Timestamp,
     ) -> Result<VerifiedIdentity, TokenError> {
+        let (issuer, claims) = self.verify_claims(token, now)?;
+        let agent = claims
+            .get(&issuer.agent_claim)
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty() && a.len() <= 512)
+            .ok_or(TokenError::MissingClaim("agent"))?;
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        Ok(VerifiedIdentity {
+            issuer: issuer.issuer.clone(),
+            agent: AgentId::new(agent),
+            expires_at: Timestamp::from_seconds(exp),
+        })
+    }
+
+    /// Signature, issuer, audience, algorithm, type and lifetime: everything but what the claims
+    /// name, which differs for agents and people.
+    fn verify_claims(
+        &self,
+        token: Unverified<'_>,
+        now: Timestamp,
+    ) -> Result<(&TrustedIssuer, Value), TokenError> {
         let header = decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
         if header.jku.is_some() {
             return Err(TokenError::ForbiddenHeader("jku"));
@@ -197,16 +295,7 @@ impl IdentityVerifier {
         let exp = claims.get("exp").and_then(Value::as_i64);
         let nbf = claims.get("nbf").and_then(Value::as_i64);
         crate::token::check_times_for_identity(exp, nbf, now.seconds(), issuer.leeway)?;
-        let agent = claims
-            .get(&issuer.agent_claim)
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty() && a.len() <= 512)
-            .ok_or(TokenError::MissingClaim("agent"))?;
-        Ok(VerifiedIdentity {
-            issuer: issuer.issuer.clone(),
-            agent: AgentId::new(agent),
-            expires_at: Timestamp::from_seconds(exp.unwrap_or(0)),
-        })
+        Ok((issuer, claims))
     }
 }
 
@@ -232,6 +321,38 @@ pub fn issue_dev_identity(
         iss: &issuer,
         sub: agent,
         aud: &config.trust_domain,
+        iat: now.seconds(),
+        exp: now.plus(lifetime).seconds(),
+    };
+    key.sign_jwt("JWT", &claims)
+}
+
+#[derive(Serialize)]
+struct DevPersonClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    groups: &'a [String],
+    iat: i64,
+    exp: i64,
+}
+
+/// A development token for a person (an approver) in `groups`, signed by the dev issuer key.
+pub fn issue_dev_person(
+    config: &Config,
+    key: &SigningKey,
+    user: &str,
+    groups: &[String],
+    now: Timestamp,
+    lifetime: Ttl,
+) -> Result<String, KeyError> {
+    let issuer = config.dev_issuer_name();
+    let audience = approvals_audience(config);
+    let claims = DevPersonClaims {
+        iss: &issuer,
+        sub: user,
+        aud: &audience,
+        groups,
         iat: now.seconds(),
         exp: now.plus(lifetime).seconds(),
     };

@@ -3,6 +3,8 @@
 //! Nothing here speaks HTTP or SQL. Storage, time, keys and randomness come in through traits
 //! ([`store::Store`], [`clock::Clock`], [`random::Randomness`]) so every rule can be tested alone.
 
+pub mod approval;
+pub mod approvals;
 pub mod audit;
 pub mod budget;
 pub mod clock;

@@ -13,6 +13,12 @@ pub enum NoticeKind {
     BudgetExceeded,
     /// A task, agent or token was revoked, or a system frozen.
     Revoked,
+    /// A request waits for the owner's approval.
+    ApprovalRequested,
+    /// Nobody decided in time: the escalation contact is asked.
+    ApprovalEscalated,
+    /// An owner denied a high-risk request.
+    ApprovalDenied,
 }
 
 /// One notification, addressed to a system's owner with its escalation contact.
@@ -29,6 +35,7 @@ pub struct Notice {
     pub reason: String,
     pub description: String,
     pub decision_id: Option<String>,
+    pub approval_id: Option<String>,
 }
 
 pub trait Notifier: Send + Sync {

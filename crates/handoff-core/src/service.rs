@@ -14,7 +14,7 @@ use crate::policy::{
     Decision, Denial, DenyReason, Grant, OpenDecision, PolicyEngine, RequestFacts, project_details,
 };
 use crate::random::{Randomness, new_id};
-use crate::store::Rejection;
+use crate::store::{Effect, Rejection};
 use crate::store::{Store, StoreError, TaskWrite, Write};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use crate::time::{Timestamp, Ttl};
@@ -57,6 +57,8 @@ pub struct ExchangeRequest {
     pub resource: Option<String>,
     pub authorization_details: Option<serde_json::Value>,
     pub requested_lifetime: Option<u32>,
+    /// The approval this exchange polls, or releases once approved.
+    pub approval_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +80,8 @@ pub struct Handoff {
     /// SHA-256 (hex) of the operator credential; without one, no HTTP caller is an operator.
     operator_sha256: Option<String>,
     notifier: Arc<dyn Notifier>,
+    /// Verifies people's tokens (approvers).
+    approvers: Option<IdentityVerifier>,
 }
 
 /// What is known of a request when it is refused, for its audit record.
@@ -109,7 +113,22 @@ impl Handoff {
             random,
             operator_sha256: None,
             notifier: Arc::new(NoNotifier),
+            approvers: None,
         }
+    }
+
+    /// Trusts `verifier` for approvers' tokens; without one, nobody can approve.
+    pub fn with_approvers(mut self, verifier: IdentityVerifier) -> Self {
+        self.approvers = Some(verifier);
+        self
+    }
+
+    pub(crate) fn approvers(&self) -> Option<&IdentityVerifier> {
+        self.approvers.as_ref()
+    }
+
+    pub(crate) fn policy_engine(&self) -> &PolicyEngine {
+        &self.policies
     }
 
     /// Sends notices (plan deviations, budget breaches, revocations) to `notifier`.
@@ -546,8 +565,20 @@ impl Handoff {
                 grant,
                 now,
             );
-            let permit = match decision {
-                Decision::Allow(permit) => permit,
+            let (permit, approval) = match decision {
+                Decision::Allow(permit) => (permit, None),
+                Decision::Gate(gated) => {
+                    let (permit, approval) = self
+                        .through_approval(
+                            *gated,
+                            request.approval_id.as_deref(),
+                            &snapshot.task,
+                            system,
+                            now,
+                        )
+                        .await?;
+                    (Box::new(permit), Some(approval))
+                }
                 Decision::Deny(denial) => return Err(ServiceError::Denied(denial)),
             };
             let jti = TokenId::new(self.id("tok")?);
@@ -583,6 +614,7 @@ impl Handoff {
                     exp: minted.expires_at.seconds(),
                 }),
                 agent_issuer: Some(identity.issuer().to_owned()),
+                approval: approval.clone(),
                 ..task_event(&snapshot.task)
             };
             let write = Write {
@@ -596,7 +628,14 @@ impl Handoff {
                 },
                 // A freeze that commits first wins: the token is never handed out.
                 unless_frozen: Some(system.id.clone()),
-                ..Default::default()
+                // An approval releases one token: used here, atomically with the record.
+                effects: approval
+                    .iter()
+                    .map(|id| Effect::ConsumeApproval {
+                        id: id.clone(),
+                        jti: minted.jti.to_string(),
+                    })
+                    .collect(),
             };
             match self.store.write(write).await {
                 Ok(_) => {
@@ -609,6 +648,14 @@ impl Handoff {
                 }
                 // Another exchange of this task committed first: decide again on its facts.
                 Err(StoreError::Conflict) => continue,
+                Err(StoreError::Rejected(Rejection::ApprovalUsed)) => {
+                    return Err(ServiceError::Denied(Denial {
+                        decision_id: permit.decision_id().clone(),
+                        reason: DenyReason::ApprovalUsed,
+                        description: "the approval was already used".to_owned(),
+                        policies: Vec::new(),
+                    }));
+                }
                 Err(StoreError::Rejected(Rejection::SystemFrozen)) => {
                     return Err(ServiceError::Denied(Denial {
                         decision_id: permit.decision_id().clone(),
@@ -682,6 +729,7 @@ impl Handoff {
             reason: reason.as_str().to_owned(),
             description: description.clone(),
             decision_id: Some(decision_id.to_string()),
+            approval_id: None,
         });
         Err(deny(reason, description))
     }
@@ -789,10 +837,14 @@ fn task_event(task: &Task) -> AuditEvent {
 }
 
 /// Refusals worth a record: everything but store and internal faults (which cannot be recorded).
+/// Waiting for approval is not a refusal: the approval request itself is recorded once.
 fn records_refusal(error: &ServiceError) -> bool {
     !matches!(
         error,
-        ServiceError::Unavailable(_) | ServiceError::Internal(_)
+        ServiceError::Unavailable(_)
+            | ServiceError::Internal(_)
+            | ServiceError::ApprovalPending { .. }
+            | ServiceError::SlowDown { .. }
     )
 }
 

@@ -1,6 +1,7 @@
 //! The storage the core needs, as one trait every backend implements and one conformance suite
 //! checks. A decision never depends on state only one node holds.
 
+use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, SealedRecord};
 use crate::ids::{AgentId, SystemId, TaskId};
 use crate::revocation::{Revocation, RevocationEntry, TokenStatus};
@@ -29,6 +30,10 @@ pub enum Rejection {
     AgentRevoked,
     #[error("the system is frozen")]
     SystemFrozen,
+    #[error("the approval is no longer pending")]
+    ApprovalClosed,
+    #[error("the approval was already used, or is not approved")]
+    ApprovalUsed,
 }
 
 /// What a write does to a task besides appending its audit record.
@@ -56,6 +61,21 @@ pub enum Effect {
         system: SystemId,
         secret_sha256: String,
     },
+    /// Opens an approval request.
+    InsertApproval(Box<Approval>),
+    /// Decides a pending, unexpired approval (at the write's time), else `ApprovalClosed`.
+    DecideApproval {
+        id: String,
+        status: ApprovalStatus,
+        by: String,
+        reason: String,
+    },
+    /// Marks an approved, unused, unexpired approval used by `jti`, else `ApprovalUsed`.
+    ConsumeApproval { id: String, jti: String },
+    /// Expires a pending approval whose time has passed (at the write's time).
+    ExpireApproval { id: String },
+    /// Notes that an approval was escalated.
+    EscalateApproval { id: String },
 }
 
 /// One atomic write: the audit record, its task change and its effects land together or not at all.
@@ -127,4 +147,30 @@ pub trait Store: Send + Sync {
 
     /// The SHA-256 (hex) of a system's registered introspection credential.
     async fn credential(&self, system: &SystemId) -> Result<Option<String>, StoreError>;
+
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+
+    /// The pending approval of `task` for the request hashing to `hash`, if any.
+    async fn pending_approval(
+        &self,
+        task: &TaskId,
+        hash: &str,
+    ) -> Result<Option<Approval>, StoreError>;
+
+    /// Approvals, newest first, optionally filtered, at most `limit`.
+    async fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        system: Option<&SystemId>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError>;
+
+    /// Records a poll of an approval; `false` when the last poll was less than `interval_seconds`
+    /// before `now` (the caller should slow down). Not part of the audit chain.
+    async fn poll_approval(
+        &self,
+        id: &str,
+        now: Timestamp,
+        interval_seconds: u32,
+    ) -> Result<bool, StoreError>;
 }

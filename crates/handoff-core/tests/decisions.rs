@@ -171,12 +171,13 @@ fn deploy_is_denied_before_tests_ran_and_permitted_after() {
     let mut facts = TaskFacts::default();
     match decide(&deployment, &task, &facts, "ci", "deploy") {
         Decision::Deny(denial) => assert_eq!(denial.reason, DenyReason::NoPermit),
-        Decision::Allow(_) => panic!("deploy before tests must be denied"),
+        Decision::Allow(_) | Decision::Gate(_) => panic!("deploy before tests must be denied"),
     }
     grant(&deployment, &mut facts, "ci", "run_tests");
     match decide(&deployment, &task, &facts, "ci", "deploy") {
         Decision::Allow(permit) => assert_eq!(permit.policies(), ["deploy-after-tests"]),
         Decision::Deny(denial) => panic!("{denial:?}"),
+        Decision::Gate(_) => panic!("not gated"),
     }
 }
 
@@ -195,7 +196,7 @@ fn a_forbid_wins_over_any_permit() {
             assert_eq!(denial.reason, DenyReason::Forbidden);
             assert_eq!(denial.policies, ["no-external-after-pii"]);
         }
-        Decision::Allow(_) => panic!("external after pii must be denied"),
+        Decision::Allow(_) | Decision::Gate(_) => panic!("external after pii must be denied"),
     }
 }
 

@@ -26,6 +26,10 @@ pub enum ApiError {
     AccessDenied(Denial),
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    Pending(ServiceError),
+    #[error("{0}")]
+    ExpiredToken(String),
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -43,6 +47,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::Denied(denial) => Self::AccessDenied(denial),
             ServiceError::Unavailable(m) => Self::Unavailable(m),
             ServiceError::Internal(m) => Self::Internal(m),
+            pending @ (ServiceError::ApprovalPending { .. } | ServiceError::SlowDown { .. }) => {
+                Self::Pending(pending)
+            }
+            ServiceError::ExpiredToken(m) => Self::ExpiredToken(m),
         }
     }
 }
@@ -58,6 +66,9 @@ impl ApiError {
             Self::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
             Self::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Pending(ServiceError::SlowDown { .. }) => (StatusCode::BAD_REQUEST, "slow_down"),
+            Self::Pending(_) => (StatusCode::BAD_REQUEST, "authorization_pending"),
+            Self::ExpiredToken(_) => (StatusCode::BAD_REQUEST, "expired_token"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
@@ -75,6 +86,24 @@ impl IntoResponse for ApiError {
                 body.insert("decision_id".to_owned(), json!(denial.decision_id.as_str()));
                 body.insert("reason".to_owned(), json!(denial.reason.as_str()));
                 body.insert("policies".to_owned(), json!(denial.policies));
+            }
+            Self::Pending(ServiceError::ApprovalPending {
+                approval_id,
+                group,
+                interval,
+                expires_in,
+            }) => {
+                body.insert("approval_id".to_owned(), json!(approval_id));
+                body.insert("approver_group".to_owned(), json!(group));
+                body.insert("interval".to_owned(), json!(interval));
+                body.insert("expires_in".to_owned(), json!(expires_in));
+            }
+            Self::Pending(ServiceError::SlowDown {
+                approval_id,
+                interval,
+            }) => {
+                body.insert("approval_id".to_owned(), json!(approval_id));
+                body.insert("interval".to_owned(), json!(interval));
             }
             Self::Unavailable(cause) => tracing::warn!(%cause, "request failed closed"),
             Self::Internal(cause) => tracing::error!(%cause, "internal error"),

@@ -6,11 +6,13 @@ mod reader;
 mod writer;
 
 use async_trait::async_trait;
+use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
 use handoff_core::ids::{AgentId, SystemId, TaskId};
 use handoff_core::revocation::{RevocationEntry, TokenStatus};
 use handoff_core::store::{Receipt, Store, StoreError, Write};
 use handoff_core::task::TaskSnapshot;
+use handoff_core::time::Timestamp;
 use reader::Readers;
 use rusqlite::Connection;
 use std::path::Path;
@@ -24,6 +26,8 @@ const READERS: usize = 4;
 pub struct SqliteStore {
     queue: mpsc::Sender<writer::Job>,
     readers: Readers,
+    /// For small updates outside the audit chain (approval polls).
+    side: std::sync::Mutex<Connection>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +70,11 @@ impl SqliteStore {
             conn.pragma_update(None, "query_only", "ON")?;
             readers.push(conn);
         }
+        let side = std::sync::Mutex::new(connect(path)?);
         Ok(Self {
             queue,
             readers: Readers::new(readers),
+            side,
         })
     }
 }
@@ -144,5 +150,48 @@ impl Store for SqliteStore {
 
     async fn credential(&self, system: &SystemId) -> Result<Option<String>, StoreError> {
         self.readers.with(|conn| reader::credential(conn, system))
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        self.readers.with(|conn| reader::approval(conn, id))
+    }
+
+    async fn pending_approval(
+        &self,
+        task: &TaskId,
+        hash: &str,
+    ) -> Result<Option<Approval>, StoreError> {
+        self.readers
+            .with(|conn| reader::pending_approval(conn, task, hash))
+    }
+
+    async fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        system: Option<&SystemId>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError> {
+        self.readers
+            .with(|conn| reader::approvals(conn, status, system, limit))
+    }
+
+    async fn poll_approval(
+        &self,
+        id: &str,
+        now: Timestamp,
+        interval_seconds: u32,
+    ) -> Result<bool, StoreError> {
+        let conn = self
+            .side
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a writer panicked".to_owned()))?;
+        let earliest = now.millis() - i64::from(interval_seconds) * 1000;
+        let changed = conn
+            .execute(
+                "UPDATE approvals SET last_poll = ?1 WHERE id = ?2 AND (last_poll IS NULL OR last_poll <= ?3)",
+                rusqlite::params![now.millis(), id, earliest],
+            )
+            .map_err(unavailable)?;
+        Ok(changed == 1)
     }
 }

@@ -41,6 +41,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE revoked_agents (agent TEXT PRIMARY KEY, at INTEGER NOT NULL);
     CREATE TABLE frozen_systems (system TEXT PRIMARY KEY, at INTEGER NOT NULL);
     CREATE TABLE credentials (system TEXT PRIMARY KEY, secret_sha256 TEXT NOT NULL, at INTEGER NOT NULL);",
+    // 3: approvals.
+    "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        task TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        system TEXT NOT NULL,
+        actions TEXT NOT NULL,
+        resource TEXT,
+        details TEXT,
+        request_hash TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        risk TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        decided_by TEXT,
+        decided_at INTEGER,
+        reason TEXT,
+        consumed_by TEXT,
+        escalated INTEGER NOT NULL DEFAULT 0,
+        last_poll INTEGER
+    );
+    CREATE INDEX approvals_by_task ON approvals (task, request_hash, status);
+    CREATE INDEX approvals_by_status ON approvals (status, created_at);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

@@ -1,5 +1,6 @@
 //! Reads on a small pool of read-only connections.
 
+use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
 use handoff_core::revocation::{RevocationEntry, RevocationKind, TokenStatus};
@@ -239,4 +240,119 @@ pub fn credential(conn: &Connection, system: &SystemId) -> Result<Option<String>
                 .optional()
         })
         .map_err(unavailable)
+}
+
+const APPROVAL_COLUMNS: &str =
+    "id, task, agent, user_id, system, actions, resource, details, request_hash, grp, risk,
+     status, created_at, expires_at, decided_by, decided_at, reason, consumed_by, escalated";
+
+/// An approval row, before its JSON and status columns are decoded.
+struct ApprovalRow {
+    approval: Approval,
+    actions: String,
+    details: Option<String>,
+    status: String,
+}
+
+fn approval_row(row: &Row<'_>) -> rusqlite::Result<ApprovalRow> {
+    let approval = Approval {
+        id: row.get(0)?,
+        task: TaskId::new(row.get::<_, String>(1)?),
+        agent: AgentId::new(row.get::<_, String>(2)?),
+        user: UserId::new(row.get::<_, String>(3)?),
+        system: SystemId::new(row.get::<_, String>(4)?),
+        actions: Vec::new(),
+        resource: row.get(6)?,
+        details: None,
+        request_hash: row.get(8)?,
+        group: row.get(9)?,
+        risk: row.get(10)?,
+        status: ApprovalStatus::Pending,
+        created_at: Timestamp::from_millis(row.get(12)?),
+        expires_at: Timestamp::from_millis(row.get(13)?),
+        decided_by: row.get(14)?,
+        decided_at: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_millis),
+        reason: row.get(16)?,
+        consumed_by: row.get(17)?,
+        escalated: row.get::<_, i64>(18)? != 0,
+    };
+    Ok(ApprovalRow {
+        approval,
+        actions: row.get(5)?,
+        details: row.get(7)?,
+        status: row.get(11)?,
+    })
+}
+
+fn decode_approval(row: ApprovalRow) -> Result<Approval, StoreError> {
+    let mut approval = row.approval;
+    approval.actions =
+        serde_json::from_str(&row.actions).map_err(|_| corrupt("approval actions"))?;
+    approval.details = row
+        .details
+        .map(|d| serde_json::from_str(&d))
+        .transpose()
+        .map_err(|_| corrupt("approval details"))?;
+    // An unknown status is corrupt data, never an approval.
+    approval.status =
+        ApprovalStatus::parse(&row.status).ok_or_else(|| corrupt("approval status"))?;
+    Ok(approval)
+}
+
+pub fn approval(conn: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {
+    let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1");
+    let row = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_row(params![id], approval_row).optional())
+        .map_err(unavailable)?;
+    row.map(decode_approval).transpose()
+}
+
+pub fn pending_approval(
+    conn: &Connection,
+    task: &TaskId,
+    hash: &str,
+) -> Result<Option<Approval>, StoreError> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task = ?1 AND request_hash = ?2 AND status = 'pending'
+         ORDER BY created_at DESC LIMIT 1"
+    );
+    let row = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![task.as_str(), hash], approval_row)
+                .optional()
+        })
+        .map_err(unavailable)?;
+    row.map(decode_approval).transpose()
+}
+
+pub fn approvals(
+    conn: &Connection,
+    status: Option<ApprovalStatus>,
+    system: Option<&SystemId>,
+    limit: usize,
+) -> Result<Vec<Approval>, StoreError> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals
+         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR system = ?2)
+         ORDER BY created_at DESC LIMIT ?3"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map(
+            params![
+                status.map(ApprovalStatus::as_str),
+                system.map(SystemId::as_str),
+                limit
+            ],
+            approval_row,
+        )
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(decode_approval(row.map_err(unavailable)?)?);
+    }
+    Ok(out)
 }

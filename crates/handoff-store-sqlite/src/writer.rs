@@ -218,6 +218,94 @@ fn is_frozen(conn: &Connection, system: &str) -> Result<bool, StoreError> {
 fn apply_effect(conn: &Connection, at: Timestamp, effect: &Effect) -> Result<(), StoreError> {
     match effect {
         Effect::Revoke(revocation) => apply_revocation(conn, at, revocation),
+        Effect::InsertApproval(approval) => {
+            let actions = serde_json::to_string(&approval.actions)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let details = approval
+                .details
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            conn.execute(
+                "INSERT INTO approvals (id, task, agent, user_id, system, actions, resource, details, request_hash,
+                                        grp, risk, status, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    approval.id,
+                    approval.task.as_str(),
+                    approval.agent.as_str(),
+                    approval.user.as_str(),
+                    approval.system.as_str(),
+                    actions,
+                    approval.resource,
+                    details,
+                    approval.request_hash,
+                    approval.group,
+                    approval.risk,
+                    approval.status.as_str(),
+                    approval.created_at.millis(),
+                    approval.expires_at.millis(),
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        }
+        Effect::DecideApproval {
+            id,
+            status,
+            by,
+            reason,
+        } => {
+            let changed = conn
+                .execute(
+                    "UPDATE approvals SET status = ?1, decided_by = ?2, decided_at = ?3, reason = ?4
+                     WHERE id = ?5 AND status = 'pending' AND expires_at > ?3",
+                    params![status.as_str(), by, at.millis(), reason, id],
+                )
+                .map_err(unavailable)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Rejected(Rejection::ApprovalClosed))
+            }
+        }
+        Effect::ConsumeApproval { id, jti } => {
+            let changed = conn
+                .execute(
+                    "UPDATE approvals SET consumed_by = ?1
+                     WHERE id = ?2 AND status = 'approved' AND consumed_by IS NULL AND expires_at > ?3",
+                    params![jti, id, at.millis()],
+                )
+                .map_err(unavailable)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Rejected(Rejection::ApprovalUsed))
+            }
+        }
+        Effect::ExpireApproval { id } => {
+            let changed = conn
+                .execute(
+                    "UPDATE approvals SET status = 'expired', decided_at = ?1
+                     WHERE id = ?2 AND status = 'pending' AND expires_at <= ?1",
+                    params![at.millis(), id],
+                )
+                .map_err(unavailable)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Rejected(Rejection::ApprovalClosed))
+            }
+        }
+        Effect::EscalateApproval { id } => {
+            conn.execute(
+                "UPDATE approvals SET escalated = 1 WHERE id = ?1",
+                params![id],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        }
         Effect::Credential {
             system,
             secret_sha256,

@@ -116,6 +116,7 @@ pub fn payload(format: WebhookFormat, notice: &Notice, at: &str) -> Value {
             "reason": notice.reason,
             "description": notice.description,
             "decision_id": notice.decision_id,
+            "approval_id": notice.approval_id,
         }),
         WebhookFormat::Slack => {
             let mut text = format!("*Handoff*: {} ({})", notice.description, notice.reason);

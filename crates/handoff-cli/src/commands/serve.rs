@@ -47,6 +47,7 @@ pub fn build(deployment: Deployment, dir: &DataDir, notify: bool) -> anyhow::Res
         None
     };
     let identities = IdentityVerifier::new(&config, dev_key.as_ref());
+    let approvers = IdentityVerifier::for_approvers(&config, dev_key.as_ref());
     let operator = handoff_core::hash::sha256_hex(dir.operator_secret()?.as_bytes());
     let clock: Arc<dyn handoff_core::clock::Clock> = Arc::new(SystemClock);
     let notifier: Option<Arc<dyn Notifier>> = match (&config.notifications, notify) {
@@ -77,7 +78,8 @@ pub fn build(deployment: Deployment, dir: &DataDir, notify: bool) -> anyhow::Res
         clock,
         Arc::new(SystemRandomness::default()),
     )
-    .with_operator_credential(operator);
+    .with_operator_credential(operator)
+    .with_approvers(approvers);
     if let Some(notifier) = notifier {
         handoff = handoff.with_notifier(notifier);
     }
@@ -113,6 +115,17 @@ async fn serve(
     let _ = out.write_all(banner.as_bytes());
     let _ = out.flush();
     drop(out);
+    // Approvals nobody decided in time expire, and slow ones escalate, in the background.
+    let sweeper = handoff.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(error) = sweeper.sweep_approvals().await {
+                tracing::warn!(%error, "the approval sweep failed");
+            }
+        }
+    });
     axum::serve(listener, handoff_server::app(handoff))
         .with_graceful_shutdown(shutdown())
         .await

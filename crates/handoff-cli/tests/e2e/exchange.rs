@@ -165,7 +165,7 @@ async fn payments_are_forbidden_outside_payments_tasks_and_above_the_cap() {
 
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
-    let small = r#"[{"type":"payment","amount":120000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    let small = r#"[{"type":"payment","amount":12000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let (status, body) = server
         .exchange(
             &payer,
@@ -182,7 +182,7 @@ async fn payments_are_forbidden_outside_payments_tasks_and_above_the_cap() {
             "https://payments.example.com",
         )
         .await;
-    assert_eq!(claims["authorization_details"][0]["amount"], 120000);
+    assert_eq!(claims["authorization_details"][0]["amount"], 12000);
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert!(lifetime <= 300, "payments caps tokens at 5 minutes");
 

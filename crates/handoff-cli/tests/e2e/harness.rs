@@ -87,6 +87,42 @@ impl Server {
         }
     }
 
+    /// A development approver token for `user` in `groups`.
+    pub fn approver(&self, user: &str, groups: &[&str]) -> String {
+        let mut args = vec![
+            "approver",
+            "issue",
+            "--user",
+            user,
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ];
+        for group in groups {
+            args.extend(["--group", group]);
+        }
+        let output = cli(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).trim().to_owned()
+    }
+
+    /// Calls the approvals API as `token`.
+    pub async fn approvals(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}/v1/approvals{path}", self.base);
+        let request = match method {
+            "GET" => self.client.get(url),
+            _ => self.client.post(url).json(&body.unwrap_or(Value::Null)),
+        };
+        let response = request.bearer_auth(token).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     /// Registers an introspection credential for `system` through the CLI.
     pub fn system_secret(&self, system: &str) -> String {
         let output = cli(&[
@@ -276,6 +312,56 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// A copy of the bundled example config in `dir`, changed by `tweak`, using the example's policies.
+pub fn example_config(dir: &Path, tweak: impl Fn(String) -> String) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    let text = std::fs::read_to_string(example.join("handoff.toml"))
+        .unwrap()
+        .replace(
+            "policies = \"policies\"",
+            &format!("policies = \"{}\"", example.join("policies").display()),
+        );
+    let path = dir.join("handoff.toml");
+    std::fs::write(&path, tweak(text)).unwrap();
+    path
+}
+
+/// A webhook receiver on a loopback port; returns its URL and what it received.
+pub async fn webhook_receiver() -> (String, std::sync::Arc<tokio::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().await.push(serde_json::from_str(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+/// Waits until `received` holds a notice with `reason`, or fails after 10 seconds.
+pub async fn wait_for_notice(received: &tokio::sync::Mutex<Vec<Value>>, reason: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(found) = received.lock().await.iter().find(|n| n["reason"] == reason) {
+            return found.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{reason}` notice arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 pub fn temp_dir() -> tempfile::TempDir {

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod approvals;
 mod audit;
 mod check;
 mod containment;

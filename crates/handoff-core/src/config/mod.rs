@@ -151,6 +151,19 @@ pub struct IssuerConfig {
     /// The `typ` header the issuer must set, when it sets one.
     pub typ: Option<String>,
     pub leeway_seconds: u32,
+    /// For approver issuers: the claim listing the person's groups.
+    pub groups_claim: String,
+}
+
+/// How approvals behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// How long an approval request waits for a decision, and how long an approval stays usable.
+    pub ttl: Ttl,
+    /// The polling interval agents are told; faster polls get `slow_down`.
+    pub poll_interval_seconds: u32,
+    /// Undecided this long, an approval is escalated to the system's escalation contact.
+    pub escalate_after: Ttl,
 }
 
 #[derive(Clone, Debug)]
@@ -172,6 +185,10 @@ pub struct SystemConfig {
     pub max_token_lifetime: Ttl,
     pub actions: BTreeMap<String, ActionConfig>,
     pub details: BTreeMap<String, DetailType>,
+    /// Actions (short names) that always wait for the owner group's approval.
+    pub require_approval: BTreeSet<String>,
+    /// Separation of duties: may the user a task acts for approve its requests? (default no)
+    pub user_may_approve: bool,
 }
 
 /// Per-purpose containment: how far one task may reach. `None` is unlimited.
@@ -232,6 +249,9 @@ pub struct Config {
     pub systems: BTreeMap<SystemId, SystemConfig>,
     pub purposes: BTreeMap<Purpose, PurposeConfig>,
     pub notifications: Option<NotificationConfig>,
+    pub approvals: ApprovalSettings,
+    /// Issuers of people's tokens (approvers), with a groups claim.
+    pub approver_issuers: Vec<IssuerConfig>,
 }
 
 impl Config {

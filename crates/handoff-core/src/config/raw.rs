@@ -19,6 +19,18 @@ pub struct RawConfig {
     #[serde(default)]
     pub purposes: BTreeMap<String, Spanned<RawPurpose>>,
     pub notifications: Option<RawNotifications>,
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    #[serde(default)]
+    pub approver_issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    pub ttl: Option<Spanned<String>>,
+    pub poll_interval_seconds: Option<u32>,
+    pub escalate_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +66,7 @@ pub struct RawIssuer {
     pub algorithms: Option<Spanned<Vec<String>>>,
     pub typ: Option<Spanned<String>>,
     pub leeway_seconds: Option<Spanned<u32>>,
+    pub groups_claim: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +81,8 @@ pub struct RawSystem {
     pub actions: Spanned<BTreeMap<String, Spanned<Vec<String>>>>,
     #[serde(default)]
     pub details: BTreeMap<String, Spanned<String>>,
+    pub require_approval: Option<Spanned<Vec<String>>>,
+    pub user_may_approve: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

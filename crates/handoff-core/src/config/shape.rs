@@ -35,6 +35,7 @@ const ISSUER: Shape = Shape::Fields(&[
     ("algorithms", Shape::Leaf),
     ("typ", Shape::Leaf),
     ("leeway_seconds", Shape::Leaf),
+    ("groups_claim", Shape::Leaf),
 ]);
 const SYSTEM: Shape = Shape::Fields(&[
     ("audience", Shape::Leaf),
@@ -45,6 +46,8 @@ const SYSTEM: Shape = Shape::Fields(&[
     ("max_token_lifetime", Shape::Leaf),
     ("actions", Shape::MapOf(&Shape::Leaf)),
     ("details", Shape::MapOf(&Shape::Leaf)),
+    ("require_approval", Shape::Leaf),
+    ("user_may_approve", Shape::Leaf),
 ]);
 const PURPOSE: Shape = Shape::Fields(&[
     ("description", Shape::Leaf),
@@ -64,6 +67,13 @@ const ROOT: Shape = Shape::Fields(&[
     ("systems", Shape::MapOf(&SYSTEM)),
     ("purposes", Shape::MapOf(&PURPOSE)),
     ("notifications", NOTIFICATIONS),
+    ("approvals", APPROVALS),
+    ("approver_issuers", Shape::ArrayOf(&ISSUER)),
+]);
+const APPROVALS: Shape = Shape::Fields(&[
+    ("ttl", Shape::Leaf),
+    ("poll_interval_seconds", Shape::Leaf),
+    ("escalate_after", Shape::Leaf),
 ]);
 const NOTIFICATIONS: Shape = Shape::Fields(&[
     ("webhook_url", Shape::Leaf),

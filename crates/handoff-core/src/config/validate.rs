@@ -3,9 +3,9 @@
 use super::raw::{RawConfig, RawIssuer, RawSystem};
 use super::shape::strip_unknown_keys;
 use super::{
-    ActionConfig, Budgets, Config, DetailType, IssuerConfig, NotificationConfig, OffPlan, Problem,
-    PurposeConfig, RiskTier, SigningAlgorithm, SourceReader, SystemConfig, TokenSettings,
-    WebhookFormat, line_of,
+    ActionConfig, ApprovalSettings, Budgets, Config, DetailType, IssuerConfig, NotificationConfig,
+    OffPlan, Problem, PurposeConfig, RiskTier, SigningAlgorithm, SourceReader, SystemConfig,
+    TokenSettings, WebhookFormat, line_of,
 };
 use crate::ids::{ActionName, Purpose, SystemId};
 use crate::time::Ttl;
@@ -202,7 +202,29 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
             secret_env: n.secret_env.as_ref().map(|s| s.get_ref().clone()),
         })
     });
+    let approvals = ApprovalSettings {
+        ttl: raw
+            .approvals
+            .ttl
+            .as_ref()
+            .and_then(|t| ctx.ttl(t, "approvals.ttl"))
+            .unwrap_or(Ttl::from_seconds(600)),
+        poll_interval_seconds: raw.approvals.poll_interval_seconds.unwrap_or(5).max(1),
+        escalate_after: raw
+            .approvals
+            .escalate_after
+            .as_ref()
+            .and_then(|t| ctx.ttl(t, "approvals.escalate_after"))
+            .unwrap_or(Ttl::from_seconds(300)),
+    };
+    let approver_issuers: Vec<IssuerConfig> = raw
+        .approver_issuers
+        .iter()
+        .filter_map(|i| validate_issuer(ctx, reader, i))
+        .collect();
     Some(Config {
+        approvals,
+        approver_issuers,
         notifications,
         trust_domain,
         policy_folder: raw
@@ -311,6 +333,10 @@ fn validate_issuer(
             .map_or_else(|| "sub".to_owned(), |c| c.get_ref().clone()),
         algorithms,
         typ: raw.typ.as_ref().map(|t| t.get_ref().clone()),
+        groups_claim: raw
+            .groups_claim
+            .as_ref()
+            .map_or_else(|| "groups".to_owned(), |c| c.get_ref().clone()),
         leeway_seconds: raw.leeway_seconds.as_ref().map_or(30, |l| *l.get_ref()),
     })
 }
@@ -402,6 +428,19 @@ fn validate_system(
         }
         details.insert(field.clone(), parsed);
     }
+    let mut require_approval = BTreeSet::new();
+    if let Some(list) = &raw.require_approval {
+        for name in list.get_ref() {
+            if actions.contains_key(name) {
+                require_approval.insert(name.clone());
+            } else {
+                ctx.report(
+                    list,
+                    format!("systems.{id}.require_approval: `{name}` is not an action of `{id}`"),
+                );
+            }
+        }
+    }
     if raw.owner.get_ref().trim().is_empty() {
         ctx.report(&raw.owner, format!("systems.{id}.owner must not be empty"));
         ok = false;
@@ -428,6 +467,8 @@ fn validate_system(
         max_token_lifetime: max_token_lifetime.unwrap_or(Ttl::from_seconds(60)),
         actions,
         details,
+        require_approval,
+        user_may_approve: raw.user_may_approve.unwrap_or(false),
     })
 }
 

@@ -1,5 +1,6 @@
 //! A decision is a value. Deny is the fallback; only the decision point builds a [`Permit`].
 
+use crate::approval::{Approval, ApprovalStatus, request_hash};
 use crate::config::ActionConfig;
 use crate::ids::{AgentId, DecisionId, SystemId, TaskId, UserId};
 use crate::time::Timestamp;
@@ -34,6 +35,14 @@ pub enum DenyReason {
     BudgetWrites,
     /// The purpose's `max_live_tokens` budget is spent.
     BudgetLiveTokens,
+    /// The owner denied the approval.
+    ApprovalDenied,
+    /// The approval was cancelled.
+    ApprovalCancelled,
+    /// The approval is for a different request (amount, resource, system or task).
+    ApprovalMismatch,
+    /// The approval was already used to mint a token.
+    ApprovalUsed,
 }
 
 impl DenyReason {
@@ -53,6 +62,10 @@ impl DenyReason {
             Self::BudgetSystems => "budget_systems",
             Self::BudgetWrites => "budget_writes",
             Self::BudgetLiveTokens => "budget_live_tokens",
+            Self::ApprovalDenied => "approval_denied",
+            Self::ApprovalCancelled => "approval_cancelled",
+            Self::ApprovalMismatch => "approval_mismatch",
+            Self::ApprovalUsed => "approval_used",
         }
     }
 }
@@ -115,9 +128,86 @@ impl Permit {
     }
 }
 
+/// A permit that needs a person first: it can only become a [`Permit`] through [`GatedPermit::release`]
+/// with an approval for exactly this request.
+#[derive(Debug)]
+pub struct GatedPermit {
+    permit: Permit,
+    group: String,
+}
+
+/// Why an approval cannot release a gated permit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseRefusal {
+    /// The approval is for another request (amount, resource, system, task or agent differ).
+    Mismatch,
+    /// Not approved (pending, denied, cancelled) as of now.
+    NotApproved(ApprovalStatus),
+    /// Already used to mint a token.
+    Used,
+}
+
+impl GatedPermit {
+    pub(super) fn new(permit: Permit, group: String) -> Self {
+        Self { permit, group }
+    }
+
+    /// The group whose members may approve.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// What would be granted; for binding an approval to it.
+    pub fn grant(&self) -> &Grant {
+        &self.permit.grant
+    }
+
+    pub fn decision_id(&self) -> &DecisionId {
+        &self.permit.decision_id
+    }
+
+    pub fn policies(&self) -> &[String] {
+        &self.permit.policies
+    }
+
+    /// The canonical hash of the gated request.
+    pub fn request_hash(&self) -> String {
+        let grant = &self.permit.grant;
+        let actions: Vec<String> = grant.actions.iter().map(|a| a.name.to_string()).collect();
+        request_hash(
+            &grant.task,
+            &grant.agent,
+            &grant.system,
+            &actions,
+            grant.resource.as_deref(),
+            grant.details.as_ref(),
+        )
+    }
+
+    /// Releases the permit with `approval`, if it approves exactly this request and is unused and
+    /// unexpired at `now`. The token's expiry is clamped to the approval's.
+    pub fn release(self, approval: &Approval, now: Timestamp) -> Result<Permit, ReleaseRefusal> {
+        if approval.request_hash != self.request_hash() || approval.task != self.permit.grant.task {
+            return Err(ReleaseRefusal::Mismatch);
+        }
+        if approval.consumed_by.is_some() {
+            return Err(ReleaseRefusal::Used);
+        }
+        match approval.status_at(now) {
+            ApprovalStatus::Approved => {}
+            other => return Err(ReleaseRefusal::NotApproved(other)),
+        }
+        let mut permit = self.permit;
+        permit.grant.expires_at = permit.grant.expires_at.min(approval.expires_at);
+        Ok(permit)
+    }
+}
+
 #[derive(Debug)]
 pub enum Decision {
     Allow(Box<Permit>),
+    /// Policy permits, but a person must approve first.
+    Gate(Box<GatedPermit>),
     Deny(Denial),
 }
 

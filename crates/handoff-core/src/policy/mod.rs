@@ -9,7 +9,12 @@ pub use context::{
     DetailValue, RequestFacts, exchange_context as context_for_exchange,
     open_task_context as context_for_open, project_details,
 };
-pub use decision::{Decision, Denial, DenyReason, Grant, OpenDecision, Permit};
+pub use decision::{
+    Decision, Denial, DenyReason, GatedPermit, Grant, OpenDecision, Permit, ReleaseRefusal,
+};
+
+/// The annotation that gates what a permit policy permits behind a person: `@approval("group")`.
+pub const APPROVAL_ANNOTATION: &str = "approval";
 
 use crate::config::{Config, Problem, line_of};
 use crate::hash::sha256_hex;
@@ -36,6 +41,8 @@ pub struct PolicyEngine {
     systems: HashMap<String, EntityUid>,
     /// SHA-256 of every policy file's name and text; each audit record names it.
     hash: String,
+    /// Actions the config gates behind approval, with the group that decides (the system owner).
+    approval_actions: HashMap<String, String>,
     count: usize,
 }
 
@@ -105,6 +112,22 @@ impl PolicyEngine {
                         format!("policy id `{id}` is used twice"),
                     ));
                     continue;
+                }
+                if let Some(group) = policy.annotation(APPROVAL_ANNOTATION) {
+                    if group.trim().is_empty() {
+                        problems.push(Problem::at(
+                            file,
+                            line,
+                            format!("policy `{id}`: @approval needs a group"),
+                        ));
+                    }
+                    if policy.effect() != cedar_policy::Effect::Permit {
+                        problems.push(Problem::at(
+                            file,
+                            line,
+                            format!("policy `{id}`: @approval belongs on permit policies; a forbid cannot be approved"),
+                        ));
+                    }
                 }
                 if let Err(e) = set.add(policy.new_id(policy_id.clone())) {
                     problems.push(Problem::at(file, line, e.to_string()));
@@ -190,7 +213,11 @@ impl PolicyEngine {
             uid(&action_type, schema::OPEN_TASK_ACTION),
         );
         let mut systems = HashMap::new();
+        let mut approval_actions = HashMap::new();
         for system in config.systems.values() {
+            for short in &system.require_approval {
+                approval_actions.insert(format!("{}:{short}", system.id), system.owner.clone());
+            }
             systems.insert(system.id.to_string(), uid(&system_type, system.id.as_str()));
             for action in system.actions.values() {
                 actions.insert(
@@ -210,6 +237,7 @@ impl PolicyEngine {
             actions,
             systems,
             hash,
+            approval_actions,
             count,
         })
     }
@@ -328,11 +356,25 @@ impl PolicyEngine {
                 Err(e) => return deny(DenyReason::PolicyError, Vec::new(), e),
             }
         }
-        Decision::Allow(Box::new(Permit::new(
-            decision_id,
-            grant,
-            determining.into_iter().collect(),
-        )))
+        // A determining permit's `@approval("group")`, or the system's config, gates the permit.
+        let group = determining
+            .iter()
+            .find_map(|id| {
+                self.policies
+                    .annotation(&PolicyId::new(id), APPROVAL_ANNOTATION)
+            })
+            .map(str::to_owned)
+            .or_else(|| {
+                grant
+                    .actions
+                    .iter()
+                    .find_map(|a| self.approval_actions.get(a.name.as_str()).cloned())
+            });
+        let permit = Permit::new(decision_id, grant, determining.into_iter().collect());
+        match group {
+            Some(group) => Decision::Gate(Box::new(GatedPermit::new(permit, group))),
+            None => Decision::Allow(Box::new(permit)),
+        }
     }
 
     fn evaluate(

@@ -1,5 +1,6 @@
 //! The router: one module per concern.
 
+mod approvals;
 mod auth;
 mod containment;
 mod discovery;
@@ -41,6 +42,11 @@ pub fn app(handoff: Arc<Handoff>) -> Router {
         .route("/v1/admin/credentials", post(containment::credential))
         .route("/v1/revocations", get(containment::feed))
         .route("/v1/revocations/stream", get(containment::stream))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::show))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
+        .route("/v1/approvals/{id}/cancel", post(approvals::cancel))
         .fallback(discovery::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

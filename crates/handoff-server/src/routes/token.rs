@@ -92,6 +92,7 @@ async fn access_token(
         resource: params.optional("resource").map(str::to_owned),
         authorization_details,
         requested_lifetime,
+        approval_id: params.optional("approval_id").map(str::to_owned),
     };
     let issued = handoff.exchange(request).await?;
     Ok(json!({
