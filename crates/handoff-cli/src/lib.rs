@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Policy tooling.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The audit chain.
     Audit {
         #[command(subcommand)]
@@ -215,6 +220,16 @@ pub enum CredentialsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run the declarative test cases (*.toml) in DIR against the deployment's policies.
+    Test {
+        dir: PathBuf,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Walk the hash chain and name the first record that was altered, removed or reordered.
     Verify {
@@ -237,6 +252,9 @@ pub fn run(cli: Cli) -> ExitCode {
             listen,
         } => commands::serve::run(&deployment, &data, &listen),
         Command::Check { deployment } => commands::check::run(&deployment),
+        Command::Policy {
+            command: PolicyCommand::Test { dir, deployment },
+        } => commands::policy::test(&deployment, &dir),
         Command::Identity {
             command:
                 IdentityCommand::Issue {

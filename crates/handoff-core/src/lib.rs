@@ -19,6 +19,7 @@ pub mod ids;
 pub mod keys;
 pub mod notify;
 pub mod policy;
+pub mod policy_test;
 pub mod random;
 pub mod revocation;
 pub mod service;

@@ -51,9 +51,12 @@ pub struct Task {
 
 /// How often an action was granted in a task, and when last.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GrantCount {
     pub count: u64,
     pub last: Timestamp,
+    /// The task's exchange number (1, 2, ...) at the last grant: order without clock ties.
+    pub seq: u64,
 }
 
 impl Default for Timestamp {
@@ -86,6 +89,7 @@ impl TaskFacts {
             let entry = self.granted.entry(action.name.clone()).or_default();
             entry.count = entry.count.saturating_add(1);
             entry.last = at;
+            entry.seq = self.exchanges.saturating_add(1);
             self.labels.extend(action.labels.iter().cloned());
         }
         self.systems.insert(system.clone());

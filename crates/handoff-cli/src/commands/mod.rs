@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod check;
 pub mod identity;
+pub mod policy;
 pub mod revoke;
 pub mod serve;
 pub mod trace;

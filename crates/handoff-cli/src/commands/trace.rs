@@ -73,6 +73,9 @@ pub fn line(seq: u64, at: Timestamp, event: &AuditEvent) -> String {
     if let Some(target) = &event.target {
         text.push_str(&format!(" {target}"));
     }
+    if let Some(approval) = &event.approval {
+        text.push_str(&format!(" approval={approval}"));
+    }
     if let Some(actor) = &event.actor {
         text.push_str(&format!(" actor={actor}"));
     }

@@ -75,7 +75,7 @@ fn a_broken_deployment_is_rejected_with_all_its_problems_at_once() {
         "risk `trivial` must be low, medium, high or critical".to_owned(),
         "broken.cedar:4:".to_owned(),
         "typo.cedar:2:".to_owned(),
-        "unrecognized action `Action::\"git:force_push\"` (no system offers `git:force_push`; `git` offers: open_pr, push, read)".to_owned(),
+        "unrecognized action `Action::\"git:force_push\"` (no system offers `git:force_push`; `git` offers: merge, open_pr, push, read)".to_owned(),
         "types.cedar:3:".to_owned(),
     ] {
         assert!(report.contains(&expected), "missing `{expected}` in:\n{report}");
@@ -92,4 +92,44 @@ fn a_broken_deployment_is_rejected_with_all_its_problems_at_once() {
     ]);
     assert_eq!(output.status.code(), Some(64));
     assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn the_bundled_policy_tests_pass_and_a_broken_case_fails_readably() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    let config = example.join("handoff.toml");
+    let tests = example.join("policy-tests");
+    let output = cli(&[
+        "policy",
+        "test",
+        tests.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains(" 0 failed"), "{}", stdout(&output));
+
+    let dir = temp_dir();
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        "[[case]]\nname = \"deploy right away\"\ntask = { purpose = \"release\", plan = [\"ci\"] }\nrequest = { system = \"ci\", actions = [\"deploy\"] }\nexpect = \"permit\"\n",
+    )
+    .unwrap();
+    let output = cli(&[
+        "policy",
+        "test",
+        dir.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let report = stdout(&output);
+    assert!(report.contains("FAIL  deploy right away"), "{report}");
+    assert!(report.contains("expected permit, got deny"), "{report}");
+    assert!(report.contains("0 passed, 1 failed"), "{report}");
 }

@@ -521,3 +521,55 @@ fn pay_task_id(txn: &str) -> String {
     .unwrap();
     claims["txn"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test]
+async fn concurrent_requests_cannot_overspend_a_budget() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let payer = server.identity("payments-agent");
+    let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
+    // payments allows at most two live tokens per task; fire twelve exchanges at once.
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let (client, base, payer, txn) = (
+                server.client.clone(),
+                server.base.clone(),
+                payer.clone(),
+                txn.clone(),
+            );
+            tokio::spawn(async move {
+                let form = [
+                    ("grant_type", crate::harness::EXCHANGE),
+                    ("subject_token", txn.as_str()),
+                    ("subject_token_type", crate::harness::TXN),
+                    ("actor_token", payer.as_str()),
+                    ("actor_token_type", crate::harness::JWT),
+                    ("audience", "payments"),
+                    ("scope", "read"),
+                ];
+                let response = client
+                    .post(format!("{base}/oauth/token"))
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    let mut permitted = 0;
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        match status {
+            200 => permitted += 1,
+            403 => assert_eq!(body["reason"], "budget_live_tokens", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(
+        permitted, 2,
+        "exactly the budget, however the requests interleave"
+    );
+}

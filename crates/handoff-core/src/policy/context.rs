@@ -89,6 +89,21 @@ fn long(value: impl TryInto<i64>) -> RestrictedExpression {
     RestrictedExpression::new_long(value.try_into().unwrap_or(i64::MAX))
 }
 
+/// A record keyed by granted action (`"ci:run_tests"`), one entry per action granted so far:
+/// bounded by the deployment's actions, not by the length of the history.
+fn per_action(
+    facts: &TaskFacts,
+    value: impl Fn(&crate::task::GrantCount) -> RestrictedExpression,
+) -> Result<RestrictedExpression, String> {
+    RestrictedExpression::new_record(
+        facts
+            .granted
+            .iter()
+            .map(|(name, grant)| (name.to_string(), value(grant))),
+    )
+    .map_err(|e| e.to_string())
+}
+
 fn task_expression(
     task: &Task,
     facts: &TaskFacts,
@@ -134,6 +149,12 @@ fn task_expression(
             strings(facts.labels.iter().map(String::as_str)),
         ),
         ("exchanges".to_owned(), long(facts.exchanges)),
+        ("counts".to_owned(), per_action(facts, |g| long(g.count))?),
+        ("last".to_owned(), per_action(facts, |g| long(g.seq))?),
+        (
+            "last_at".to_owned(),
+            per_action(facts, |g| long(g.last.seconds()))?,
+        ),
     ])
     .map_err(|e| e.to_string())
 }

@@ -21,7 +21,7 @@ pub fn schema_json(config: &Config) -> Value {
         }),
     );
     for system in config.systems.values() {
-        let context = exchange_context(system);
+        let context = exchange_context(config, system);
         for action in system.actions.values() {
             for label in &action.labels {
                 actions.entry(label.clone()).or_insert_with(|| json!({}));
@@ -112,7 +112,21 @@ fn task_record() -> Value {
     ])
 }
 
-fn exchange_context(system: &SystemConfig) -> Value {
+/// A record with one optional `Long` per action of the deployment, keyed `system:action`.
+fn per_action_longs(config: &Config) -> Value {
+    let mut attributes = Map::new();
+    for system in config.systems.values() {
+        for action in system.actions.values() {
+            attributes.insert(
+                action.name.to_string(),
+                json!({ "type": "Long", "required": false }),
+            );
+        }
+    }
+    json!({ "type": "Record", "attributes": attributes })
+}
+
+fn exchange_context(config: &Config, system: &SystemConfig) -> Value {
     let mut details = Map::new();
     for (field, kind) in &system.details {
         let kind = match kind {
@@ -126,8 +140,18 @@ fn exchange_context(system: &SystemConfig) -> Value {
         }
         details.insert(field.clone(), kind);
     }
+    let mut task = task_record();
+    if let Some(Value::Object(attributes)) = task.get_mut("attributes") {
+        for (name, required) in [("counts", true), ("last", true), ("last_at", true)] {
+            let mut kind = per_action_longs(config);
+            if let Value::Object(map) = &mut kind {
+                map.insert("required".to_owned(), Value::Bool(required));
+            }
+            attributes.insert(name.to_owned(), kind);
+        }
+    }
     record([
-        ("task", task_record(), true),
+        ("task", task, true),
         (
             "request",
             record([

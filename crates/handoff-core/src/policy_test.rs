@@ -1,0 +1,267 @@
+//! Declarative policy tests: a task, its history, a request, and the decision expected. The same
+//! decision point the server uses evaluates them, so a passing suite means what it says.
+//!
+//! ```toml
+//! [[case]]
+//! name = "deploy waits for tests in the same task"
+//! task = { purpose = "release", plan = ["ci"] }      # agent, user, intent have defaults
+//! history = ["ci:run_tests"]                          # actions granted earlier, in order
+//! request = { system = "ci", actions = ["deploy"] }   # details, resource, lifetime_seconds optional
+//! expect = "permit"                                   # permit | deny | approval
+//! policies = ["deploy-after-tests"]                   # optional: the determining policies
+//! reason = "no_permit"                                # optional, for denials
+//! ```
+
+use crate::config::Deployment;
+use crate::ids::{AgentId, DecisionId, Purpose, SystemId, TaskId, UserId};
+use crate::policy::{Decision, Grant, RequestFacts, project_details};
+use crate::task::{Task, TaskFacts, TaskState};
+use crate::time::{Timestamp, Ttl};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(rename = "case", default)]
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    task: TaskSpec,
+    #[serde(default)]
+    history: Vec<String>,
+    request: RequestSpec,
+    expect: Expect,
+    policies: Option<Vec<String>>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskSpec {
+    purpose: String,
+    #[serde(default)]
+    plan: Vec<String>,
+    agent: Option<String>,
+    user: Option<String>,
+    intent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestSpec {
+    system: String,
+    actions: Vec<String>,
+    resource: Option<String>,
+    details: Option<toml::Value>,
+    lifetime_seconds: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Expect {
+    Permit,
+    Deny,
+    Approval,
+}
+
+/// One case's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseResult {
+    pub file: String,
+    pub name: String,
+    /// `None` when the case passed; otherwise what went wrong, readably.
+    pub failure: Option<String>,
+}
+
+/// Runs every case in `files` (path, TOML text) against `deployment`.
+pub fn run(deployment: &Deployment, files: &[(String, String)]) -> Vec<CaseResult> {
+    let mut results = Vec::new();
+    for (path, text) in files {
+        match toml::from_str::<File>(text) {
+            Ok(file) if file.cases.is_empty() => results.push(CaseResult {
+                file: path.clone(),
+                name: "(file)".to_owned(),
+                failure: Some("no [[case]] in the file".to_owned()),
+            }),
+            Ok(file) => {
+                for case in file.cases {
+                    let failure = run_case(deployment, &case).err();
+                    results.push(CaseResult {
+                        file: path.clone(),
+                        name: case.name,
+                        failure,
+                    });
+                }
+            }
+            Err(e) => results.push(CaseResult {
+                file: path.clone(),
+                name: "(file)".to_owned(),
+                failure: Some(format!("the file does not parse: {}", e.message())),
+            }),
+        }
+    }
+    results
+}
+
+fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
+    let config = &deployment.config;
+    let now = Timestamp::from_seconds(1_800_000_000);
+    let task = Task {
+        id: TaskId::new("task_policy_test"),
+        agent_issuer: config.dev_issuer_name(),
+        agent: AgentId::new(
+            case.task
+                .agent
+                .clone()
+                .unwrap_or_else(|| "test-agent".to_owned()),
+        ),
+        user: UserId::new(
+            case.task
+                .user
+                .clone()
+                .unwrap_or_else(|| "test-user".to_owned()),
+        ),
+        purpose: Purpose::new(case.task.purpose.as_str()),
+        intent: case
+            .task
+            .intent
+            .clone()
+            .unwrap_or_else(|| case.name.clone()),
+        plan: case
+            .task
+            .plan
+            .iter()
+            .map(|s| SystemId::new(s.as_str()))
+            .collect(),
+        created_at: now,
+        expires_at: now.plus(Ttl::from_seconds(86_400)),
+        state: TaskState::Open,
+    };
+    if !config.purposes.contains_key(&task.purpose) {
+        return Err(format!("purpose `{}` is not declared", task.purpose));
+    }
+    let mut facts = TaskFacts::default();
+    for (step, granted) in case.history.iter().enumerate() {
+        let (system, action) = granted
+            .split_once(':')
+            .and_then(|(s, a)| {
+                config
+                    .systems
+                    .get(&SystemId::new(s))
+                    .and_then(|sys| sys.actions.get(a).map(|act| (sys, act)))
+            })
+            .ok_or_else(|| format!("history names unknown action `{granted}`"))?;
+        let at = Timestamp::from_seconds(now.seconds() - 3600 + i64::try_from(step).unwrap_or(0));
+        facts.record_grant(&system.id, std::slice::from_ref(action), at);
+    }
+    let system = config
+        .systems
+        .get(&SystemId::new(case.request.system.as_str()))
+        .ok_or_else(|| format!("request names unknown system `{}`", case.request.system))?;
+    let mut actions = Vec::new();
+    for name in &case.request.actions {
+        let short = name.split_once(':').map_or(name.as_str(), |(_, a)| a);
+        actions.push(
+            system
+                .actions
+                .get(short)
+                .cloned()
+                .ok_or_else(|| format!("`{name}` is not an action of `{}`", system.id))?,
+        );
+    }
+    let details_json = case
+        .request
+        .details
+        .as_ref()
+        .map(|d| serde_json::to_value(d).map_err(|e| e.to_string()))
+        .transpose()?
+        .map(|mut value| {
+            if let serde_json::Value::Object(map) = &mut value {
+                map.entry("type")
+                    .or_insert_with(|| serde_json::Value::String("test".to_owned()));
+            }
+            serde_json::Value::Array(vec![value])
+        });
+    let details = match &details_json {
+        Some(value) => project_details(system, value)?,
+        None => BTreeMap::new(),
+    };
+    let scope: Vec<String> = actions.iter().map(|a| a.name.to_string()).collect();
+    let lifetime = case.request.lifetime_seconds.unwrap_or(300);
+    let request = RequestFacts {
+        scope: &scope,
+        lifetime_seconds: lifetime,
+        resource: case.request.resource.as_deref(),
+        details: &details,
+    };
+    let grant = Grant {
+        task: task.id.clone(),
+        agent: task.agent.clone(),
+        user: task.user.clone(),
+        system: system.id.clone(),
+        audience: system.audience.clone(),
+        actions,
+        resource: case.request.resource.clone(),
+        details: details_json,
+        issued_at: now,
+        expires_at: now.plus(Ttl::from_seconds(lifetime)),
+    };
+    let decision = deployment.policies.decide(
+        DecisionId::new("dec_test"),
+        &task,
+        &facts,
+        &request,
+        grant,
+        now,
+    );
+    let (got, policies, reason) = match &decision {
+        Decision::Allow(permit) => (Expect::Permit, permit.policies().to_vec(), None),
+        Decision::Gate(gated) => (Expect::Approval, gated.policies().to_vec(), None),
+        Decision::Deny(denial) => (
+            Expect::Deny,
+            denial.policies.clone(),
+            Some(denial.reason.as_str().to_owned()),
+        ),
+    };
+    let describe = |e: Expect| match e {
+        Expect::Permit => "permit",
+        Expect::Deny => "deny",
+        Expect::Approval => "approval",
+    };
+    if got != case.expect {
+        let why = match &decision {
+            Decision::Deny(denial) => format!(" ({})", denial.description),
+            _ => String::new(),
+        };
+        return Err(format!(
+            "expected {}, got {} by [{}]{why}",
+            describe(case.expect),
+            describe(got),
+            policies.join(", ")
+        ));
+    }
+    if let Some(expected) = &case.policies {
+        let mut want = expected.clone();
+        want.sort();
+        let mut have = policies.clone();
+        have.sort();
+        if want != have {
+            return Err(format!(
+                "expected determining policies [{}], got [{}]",
+                want.join(", "),
+                have.join(", ")
+            ));
+        }
+    }
+    if let (Some(expected), Some(got)) = (&case.reason, &reason)
+        && expected != got
+    {
+        return Err(format!("expected reason `{expected}`, got `{got}`"));
+    }
+    Ok(())
+}
