@@ -2,8 +2,8 @@
 //! expires). Algorithms come from the issuer's allow-list, never from the token; keys come from the
 //! issuer's configured JWKS, never from `jku`, `x5u` or an embedded `jwk`.
 
+use crate::cache::VerifiedCache;
 use crate::config::{Config, IssuerConfig};
-use crate::hash::sha256;
 use crate::ids::AgentId;
 use crate::keys::{KeyError, SigningKey};
 use crate::time::{Timestamp, Ttl};
@@ -13,7 +13,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// An agent identity whose signature, issuer, audience and lifetime were checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,13 +79,10 @@ pub fn approvals_audience(config: &Config) -> String {
     format!("{}/approvals", config.trust_domain.trim_end_matches('/'))
 }
 
-/// Upper bound on cached identities; the cache is cleared when it fills (entries are cheap to redo).
-const CACHE_LIMIT: usize = 50_000;
-
 /// Verifies agent identities against the trusted issuers.
 pub struct IdentityVerifier {
     issuers: HashMap<String, TrustedIssuer>,
-    cache: Mutex<HashMap<[u8; 32], VerifiedIdentity>>,
+    cache: VerifiedCache<VerifiedIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -157,7 +153,7 @@ impl IdentityVerifier {
         }
         Self {
             issuers,
-            cache: Mutex::new(HashMap::new()),
+            cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
         }
     }
 
@@ -195,20 +191,13 @@ impl IdentityVerifier {
         token: Unverified<'_>,
         now: Timestamp,
     ) -> Result<VerifiedIdentity, TokenError> {
-        let digest = sha256(token.as_str().as_bytes());
-        if let Ok(cache) = self.cache.lock()
-            && let Some(hit) = cache.get(&digest)
-            && hit.expires_at.seconds() >= now.seconds()
-        {
-            return Ok(hit.clone());
+        let key = VerifiedCache::<VerifiedIdentity>::key(token.as_str());
+        if let Some(hit) = self.cache.get(&key, now.seconds()) {
+            return Ok(hit);
         }
         let verified = self.verify_uncached(token, now)?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(digest, verified.clone());
-        }
+        self.cache
+            .insert(key, verified.clone(), verified.expires_at.seconds());
         Ok(verified)
     }
 

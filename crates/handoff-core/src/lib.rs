@@ -7,6 +7,7 @@ pub mod approval;
 pub mod approvals;
 pub mod audit;
 pub mod budget;
+pub mod cache;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "conformance")]

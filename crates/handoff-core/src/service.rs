@@ -3,6 +3,7 @@
 //! authenticated is recorded too.
 
 use crate::audit::{AuditEvent, EventKind, Outcome, TokenRecord};
+use crate::cache::VerifiedCache;
 use crate::clock::Clock;
 use crate::config::{ActionConfig, Config, SystemConfig};
 use crate::error::ServiceError;
@@ -18,6 +19,7 @@ use crate::store::{Effect, Rejection};
 use crate::store::{Store, StoreError, TaskWrite, Write};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use crate::time::{Timestamp, Ttl};
+use crate::token::VerifiedTxn;
 use crate::token::{MintedToken, Unverified, mint_access_token, mint_txn_token, verify_txn_token};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -82,6 +84,7 @@ pub struct Handoff {
     notifier: Arc<dyn Notifier>,
     /// Verifies people's tokens (approvers).
     approvers: Option<IdentityVerifier>,
+    txn_cache: VerifiedCache<VerifiedTxn>,
 }
 
 /// What is known of a request when it is refused, for its audit record.
@@ -114,6 +117,7 @@ impl Handoff {
             operator_sha256: None,
             notifier: Arc::new(NoNotifier),
             approvers: None,
+            txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
         }
     }
 
@@ -490,13 +494,24 @@ impl Handoff {
         request: &ExchangeRequest,
         known: &mut Refusal,
     ) -> Result<Issued, ServiceError> {
-        let txn = verify_txn_token(
-            &self.keys,
-            &self.config.trust_domain,
-            Unverified::new(&request.subject_token),
-            self.clock.now().seconds(),
-        )
-        .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
+        // The task token is Handoff's own: its signature is checked once, then recognised by hash
+        // until it expires. The task's state is read from the store on every exchange regardless.
+        let now_seconds = self.clock.now().seconds();
+        let key = VerifiedCache::<VerifiedTxn>::key(&request.subject_token);
+        let txn = match self.txn_cache.get(&key, now_seconds) {
+            Some(txn) => txn,
+            None => {
+                let txn = verify_txn_token(
+                    &self.keys,
+                    &self.config.trust_domain,
+                    Unverified::new(&request.subject_token),
+                    now_seconds,
+                )
+                .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
+                self.txn_cache.insert(key, txn.clone(), txn.claims().exp);
+                txn
+            }
+        };
         known.task_id = Some(txn.task().clone());
         let system = self
             .config
