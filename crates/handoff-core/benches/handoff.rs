@@ -1,0 +1,325 @@
+//! Micro-benchmarks of one handoff's CPU parts: verifying the agent's identity (first sight and
+//! cached), verifying the task's Transaction Token, the Cedar decision (by task history and by
+//! policy count), and minting the access token (ES256 and EdDSA).
+//!
+//! `cargo bench -p handoff-core --bench handoff`
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "benchmark setup: any failure should stop the run loudly"
+)]
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use handoff_core::clock::{Clock, SystemClock};
+use handoff_core::config::{Deployment, SigningAlgorithm, SourceReader, load_deployment};
+use handoff_core::identity::{IdentityVerifier, issue_dev_identity};
+use handoff_core::ids::{AgentId, DecisionId, Purpose, SystemId, TaskId, TokenId, UserId};
+use handoff_core::keys::{KeyRing, SigningKey, generate_pkcs8};
+use handoff_core::policy::{Decision, Grant, Permit, RequestFacts};
+use handoff_core::task::{Task, TaskFacts, TaskState};
+use handoff_core::time::{Timestamp, Ttl};
+use handoff_core::token::{Unverified, mint_access_token, mint_txn_token, verify_txn_token};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The bundled example deployment, with `extra` policies appended as one more file.
+struct Example {
+    root: PathBuf,
+    extra: Option<String>,
+}
+
+impl SourceReader for Example {
+    fn read(&self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(self.root.join(path)).map_err(|e| e.to_string())
+    }
+
+    fn policy_files(&self, folder: &str) -> Result<Vec<(String, String)>, String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.root.join(folder))
+            .map_err(|e| e.to_string())?
+            .map(|entry| entry.map(|e| e.path()).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        files.retain(|p| p.extension().is_some_and(|x| x == "cedar"));
+        files.sort();
+        let mut out = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            out.push((path.display().to_string(), text));
+        }
+        if let Some(extra) = &self.extra {
+            out.push((format!("{folder}/zz-bench-extra.cedar"), extra.clone()));
+        }
+        Ok(out)
+    }
+}
+
+fn example_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart")
+}
+
+fn load(extra: Option<String>) -> Deployment {
+    let reader = Example {
+        root: example_root(),
+        extra,
+    };
+    load_deployment(&reader, "handoff.toml").unwrap_or_else(|p| panic!("{:?}", p.0))
+}
+
+/// Every `system:action` the example declares, in a fixed order.
+fn all_actions(deployment: &Deployment) -> Vec<(SystemId, String)> {
+    deployment
+        .config
+        .systems
+        .values()
+        .flat_map(|s| s.actions.keys().map(|a| (s.id.clone(), a.clone())))
+        .collect()
+}
+
+/// The example's policies plus generated permits up to `total`: each names one real action and
+/// a purpose no task has, so it is evaluated on every matching request and never decides.
+fn with_policies(total: usize) -> Deployment {
+    let base = load(None);
+    let have = base.policies.len();
+    if total <= have {
+        return base;
+    }
+    let actions = all_actions(&base);
+    let mut text = String::new();
+    for i in 0..total - have {
+        let (system, action) = &actions[i % actions.len()];
+        text.push_str(&format!(
+            "@id(\"bench-extra-{i}\")\npermit (principal, action == Action::\"{system}:{action}\", resource == System::\"{system}\")\nwhen {{ context.task.purpose == \"bench-{i}\" && context.task.granted.contains(\"{system}:{action}\") }};\n\n"
+        ));
+    }
+    let deployment = load(Some(text));
+    assert_eq!(deployment.policies.len(), total);
+    deployment
+}
+
+fn task(purpose: &str, plan: &[&str]) -> Task {
+    Task {
+        id: TaskId::new("task_bench"),
+        agent_issuer: "https://handoff.local/dev-issuer".to_owned(),
+        agent: AgentId::new("bench-agent"),
+        user: UserId::new("bench-user"),
+        purpose: Purpose::new(purpose),
+        intent: "ship the release".to_owned(),
+        plan: plan.iter().map(|s| SystemId::new(*s)).collect(),
+        created_at: Timestamp::from_seconds(1_000),
+        expires_at: Timestamp::from_seconds(100_000),
+        state: TaskState::Open,
+    }
+}
+
+/// Facts after `grants` prior grants, spread over the release task's actions.
+fn facts_after(deployment: &Deployment, grants: usize) -> TaskFacts {
+    let steps = [("git", "read"), ("ci", "run_tests"), ("ci", "deploy")];
+    let mut facts = TaskFacts::default();
+    for i in 0..grants {
+        let (system, action) = steps[i % steps.len()];
+        let system = &deployment.config.systems[&SystemId::new(system)];
+        let at = Timestamp::from_seconds(2_000 + i as i64);
+        facts.record_grant(&system.id, &[system.actions[action].clone()], at);
+    }
+    facts
+}
+
+fn decide(
+    deployment: &Deployment,
+    task: &Task,
+    facts: &TaskFacts,
+    system: &str,
+    action: &str,
+) -> Decision {
+    let system = &deployment.config.systems[&SystemId::new(system)];
+    let actions = vec![system.actions[action].clone()];
+    let scope = vec![actions[0].name.to_string()];
+    let details = BTreeMap::new();
+    let request = RequestFacts {
+        scope: &scope,
+        lifetime_seconds: 300,
+        resource: None,
+        details: &details,
+    };
+    let grant = Grant {
+        task: task.id.clone(),
+        agent: task.agent.clone(),
+        user: task.user.clone(),
+        system: system.id.clone(),
+        audience: system.audience.clone(),
+        actions,
+        resource: None,
+        details: None,
+        issued_at: Timestamp::from_seconds(50_000),
+        expires_at: Timestamp::from_seconds(50_300),
+    };
+    deployment.policies.decide(
+        DecisionId::new("dec_bench"),
+        task,
+        facts,
+        &request,
+        grant,
+        Timestamp::from_seconds(50_000),
+    )
+}
+
+fn permit(deployment: &Deployment) -> Box<Permit> {
+    let release = task("release", &["git", "ci"]);
+    let facts = facts_after(deployment, 10);
+    match decide(deployment, &release, &facts, "ci", "deploy") {
+        Decision::Allow(permit) => permit,
+        _ => panic!("deploy after tests must be allowed"),
+    }
+}
+
+fn key(algorithm: SigningAlgorithm) -> SigningKey {
+    SigningKey::from_pkcs8(algorithm, &generate_pkcs8(algorithm).unwrap()).unwrap()
+}
+
+fn identity(c: &mut Criterion) {
+    let deployment = load(None);
+    let config = &deployment.config;
+    let dev = key(SigningAlgorithm::Es256);
+    let now = SystemClock.now();
+    let lifetime = Ttl::from_seconds(3600);
+    let mut group = c.benchmark_group("identity");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(4));
+    // First sight: every token is new to the verifier (signature check, claims, cache insert).
+    group.bench_function("verify_first_sight_ES256", |b| {
+        b.iter_custom(|iters| {
+            let verifier = IdentityVerifier::new(config, Some(&dev));
+            let tokens: Vec<String> = (0..iters)
+                .map(|i| {
+                    issue_dev_identity(config, &dev, &format!("agent-{i}"), now, lifetime).unwrap()
+                })
+                .collect();
+            let start = Instant::now();
+            for token in &tokens {
+                black_box(verifier.verify(Unverified::new(token), now).unwrap());
+            }
+            start.elapsed()
+        });
+    });
+    // Cached: the same agent again (a SHA-256 of the token and a map lookup).
+    let verifier = IdentityVerifier::new(config, Some(&dev));
+    let token = issue_dev_identity(config, &dev, "agent-cached", now, lifetime).unwrap();
+    verifier.verify(Unverified::new(&token), now).unwrap();
+    group.bench_function("verify_cached", |b| {
+        b.iter(|| black_box(verifier.verify(Unverified::new(&token), now).unwrap()));
+    });
+    group.finish();
+}
+
+fn txn_token(c: &mut Criterion) {
+    let deployment = load(None);
+    let trust_domain = deployment.config.trust_domain.clone();
+    let now = Timestamp::from_seconds(50_000);
+    let mut group = c.benchmark_group("txn_token");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
+        let keys = KeyRing::new(key(algorithm), Vec::new());
+        let token = mint_txn_token(&keys, &trust_domain, &task("release", &["git", "ci"])).unwrap();
+        verify_txn_token(&keys, &trust_domain, Unverified::new(&token), now.seconds()).unwrap();
+        group.bench_function(BenchmarkId::new("verify", algorithm.jws_name()), |b| {
+            b.iter(|| {
+                black_box(
+                    verify_txn_token(&keys, &trust_domain, Unverified::new(&token), now.seconds())
+                        .unwrap(),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+fn decision(c: &mut Criterion) {
+    let base = with_policies(20);
+    let release = task("release", &["git", "ci"]);
+    let mut group = c.benchmark_group("decide");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    // History: the facts are folded on every grant, so their size is bounded by the actions a
+    // task can be granted, not by how many grants it had.
+    for grants in [10, 100, 1000] {
+        let facts = facts_after(&base, grants);
+        assert!(matches!(
+            decide(&base, &release, &facts, "ci", "deploy"),
+            Decision::Allow(_)
+        ));
+        group.bench_with_input(
+            BenchmarkId::new("deploy_after_tests/20_policies/grants", grants),
+            &facts,
+            |b, facts| b.iter(|| black_box(decide(&base, &release, facts, "ci", "deploy"))),
+        );
+    }
+    for policies in [20, 200, 2000] {
+        let deployment = with_policies(policies);
+        let facts = facts_after(&deployment, 10);
+        group.bench_with_input(
+            BenchmarkId::new("deploy_after_tests/10_grants/policies", policies),
+            &deployment,
+            |b, deployment| {
+                b.iter(|| black_box(decide(deployment, &release, &facts, "ci", "deploy")))
+            },
+        );
+    }
+    // A forbid that wins over a permit (mail after customer PII).
+    let support = task("support", &["tickets", "crm", "mail"]);
+    let mut facts = TaskFacts::default();
+    let crm = &base.config.systems[&SystemId::new("crm")];
+    facts.record_grant(
+        &crm.id,
+        &[crm.actions["read_customer"].clone()],
+        Timestamp::from_seconds(2_000),
+    );
+    assert!(matches!(
+        decide(&base, &support, &facts, "mail", "send"),
+        Decision::Deny(_)
+    ));
+    group.bench_function("mail_after_pii_forbidden/20_policies", |b| {
+        b.iter(|| black_box(decide(&base, &support, &facts, "mail", "send")))
+    });
+    group.finish();
+}
+
+fn minting(c: &mut Criterion) {
+    let deployment = load(None);
+    let permit = permit(&deployment);
+    let trust_domain = deployment.config.trust_domain.clone();
+    let mut group = c.benchmark_group("mint_access_token");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
+        let keys = KeyRing::new(key(algorithm), Vec::new());
+        let mut n: u64 = 0;
+        group.bench_function(algorithm.jws_name(), |b| {
+            b.iter(|| {
+                n += 1;
+                black_box(
+                    mint_access_token(
+                        &keys,
+                        &trust_domain,
+                        "https://handoff.local/dev-issuer",
+                        &permit,
+                        TokenId::new(format!("tok_{n}")),
+                    )
+                    .unwrap(),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, identity, txn_token, decision, minting);
+criterion_main!(benches);
