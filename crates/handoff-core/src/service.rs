@@ -203,28 +203,12 @@ impl Handoff {
             Err(error) if records_refusal(&error) => {
                 let event = AuditEvent {
                     kind: Some(EventKind::TaskOpen),
-                    decision_id: denial_id(&error),
-                    agent: Some(identity.agent().to_string()),
-                    agent_issuer: Some(identity.issuer().to_owned()),
                     user: non_empty(&request.user),
                     intent: non_empty(&truncate(&request.intent, MAX_INTENT_CHARS)),
                     purpose: non_empty(&request.purpose),
-                    outcome: Some(Outcome::Deny),
-                    reason: Some(error.code().to_owned()),
-                    description: Some(error.to_string()),
-                    policies: denial_policies(&error),
-                    policy_set: Some(self.policies.hash().to_owned()),
                     ..AuditEvent::default()
                 };
-                self.store
-                    .write(Write {
-                        at: self.clock.now(),
-                        event,
-                        task: TaskWrite::None,
-                        ..Default::default()
-                    })
-                    .await?;
-                Err(error)
+                Err(self.record_refusal(identity, error, event).await)
             }
             other => other,
         }
@@ -372,23 +356,10 @@ impl Handoff {
             Err(error) if records_refusal(&error) => {
                 let event = AuditEvent {
                     kind: Some(EventKind::TaskEnd),
-                    agent: Some(identity.agent().to_string()),
-                    agent_issuer: Some(identity.issuer().to_owned()),
                     task: Some(truncate(task_id.as_str(), MAX_NAME_CHARS)),
-                    outcome: Some(Outcome::Deny),
-                    reason: Some(error.code().to_owned()),
-                    description: Some(error.to_string()),
                     ..AuditEvent::default()
                 };
-                self.store
-                    .write(Write {
-                        at: self.clock.now(),
-                        event,
-                        task: TaskWrite::None,
-                        ..Default::default()
-                    })
-                    .await?;
-                Err(error)
+                Err(self.record_refusal(identity, error, event).await)
             }
             other => other,
         }
@@ -452,9 +423,6 @@ impl Handoff {
                 let task = known.task.as_ref();
                 let event = AuditEvent {
                     kind: Some(EventKind::Exchange),
-                    decision_id: denial_id(&error),
-                    agent: Some(identity.agent().to_string()),
-                    agent_issuer: Some(identity.issuer().to_owned()),
                     user: task.map(|t| t.user.to_string()),
                     task: known.task_id.as_ref().map(ToString::to_string),
                     intent: task.map(|t| t.intent.clone()),
@@ -466,23 +434,9 @@ impl Handoff {
                         .as_ref()
                         .map(|r| truncate(r, MAX_NAME_CHARS)),
                     authorization_details: request.authorization_details.clone(),
-                    outcome: Some(Outcome::Deny),
-                    reason: Some(error.code().to_owned()),
-                    description: Some(error.to_string()),
-                    policies: denial_policies(&error),
-                    policy_set: Some(self.policies.hash().to_owned()),
-                    token: None,
                     ..AuditEvent::default()
                 };
-                self.store
-                    .write(Write {
-                        at: self.clock.now(),
-                        event,
-                        task: TaskWrite::None,
-                        ..Default::default()
-                    })
-                    .await?;
-                Err(error)
+                Err(self.record_refusal(&identity, error, event).await)
             }
             other => other,
         }
@@ -747,6 +701,38 @@ impl Handoff {
             approval_id: None,
         });
         Err(deny(reason, description))
+    }
+}
+
+impl Handoff {
+    /// Records a refusal of an authenticated caller: `event` names what is specific to the
+    /// request; who, the decision and why are filled in here. The refusal is returned, unless
+    /// the record cannot be written (then the caller learns the store is unavailable).
+    async fn record_refusal(
+        &self,
+        identity: &VerifiedIdentity,
+        error: ServiceError,
+        event: AuditEvent,
+    ) -> ServiceError {
+        let event = AuditEvent {
+            decision_id: denial_id(&error),
+            agent: event.agent.or_else(|| Some(identity.agent().to_string())),
+            agent_issuer: Some(identity.issuer().to_owned()),
+            outcome: Some(Outcome::Deny),
+            reason: Some(error.code().to_owned()),
+            description: Some(error.to_string()),
+            policies: denial_policies(&error),
+            policy_set: Some(self.policies.hash().to_owned()),
+            ..event
+        };
+        match self
+            .store
+            .write(Write::new(self.clock.now(), event, TaskWrite::None))
+            .await
+        {
+            Ok(_) => error,
+            Err(store) => store.into(),
+        }
     }
 }
 
