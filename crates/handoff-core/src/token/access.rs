@@ -1,12 +1,11 @@
 //! RFC 9068 access tokens, minted only from a [`Permit`].
 
 use super::ACCESS_TOKEN_TYP;
-use super::jws::{TokenError, Unverified, check_times};
+use super::jws::{TokenError, Unverified, check_times, verify_own};
 use crate::ids::TokenId;
 use crate::keys::{KeyError, KeyRing};
 use crate::policy::Permit;
 use crate::time::Timestamp;
-use jsonwebtoken::{Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 /// RFC 8693 §4.1 actor claim; nested when work is delegated.
@@ -98,31 +97,7 @@ pub fn verify_access_token(
     token: Unverified<'_>,
     at: Option<i64>,
 ) -> Result<AccessClaims, TokenError> {
-    let header = decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP))
-    {
-        return Err(TokenError::WrongType(ACCESS_TOKEN_TYP));
-    }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| keys.find(kid))
-        .ok_or(TokenError::UnknownKey)?;
-    if header.alg != key.jwt_algorithm() {
-        return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
-    }
-    let mut validation = Validation::new(key.jwt_algorithm());
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.set_issuer(&[issuer]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    let claims = decode::<AccessClaims>(token.as_str(), key.decoding_key(), &validation)
-        .map_err(|e| TokenError::Invalid(e.to_string()))?
-        .claims;
+    let claims: AccessClaims = verify_own(keys, token, ACCESS_TOKEN_TYP, issuer, None)?;
     if let Some(now) = at {
         check_times(Some(claims.exp), None, now, 0)?;
     }

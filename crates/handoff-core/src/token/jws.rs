@@ -63,6 +63,46 @@ pub fn peek_claims<T: DeserializeOwned>(token: Unverified<'_>) -> Result<T, Toke
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
+/// Verifies a token Handoff signed itself: explicit `typ`, a `kid` of the key ring, the key's own
+/// algorithm, the signature, `iss` and (when given) `aud`. Expiry is the caller's to check, against
+/// the injected clock.
+pub fn verify_own<T: DeserializeOwned>(
+    keys: &crate::keys::KeyRing,
+    token: Unverified<'_>,
+    typ: &'static str,
+    issuer: &str,
+    audience: Option<&str>,
+) -> Result<T, TokenError> {
+    let header = jsonwebtoken::decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(typ))
+    {
+        return Err(TokenError::WrongType(typ));
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.find(kid))
+        .ok_or(TokenError::UnknownKey)?;
+    if header.alg != key.jwt_algorithm() {
+        return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+    }
+    let mut validation = jsonwebtoken::Validation::new(key.jwt_algorithm());
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    match audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    jsonwebtoken::decode::<T>(token.as_str(), key.decoding_key(), &validation)
+        .map(|data| data.claims)
+        .map_err(|e| TokenError::Invalid(e.to_string()))
+}
+
 /// Checks `exp` and `nbf` against the injected clock, allowing `leeway` seconds.
 pub fn check_times(
     exp: Option<i64>,

@@ -1,11 +1,10 @@
 //! Transaction Tokens (draft-ietf-oauth-transaction-tokens-08): the task, carried across handoffs.
 
 use super::TXN_TOKEN_TYP;
-use super::jws::{TokenError, Unverified, check_times};
+use super::jws::{TokenError, Unverified, check_times, verify_own};
 use crate::ids::{AgentId, TaskId};
 use crate::keys::{KeyError, KeyRing};
 use crate::task::Task;
-use jsonwebtoken::{Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 /// `tctx`: the task facts that travel with the token.
@@ -81,34 +80,12 @@ pub fn verify_txn_token(
     token: Unverified<'_>,
     now_seconds: i64,
 ) -> Result<VerifiedTxn, TokenError> {
-    let header = decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(TXN_TOKEN_TYP))
-    {
-        return Err(TokenError::WrongType(TXN_TOKEN_TYP));
-    }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| keys.find(kid))
-        .ok_or(TokenError::UnknownKey)?;
-    if header.alg != key.jwt_algorithm() {
-        return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
-    }
-    let mut validation = Validation::new(key.jwt_algorithm());
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.set_audience(&[trust_domain]);
-    validation.set_issuer(&[trust_domain]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    let data = decode::<TxnClaims>(token.as_str(), key.decoding_key(), &validation)
-        .map_err(|e| TokenError::Invalid(e.to_string()))?;
-    check_times(Some(data.claims.exp), None, now_seconds, 0)?;
+    let claims: TxnClaims =
+        verify_own(keys, token, TXN_TOKEN_TYP, trust_domain, Some(trust_domain))?;
+    check_times(Some(claims.exp), None, now_seconds, 0)?;
     Ok(VerifiedTxn {
-        task: TaskId::new(data.claims.txn.clone()),
-        agent: AgentId::new(data.claims.req_wl.clone()),
-        claims: data.claims,
+        task: TaskId::new(claims.txn.clone()),
+        agent: AgentId::new(claims.req_wl.clone()),
+        claims,
     })
 }
