@@ -52,6 +52,27 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
     },
+    /// Run the enforcement gateway alone, in front of the HTTP APIs in the config's
+    /// `[systems.ID.gateway]` tables, verifying tokens offline against Handoff's JWKS.
+    Gateway {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        /// Handoff's base URL (for its JWKS and revocation feed).
+        #[arg(long, value_name = "URL")]
+        handoff: String,
+        /// The system whose credential reads the revocation feed.
+        #[arg(long)]
+        feed_system: String,
+        /// That system's secret (`handoff credentials issue --system ID`).
+        #[arg(long, env = "HANDOFF_FEED_SECRET", hide_env_values = true)]
+        feed_secret: String,
+        /// How often the revocation feed is read; a revocation takes effect within this.
+        #[arg(long, default_value_t = 1)]
+        poll_seconds: u64,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+    },
     /// Validate a deployment (config and policies) without serving.
     Check {
         #[command(flatten)]
@@ -252,6 +273,23 @@ pub fn run(cli: Cli) -> ExitCode {
             listen,
         } => commands::serve::run(&deployment, &data, &listen),
         Command::Check { deployment } => commands::check::run(&deployment),
+        Command::Gateway {
+            deployment,
+            handoff,
+            feed_system,
+            feed_secret,
+            poll_seconds,
+            listen,
+        } => commands::gateway::run(
+            &deployment,
+            &commands::gateway::Upstream {
+                handoff: &handoff,
+                system: &feed_system,
+                secret: &feed_secret,
+                poll: std::time::Duration::from_secs(poll_seconds.max(1)),
+            },
+            &listen,
+        ),
         Command::Policy {
             command: PolicyCommand::Test { dir, deployment },
         } => commands::policy::test(&deployment, &dir),

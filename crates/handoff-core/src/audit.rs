@@ -17,6 +17,8 @@ pub enum EventKind {
     Revoke,
     Credential,
     Notify,
+    /// A call the enforcement gateway forwarded under a token (an HTTP route or an MCP tool).
+    Use,
     ApprovalRequest,
     ApprovalDecision,
     ApprovalEscalate,
@@ -31,6 +33,7 @@ impl EventKind {
             Self::Revoke => "revoke",
             Self::Credential => "credential",
             Self::Notify => "notify",
+            Self::Use => "use",
             Self::ApprovalRequest => "approval_request",
             Self::ApprovalDecision => "approval_decision",
             Self::ApprovalEscalate => "approval_escalate",
@@ -99,9 +102,26 @@ pub struct AuditEvent {
     /// What a revocation or freeze named: `task:<id>`, `agent:<id>`, `token:<jti>`, `freeze:<system>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// What the gateway forwarded, for `use` records.
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageRecord>,
     /// The approval a record is about, or that released the token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+}
+
+/// One forwarded call: what was called, how the upstream answered, how much and how long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// `POST /repos/{owner}/{repo}/pulls` for a route, `tool:NAME` for an MCP tool.
+    pub call: String,
+    /// The upstream's HTTP status (0 when it was not reached).
+    pub status: u16,
+    /// Request and response body bytes.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// From the call reaching the gateway to the end of the response, in microseconds.
+    pub latency_us: u64,
 }
 
 /// A record as stored: its body is the exact bytes that were hashed.

@@ -3,6 +3,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod check;
+pub mod gateway;
 pub mod identity;
 pub mod policy;
 pub mod revoke;

@@ -126,7 +126,10 @@ async fn serve(
             }
         }
     });
-    axum::serve(listener, handoff_server::app(handoff))
+    // The enforcement gateway (`/gateway/...`, `/mcp`) runs inside the same server.
+    let gateway = handoff_gateway::Gateway::embedded(handoff.clone())?;
+    let app = handoff_server::app(handoff).merge(handoff_gateway::router(Arc::new(gateway)));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await
         .context("the server stopped")?;
@@ -154,7 +157,7 @@ fn banner(
     text
 }
 
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -22,6 +22,19 @@ pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> 
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Uses of a token are shown under the grant that minted it.
+    let mut granted = std::collections::BTreeSet::new();
+    let mut uses = Vec::new();
+    for record in &records {
+        let event = record.event().map_err(anyhow::Error::msg)?;
+        match (event.kind, &event.token) {
+            (Some(EventKind::Use), Some(_)) => uses.push((record.seq, record.at, event)),
+            (Some(_), Some(token)) => {
+                granted.insert(token.jti.clone());
+            }
+            _ => {}
+        }
+    }
     let mut header_done = false;
     for record in &records {
         let event = record.event().map_err(anyhow::Error::msg)?;
@@ -29,7 +42,20 @@ pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> 
             print_header(task, &event);
             header_done = true;
         }
+        let jti = event.token.as_ref().map(|t| t.jti.as_str());
+        if event.kind == Some(EventKind::Use) {
+            if jti.is_some_and(|j| granted.contains(j)) {
+                continue;
+            }
+            println!("{}", line(record.seq, record.at, &event));
+            continue;
+        }
         println!("{}", line(record.seq, record.at, &event));
+        for (seq, at, used) in &uses {
+            if used.token.as_ref().map(|t| t.jti.as_str()) == jti {
+                println!("    used: {}", line(*seq, *at, used));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -84,6 +110,12 @@ pub fn line(seq: u64, at: Timestamp, event: &AuditEvent) -> String {
     }
     if let Some(description) = &event.description {
         text.push_str(&format!(" ({description})"));
+    }
+    if let Some(usage) = &event.usage {
+        text.push_str(&format!(
+            " call=\"{}\" status={} bytes={}/{} latency={}us",
+            usage.call, usage.status, usage.bytes_in, usage.bytes_out, usage.latency_us
+        ));
     }
     if let Some(token) = &event.token {
         text.push_str(&format!(

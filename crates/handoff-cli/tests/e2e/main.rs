@@ -13,6 +13,7 @@ mod audit;
 mod check;
 mod containment;
 mod exchange;
+mod gateway;
 mod harness;
 mod identity;
 mod restart;

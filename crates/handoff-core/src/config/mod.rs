@@ -1,6 +1,7 @@
 //! A deployment described in one TOML file plus a folder of Cedar policies, loaded and validated
 //! in one pass that reports every problem at once.
 
+mod gateway;
 mod raw;
 mod shape;
 mod validate;
@@ -13,6 +14,9 @@ use jsonwebtoken::jwk::JwkSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+pub use gateway::{
+    GatewayConfig, PathTemplate, Route, Secret, SecretSource, Template, Tool, UpstreamCredential,
+};
 pub use validate::load_config;
 
 /// Reads the files a deployment names, relative to the config file's folder.
@@ -189,6 +193,8 @@ pub struct SystemConfig {
     pub require_approval: BTreeSet<String>,
     /// Separation of duties: may the user a task acts for approve its requests? (default no)
     pub user_may_approve: bool,
+    /// How the enforcement gateway fronts the system, when it does (`[systems.ID.gateway]`).
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// Per-purpose containment: how far one task may reach. `None` is unlimited.

@@ -83,6 +83,7 @@ pub struct RawSystem {
     pub details: BTreeMap<String, Spanned<String>>,
     pub require_approval: Option<Spanned<Vec<String>>>,
     pub user_may_approve: Option<bool>,
+    pub gateway: Option<Spanned<super::gateway::RawGateway>>,
 }
 
 #[derive(Debug, Deserialize)]

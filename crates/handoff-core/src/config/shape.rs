@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 
 /// What a table in the config may hold.
 #[derive(Clone, Copy)]
-enum Shape {
+pub(super) enum Shape {
     /// Fixed keys, each with the shape of its value.
     Fields(&'static [(&'static str, Shape)]),
     /// Any key the user names (a system id, an action), each value of one shape.
@@ -48,6 +48,7 @@ const SYSTEM: Shape = Shape::Fields(&[
     ("details", Shape::MapOf(&Shape::Leaf)),
     ("require_approval", Shape::Leaf),
     ("user_may_approve", Shape::Leaf),
+    ("gateway", super::gateway::GATEWAY_SHAPE),
 ]);
 const PURPOSE: Shape = Shape::Fields(&[
     ("description", Shape::Leaf),

@@ -121,6 +121,14 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
             systems.insert(valid.id.clone(), valid);
         }
     }
+    super::gateway::attach(
+        ctx.file,
+        ctx.text,
+        reader,
+        &raw.systems,
+        &mut systems,
+        &mut ctx.problems,
+    );
     if raw.systems.is_empty() {
         ctx.problems
             .push(Problem::in_file(ctx.file, "no systems are declared"));
@@ -469,6 +477,7 @@ fn validate_system(
         details,
         require_approval,
         user_may_approve: raw.user_may_approve.unwrap_or(false),
+        gateway: None,
     })
 }
 

@@ -1,0 +1,87 @@
+//! `handoff gateway`: the enforcement gateway as its own process, in front of the HTTP APIs the
+//! deployment's `[systems.ID.gateway]` tables describe. It verifies tokens offline against the
+//! JWKS Handoff serves and refuses any token the revocation feed has cut (polled every
+//! `--poll-seconds`). MCP tool calls need the decision point, so `/mcp` is served only inside
+//! `handoff serve`.
+
+use crate::DeploymentArgs;
+use anyhow::Context as _;
+use handoff_gateway::{FeedCredential, Gateway, OfflineVerifier, Recorder, Verifier};
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the standalone gateway reaches Handoff.
+pub struct Upstream<'a> {
+    /// Handoff's base URL (`http://127.0.0.1:8080`).
+    pub handoff: &'a str,
+    /// The system whose credential reads the revocation feed, and its secret.
+    pub system: &'a str,
+    pub secret: &'a str,
+    pub poll: Duration,
+}
+
+pub fn run(
+    deployment_args: &DeploymentArgs,
+    upstream: &Upstream<'_>,
+    listen: &str,
+) -> anyhow::Result<ExitCode> {
+    let deployment = match super::load_or_report(deployment_args) {
+        Ok(deployment) => deployment,
+        Err(code) => return Ok(code),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    super::runtime()?.block_on(serve(deployment.config, upstream, listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    config: handoff_core::config::Config,
+    upstream: &Upstream<'_>,
+    listen: &str,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let jwks = handoff_gateway::fetch_jwks(&client, upstream.handoff)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    // Without a fresh read of the feed for this long, every token is refused.
+    let stale_after = (upstream.poll * 10).max(Duration::from_secs(10));
+    let verifier = Arc::new(OfflineVerifier::new(
+        config.trust_domain.clone(),
+        jwks,
+        stale_after,
+    ));
+    handoff_gateway::follow_feed(
+        client,
+        upstream.handoff.to_owned(),
+        FeedCredential {
+            system: upstream.system.to_owned(),
+            secret: upstream.secret.to_owned(),
+        },
+        verifier.clone(),
+        upstream.poll,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the revocation feed cannot be read: {e}"))?;
+    let gateway = Gateway::new(Arc::new(config), Verifier::Offline(verifier), Recorder::Log)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on `{listen}`"))?;
+    let address = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "handoff gateway listening on http://{address}");
+    let _ = out.flush();
+    drop(out);
+    axum::serve(listener, handoff_gateway::router(Arc::new(gateway)))
+        .with_graceful_shutdown(super::serve::shutdown())
+        .await
+        .context("the gateway stopped")?;
+    Ok(())
+}

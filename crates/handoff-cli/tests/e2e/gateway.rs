@@ -1,0 +1,580 @@
+//! The HTTP enforcement gateway in front of a real upstream that records what it received: the
+//! agent's token never reaches it, the injected credential does; unmapped routes, routes outside
+//! the token and bodies that differ from the token's authorization details are refused; a
+//! revoked task's token stops working, inside `handoff serve` at once and in a standalone
+//! `handoff gateway` within its feed poll.
+
+use crate::harness::{Server, binary, cli, example_config, stderr, stdout, temp_dir};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+pub const GIT_SECRET: &str = "upstream-git-secret";
+pub const PAYMENTS_KEY: &str = "upstream-payments-key";
+
+/// One request as the upstream saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Everything the upstream received, as text, to search for a leaked token.
+    pub fn everything(&self) -> String {
+        format!(
+            "{} {} {:?} {}",
+            self.method, self.uri, self.headers, self.body
+        )
+    }
+}
+
+/// An HTTP API on a loopback port that answers 201 with a JSON body and records every request.
+pub async fn upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let sink = seen.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let sink = sink.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            sink.lock().await.push(Seen {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+                    .collect(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+            (
+                axum::http::StatusCode::CREATED,
+                axum::Json(json!({ "upstream": "ok", "path": parts.uri.path() })),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// The example config with the git host and the payments API behind the gateway at `upstream`.
+pub fn gateway_config(dir: &Path, upstream: &str) -> std::path::PathBuf {
+    let extra = format!(
+        r#"
+[systems.git.gateway]
+upstream = "{upstream}"
+credential = {{ header = "authorization", prefix = "Bearer ", value_env = "GIT_UPSTREAM_TOKEN" }}
+
+[[systems.git.gateway.routes]]
+method = "POST"
+path = "/repos/{{owner}}/{{repo}}/pulls"
+action = "open_pr"
+resource = "repo:{{owner}}/{{repo}}"
+
+[[systems.git.gateway.routes]]
+method = "GET"
+path = "/repos/{{owner}}/{{repo}}"
+action = "read"
+resource = "repo:{{owner}}/{{repo}}"
+
+[systems.payments.gateway]
+upstream = "{upstream}/v1"
+credential = {{ header = "x-api-key", value_env = "PAYMENTS_UPSTREAM_KEY" }}
+
+[[systems.payments.gateway.routes]]
+method = "POST"
+path = "/payments"
+action = "create"
+details = {{ amount = "/amount", currency = "/currency", creditor = "/creditor" }}
+"#
+    );
+    example_config(dir, |text| format!("{text}\n{extra}"))
+}
+
+pub fn start(dir: &Path, config: &Path) -> Server {
+    Server::start_env(
+        dir,
+        Some(config),
+        &[
+            ("GIT_UPSTREAM_TOKEN", GIT_SECRET),
+            ("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY),
+        ],
+    )
+}
+
+async fn git_token(server: &Server, agent: &str, scope: &str, resource: &str) -> (String, String) {
+    let (task, txn) = server.task(agent, "release", &["git"]).await;
+    let (status, body) = server
+        .exchange(agent, &txn, "git", scope, &[("resource", resource)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (task, body["access_token"].as_str().unwrap().to_owned())
+}
+
+async fn call(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, format!("{base}/gateway{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn forwards_a_mapped_route_with_the_upstream_credential_and_never_the_agents_token() {
+    let dir = temp_dir();
+    let (upstream_url, seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let agent = server.identity("release-bot");
+    let (task, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
+
+    let (status, body) = call(
+        &server.base,
+        reqwest::Method::POST,
+        "/git/repos/acme/app/pulls?draft=true",
+        Some(&token),
+        Some(json!({ "title": "Fix the build", "head": "fix", "base": "main" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["path"], "/repos/acme/app/pulls");
+
+    let seen = seen.lock().await.clone();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.uri, "/repos/acme/app/pulls?draft=true");
+    assert_eq!(
+        request.header("authorization"),
+        Some(format!("Bearer {GIT_SECRET}").as_str())
+    );
+    assert!(request.body.contains("Fix the build"));
+    // The agent's token (and the identity it was minted for) never reach the upstream.
+    assert!(!request.everything().contains(&token), "{request:?}");
+    assert!(!request.everything().contains(&agent));
+
+    // The use is recorded against the grant, and the trace shows it next to it.
+    let jti = server
+        .verify_access_token(&token, "https://git.example.com")
+        .await["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let trace = wait_for_trace(&server, &task, "POST /repos/{owner}/{repo}/pulls").await;
+    assert!(trace.contains("status=201"), "{trace}");
+    assert!(trace.contains(&jti), "{trace}");
+    let json = stdout(&cli(&[
+        "trace",
+        &task,
+        "--json",
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]));
+    let record: Value = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["event"]["kind"] == "use")
+        .expect("a use record");
+    assert_eq!(record["event"]["token"]["jti"], jti.as_str());
+    assert_eq!(record["event"]["use"]["status"], 201);
+    assert_eq!(record["event"]["resource"], "repo:acme/app");
+    assert!(record["event"]["use"]["bytes_out"].as_u64().unwrap() > 0);
+    assert!(!json.contains(&token));
+}
+
+/// Waits until `handoff trace TASK` mentions `needle` (use records land just after the response).
+pub async fn wait_for_trace(server: &Server, task: &str, needle: &str) -> String {
+    for _ in 0..100 {
+        let output = cli(&[
+            "trace",
+            task,
+            "--data-dir",
+            server.data_dir.to_str().unwrap(),
+        ]);
+        let trace = stdout(&output);
+        if trace.contains(needle) {
+            return trace;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the trace of `{task}` never showed `{needle}`");
+}
+
+#[tokio::test]
+async fn refuses_unmapped_routes_and_calls_outside_the_token() {
+    let dir = temp_dir();
+    let (upstream_url, seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let agent = server.identity("release-bot");
+    let (_, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
+    let base = &server.base;
+    let post = reqwest::Method::POST;
+
+    let (status, body) = call(
+        base,
+        reqwest::Method::DELETE,
+        "/git/repos/acme/app",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("route_not_mapped")),
+        "{body}"
+    );
+    let (status, body) = call(base, post.clone(), "/git/admin", Some(&token), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("route_not_mapped")),
+        "{body}"
+    );
+    let (status, body) = call(
+        base,
+        post.clone(),
+        "/git/repos/../../admin/pulls",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert!(status == 403 || status == 404, "{status} {body}");
+    let (status, body) = call(
+        base,
+        reqwest::Method::GET,
+        "/git/repos/acme/app",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{body}"
+    );
+    let (status, body) = call(
+        base,
+        post.clone(),
+        "/git/repos/acme/other/pulls",
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("resource_mismatch")),
+        "{body}"
+    );
+    let (status, body) = call(base, post.clone(), "/git/repos/acme/app/pulls", None, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+    let (status, body) = call(
+        base,
+        post.clone(),
+        "/git/repos/acme/app/pulls",
+        Some("not-a-token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+    // A token for git is not a token for payments.
+    let (status, body) = call(
+        base,
+        post.clone(),
+        "/payments/payments",
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+    // A system without a gateway table is not behind the gateway.
+    let (status, body) = call(base, post, "/ci/deploy", Some(&token), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown_system")),
+        "{body}"
+    );
+    assert!(seen.lock().await.is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn a_body_that_differs_from_the_tokens_authorization_details_is_refused() {
+    let dir = temp_dir();
+    let (upstream_url, seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let payer = server.identity("payments-agent");
+    let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
+    let details = r#"[{"type":"payment","amount":5000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    let (status, body) = server
+        .exchange(
+            &payer,
+            &txn,
+            "payments",
+            "create",
+            &[("authorization_details", details)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let post = reqwest::Method::POST;
+
+    let tampered = json!({ "amount": 990000, "currency": "EUR", "creditor": "ACME GmbH" });
+    let (status, body) = call(
+        &server.base,
+        post.clone(),
+        "/payments/payments",
+        Some(&token),
+        Some(tampered),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("details_mismatch")),
+        "{body}"
+    );
+    let other_creditor = json!({ "amount": 5000, "currency": "EUR", "creditor": "Mallory Ltd" });
+    let (status, body) = call(
+        &server.base,
+        post.clone(),
+        "/payments/payments",
+        Some(&token),
+        Some(other_creditor),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("details_mismatch")),
+        "{body}"
+    );
+    let (status, body) = call(
+        &server.base,
+        post.clone(),
+        "/payments/payments",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("details_mismatch")),
+        "{body}"
+    );
+    assert!(seen.lock().await.is_empty());
+
+    let exact =
+        json!({ "amount": 5000, "currency": "EUR", "creditor": "ACME GmbH", "memo": "invoice 7" });
+    let (status, body) = call(
+        &server.base,
+        post,
+        "/payments/payments",
+        Some(&token),
+        Some(exact),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let seen = seen.lock().await.clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri, "/v1/payments");
+    assert_eq!(seen[0].header("x-api-key"), Some(PAYMENTS_KEY));
+    assert_eq!(seen[0].header("authorization"), None);
+}
+
+#[tokio::test]
+async fn a_revoked_tasks_token_stops_working_inside_handoff_serve_at_once() {
+    let dir = temp_dir();
+    let (upstream_url, _seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let agent = server.identity("release-bot");
+    let (task, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
+    let path = "/git/repos/acme/app/pulls";
+    let (status, _) = call(
+        &server.base,
+        reqwest::Method::POST,
+        path,
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = server
+        .admin(
+            "revoke",
+            json!({ "kind": "task", "id": task, "reason": "leaked" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &server.base,
+        reqwest::Method::POST,
+        path,
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+}
+
+/// A standalone `handoff gateway`, killed on drop.
+pub struct Standalone {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn standalone(config: &Path, handoff: &str, system: &str, secret: &str) -> Standalone {
+    let mut child = Command::new(binary())
+        .args(["gateway", "--listen", "127.0.0.1:0", "--poll-seconds", "1"])
+        .arg("--config")
+        .arg(config)
+        .args(["--handoff", handoff, "--feed-system", system])
+        .env("HANDOFF_FEED_SECRET", secret)
+        .env("GIT_UPSTREAM_TOKEN", GIT_SECRET)
+        .env("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("handoff gateway starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = BufReader::new(stdout);
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let base = first
+        .trim()
+        .strip_prefix("handoff gateway listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+        .to_owned();
+    Standalone { child, base }
+}
+
+#[tokio::test]
+async fn a_standalone_gateway_verifies_offline_and_honours_a_revocation_within_its_poll() {
+    let dir = temp_dir();
+    let (upstream_url, seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let secret = server.system_secret("git");
+    let gateway = standalone(&config, &server.base, "git", &secret);
+    let agent = server.identity("release-bot");
+    let (task, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
+    let path = "/git/repos/acme/app/pulls";
+
+    let (status, body) = call(
+        &gateway.base,
+        reqwest::Method::POST,
+        path,
+        Some(&token),
+        Some(json!({ "title": "t" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        seen.lock().await[0].header("authorization"),
+        Some(format!("Bearer {GIT_SECRET}").as_str())
+    );
+    let (status, body) = call(
+        &gateway.base,
+        reqwest::Method::DELETE,
+        path,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("route_not_mapped")),
+        "{body}"
+    );
+
+    let output = cli(&[
+        "revoke",
+        "task",
+        &task,
+        "--reason",
+        "leaked",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let revoked = std::time::Instant::now();
+    // Documented window: the poll interval (1 s here) plus one round trip.
+    loop {
+        let (status, body) = call(
+            &gateway.base,
+            reqwest::Method::POST,
+            path,
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+        if status == 401 {
+            assert_eq!(body["error"], "invalid_token");
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            revoked.elapsed() < Duration::from_millis(2500),
+            "the revoked token still worked after {:?}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,320 @@
+//! The HTTP gateway: `ANY /gateway/{system}/{path}`. Verify the token, map the route to an action
+//! and resource inside the token's grant, check the body against its authorization details, swap
+//! the agent's token for the upstream credential, forward, and stream the answer back.
+
+use crate::Gateway;
+use crate::details;
+use crate::error::GatewayError;
+use crate::metered::Metered;
+use crate::record::Use;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use handoff_core::audit::UsageRecord;
+use handoff_core::config::{Route, SystemConfig};
+use handoff_core::ids::SystemId;
+use handoff_core::token::AccessClaims;
+use http_body_util::{BodyExt, Full, Limited};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where the gateway's HTTP routes live.
+pub const PREFIX: &str = "/gateway/";
+
+/// Headers that belong to one connection and never travel on (RFC 9110 §7.6.1), plus the
+/// agent's credential and the host.
+const DROPPED: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::AUTHORIZATION,
+    header::CONTENT_LENGTH,
+    header::COOKIE,
+];
+
+/// Connection headers dropped from the upstream's answer.
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn keep(name: &HeaderName) -> bool {
+    !DROPPED.contains(name) && name.as_str() != "keep-alive" && name.as_str() != "txn-token"
+}
+
+pub async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let started = Instant::now();
+    match handle(&gateway, request, started).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// A verified caller and the route it called, for recording refusals past verification.
+struct Verified<'a> {
+    claims: AccessClaims,
+    system: &'a SystemConfig,
+}
+
+async fn handle(
+    gateway: &Arc<Gateway>,
+    request: Request,
+    started: Instant,
+) -> Result<Response, GatewayError> {
+    let (parts, body) = request.into_parts();
+    let (system_id, rest) = split_path(parts.uri.path())?;
+    let system = gateway
+        .config
+        .systems
+        .get(&SystemId::new(system_id))
+        .filter(|s| s.gateway.as_ref().is_some_and(|g| g.upstream.is_some()))
+        .ok_or_else(|| GatewayError::UnknownSystem(system_id.chars().take(64).collect()))?;
+    let token = bearer(&parts.headers)
+        .ok_or_else(|| GatewayError::InvalidToken("a bearer token is required".to_owned()))?;
+    let claims = gateway.verifier.check(token, system).await?;
+    let verified = Verified { claims, system };
+    let method = parts.method.as_str();
+    let outcome = authorize(gateway, &verified, method, rest, body).await;
+    let (route, resource, body) = match outcome {
+        Ok(found) => found,
+        Err((error, action)) => {
+            gateway.recorder.record(
+                &verified.claims,
+                Use {
+                    system: system.id.to_string(),
+                    action: action.unwrap_or_default(),
+                    resource: None,
+                    authorization_details: None,
+                    decision_id: None,
+                    usage: UsageRecord {
+                        call: format!("{method} {}", truncate(rest, 256)),
+                        status: 0,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        latency_us: micros(started),
+                    },
+                    refused: Some(error.code().to_owned()),
+                },
+            );
+            return Err(error);
+        }
+    };
+    let upstream = gateway
+        .upstream_uri(system, rest, parts.uri.query())
+        .ok_or_else(|| GatewayError::Upstream("the upstream URL does not parse".to_owned()))?;
+    let mut outbound = hyper::Request::builder()
+        .method(parts.method.clone())
+        .uri(upstream);
+    if let Some(headers) = outbound.headers_mut() {
+        for (name, value) in parts.headers.iter().filter(|(n, _)| keep(n)) {
+            headers.append(name.clone(), value.clone());
+        }
+        if let Some((name, value)) = gateway.credential(system, &route.action).await? {
+            headers.insert(name, value);
+        }
+    }
+    let bytes_in = body.len() as u64;
+    let outbound = outbound
+        .body(Full::new(body))
+        .map_err(|e| GatewayError::Upstream(e.to_string()))?;
+    let action = format!("{}:{}", system.id, route.action);
+    let call = format!("{method} {}", route.path.as_str());
+    let answer = match gateway.client.request(outbound).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            gateway.recorder.record(
+                &verified.claims,
+                Use {
+                    system: system.id.to_string(),
+                    action,
+                    resource,
+                    authorization_details: verified.claims.authorization_details.clone(),
+                    decision_id: None,
+                    usage: UsageRecord {
+                        call,
+                        status: 0,
+                        bytes_in,
+                        bytes_out: 0,
+                        latency_us: micros(started),
+                    },
+                    refused: Some("upstream_unavailable".to_owned()),
+                },
+            );
+            return Err(GatewayError::Upstream(e.to_string()));
+        }
+    };
+    let (mut head, incoming) = answer.into_parts();
+    let status = head.status.as_u16();
+    for name in HOP_BY_HOP {
+        head.headers.remove(name);
+    }
+    head.headers.remove("keep-alive");
+    let recorder = gateway.recorder.clone();
+    let claims = verified.claims;
+    let system_name = system.id.to_string();
+    let metered = Metered::new(
+        incoming,
+        started,
+        Box::new(move |bytes_out, latency_us| {
+            let details = claims.authorization_details.clone();
+            recorder.record(
+                &claims,
+                Use {
+                    system: system_name,
+                    action,
+                    resource,
+                    authorization_details: details,
+                    decision_id: None,
+                    usage: UsageRecord {
+                        call,
+                        status,
+                        bytes_in,
+                        bytes_out,
+                        latency_us,
+                    },
+                    refused: None,
+                },
+            );
+        }),
+    );
+    Ok(Response::from_parts(head, Body::new(metered)))
+}
+
+/// Finds the route and checks it against the grant; on refusal, says which action it was.
+async fn authorize(
+    gateway: &Gateway,
+    verified: &Verified<'_>,
+    method: &str,
+    path: &str,
+    body: Body,
+) -> Result<(Route, Option<String>, Bytes), (GatewayError, Option<String>)> {
+    let system = verified.system;
+    let claims = &verified.claims;
+    let not_mapped = || GatewayError::RouteNotMapped {
+        system: system.id.to_string(),
+        method: method.chars().take(16).collect(),
+        path: truncate(path, 256),
+    };
+    if has_dot_segment(path) {
+        return Err((not_mapped(), None));
+    }
+    let routes = system
+        .gateway
+        .as_ref()
+        .map_or(&[][..], |g| g.routes.as_slice());
+    let Some((route, values)) = routes
+        .iter()
+        .filter(|r| r.method == method)
+        .find_map(|r| r.path.matches(path).map(|v| (r, v)))
+    else {
+        return Err((not_mapped(), None));
+    };
+    let action = format!("{}:{}", system.id, route.action);
+    let fail = |e: GatewayError| (e, Some(action.clone()));
+    if !claims.scope.split(' ').any(|s| s == action) {
+        return Err(fail(GatewayError::InsufficientScope(action.clone())));
+    }
+    let resource = details::resource(route.resource.as_ref(), |name| values.get(name).cloned())
+        .map_err(fail)?;
+    match (&claims.resource, &resource) {
+        // A token for the whole system covers every resource in it.
+        (None, _) => {}
+        (Some(granted), Some(called)) if granted == called => {}
+        (Some(_), Some(called)) => {
+            return Err(fail(GatewayError::ResourceMismatch(truncate(called, 256))));
+        }
+        (Some(granted), None) => {
+            return Err(fail(GatewayError::ResourceMismatch(truncate(granted, 256))));
+        }
+    }
+    let limit = gateway.max_body_bytes;
+    let body = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|_| fail(GatewayError::BodyTooLarge(limit)))?
+        .to_bytes();
+    if !route.details.is_empty() {
+        let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+            fail(GatewayError::DetailsMismatch(
+                "the body must be JSON to be checked against the token".to_owned(),
+            ))
+        })?;
+        details::check(
+            &route.details,
+            &parsed,
+            claims.authorization_details.as_ref(),
+        )
+        .map_err(fail)?;
+    }
+    Ok((route.clone(), resource, body))
+}
+
+/// `/gateway/git/repos/a/b` → (`git`, `/repos/a/b`).
+fn split_path(path: &str) -> Result<(&str, &str), GatewayError> {
+    let rest = path
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| GatewayError::InvalidRequest("not a gateway path".to_owned()))?;
+    Ok(match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    })
+}
+
+/// `.` and `..` segments (also percent-encoded) could be resolved by the upstream into another
+/// path than the one that was matched; they are never forwarded.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+fn micros(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The upstream URI for `path` (and `query`) under the system's base URL.
+pub(crate) fn join(base: &str, path: &str, query: Option<&str>) -> Option<Uri> {
+    let text = match query {
+        Some(query) => format!("{base}{path}?{query}"),
+        None => format!("{base}{path}"),
+    };
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_never_forwarded() {
+        assert!(has_dot_segment("/repos/../admin"));
+        assert!(has_dot_segment("/repos/%2E%2e/admin"));
+        assert!(has_dot_segment("/repos/./x"));
+        assert!(!has_dot_segment("/repos/a.b/pulls"));
+    }
+}

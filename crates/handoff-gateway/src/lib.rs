@@ -1,0 +1,141 @@
+//! The enforcement gateway: puts HTTP APIs and MCP tool servers that never verify Handoff tokens
+//! behind Handoff, enforcing each handoff's decision and injecting the real upstream credential.
+//!
+//! [`router`] serves `/gateway/{system}/...` (HTTP routes) and, when built over a [`Handoff`]
+//! service, `/mcp` (Streamable HTTP MCP); `handoff serve` merges it into its app and
+//! `handoff gateway` runs it alone, verifying tokens offline.
+
+mod credential;
+mod details;
+mod error;
+mod feed;
+mod http;
+mod mcp;
+mod metered;
+mod record;
+mod upstream_mcp;
+mod verify;
+
+pub use error::GatewayError;
+pub use feed::{FeedCredential, FeedEntry, fetch_jwks, follow_feed};
+pub use record::Recorder;
+pub use verify::{DenyList, OfflineVerifier, Verifier};
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Uri};
+use axum::routing::{any, get};
+use bytes::Bytes;
+use credential::Injector;
+use handoff_core::Handoff;
+use handoff_core::config::{Config, SystemConfig};
+use handoff_core::ids::SystemId;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest request body the gateway reads (to check it against the token) and forwards.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Everything a gateway request needs.
+pub struct Gateway {
+    config: Arc<Config>,
+    verifier: Verifier,
+    recorder: Recorder,
+    /// Present inside `handoff serve`: MCP `tools/call` runs the exchange through it.
+    handoff: Option<Arc<Handoff>>,
+    credentials: BTreeMap<SystemId, Injector>,
+    mcp: BTreeMap<SystemId, upstream_mcp::McpUpstream>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    max_body_bytes: usize,
+}
+
+/// Why a gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("systems.{system}.gateway.credential: {message}")]
+    Credential { system: String, message: String },
+}
+
+impl Gateway {
+    /// A gateway inside `handoff serve`: tokens checked against Handoff's keys and store, uses
+    /// appended to the audit chain, MCP tool calls decided by the exchange itself.
+    pub fn embedded(handoff: Arc<Handoff>) -> Result<Self, BuildError> {
+        let config = Arc::new(handoff.config().clone());
+        let mut gateway = Self::new(
+            config,
+            Verifier::Online(handoff.clone()),
+            Recorder::Store(handoff.clone()),
+        )?;
+        gateway.handoff = Some(handoff);
+        Ok(gateway)
+    }
+
+    /// A gateway over any verifier and recorder (a standalone `handoff gateway`: HTTP routes only).
+    pub fn new(
+        config: Arc<Config>,
+        verifier: Verifier,
+        recorder: Recorder,
+    ) -> Result<Self, BuildError> {
+        let mut credentials = BTreeMap::new();
+        let mut mcp = BTreeMap::new();
+        for system in config.systems.values() {
+            let Some(gateway) = &system.gateway else {
+                continue;
+            };
+            let injector = Injector::new(gateway.credential.as_ref()).map_err(|message| {
+                BuildError::Credential {
+                    system: system.id.to_string(),
+                    message,
+                }
+            })?;
+            credentials.insert(system.id.clone(), injector);
+            if let Some(url) = &gateway.mcp {
+                mcp.insert(system.id.clone(), upstream_mcp::McpUpstream::new(url));
+            }
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self {
+            config,
+            verifier,
+            recorder,
+            handoff: None,
+            credentials,
+            mcp,
+            client,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        })
+    }
+
+    fn upstream_uri(&self, system: &SystemConfig, path: &str, query: Option<&str>) -> Option<Uri> {
+        let base = system.gateway.as_ref()?.upstream.as_deref()?;
+        http::join(base, path, query)
+    }
+
+    async fn credential(
+        &self,
+        system: &SystemConfig,
+        action: &str,
+    ) -> Result<Option<(HeaderName, HeaderValue)>, GatewayError> {
+        match self.credentials.get(&system.id) {
+            Some(injector) => injector.header_for(action).await,
+            None => Ok(None),
+        }
+    }
+}
+
+/// The gateway's routes: HTTP systems under `/gateway/`, and the MCP endpoint with its protected
+/// resource metadata (RFC 9728) when the gateway runs inside `handoff serve`.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let mut router = Router::new().route("/gateway/{*rest}", any(http::forward));
+    if gateway.handoff.is_some() {
+        router = router
+            .route(mcp::PATH, any(mcp::endpoint))
+            .route(mcp::METADATA_PATH, get(mcp::metadata));
+    }
+    router.with_state(gateway)
+}

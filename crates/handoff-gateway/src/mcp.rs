@@ -1,0 +1,549 @@
+//! The MCP endpoint (Streamable HTTP, `POST /mcp`, JSON responses): one endpoint in front of
+//! every system's upstream MCP server.
+//!
+//! The client authenticates with its workload identity (`Authorization: Bearer`) and names its
+//! task with a `Txn-Token` header. Each `tools/call` is a handoff: the tool's system, action,
+//! resource and authorization details (from its arguments, as config declares) go through
+//! [`Handoff::exchange`], the same decision, approval gate and record as `POST /oauth/token`;
+//! only on permit is the call forwarded upstream, with the upstream credential. The client's
+//! token never leaves the gateway. `tools/list` shows the tools the task's plan, budgets and
+//! freezes leave reachable. Every other method fails closed.
+
+use crate::Gateway;
+use crate::details;
+use crate::record::Use;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use handoff_core::ServiceError;
+use handoff_core::audit::UsageRecord;
+use handoff_core::config::{SystemConfig, Tool};
+use handoff_core::identity::VerifiedIdentity;
+use handoff_core::service::ExchangeRequest;
+use handoff_core::task::TaskState;
+use handoff_core::token::{AccessClaims, Unverified, peek_claims, verify_txn_token};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const PATH: &str = "/mcp";
+/// RFC 9728 protected resource metadata for the endpoint (path-suffixed, as the MCP spec asks).
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+/// The header naming the task.
+pub const TXN_HEADER: &str = "txn-token";
+/// Where a retry names the approval it waited for: `params._meta["io.handoff/approval_id"]`, or
+/// this header.
+pub const APPROVAL_META: &str = "io.handoff/approval_id";
+pub const APPROVAL_HEADER: &str = "handoff-approval-id";
+/// Protocol revisions the endpoint speaks (the `initialize` handshake era).
+const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+
+/// JSON-RPC error codes.
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
+/// Access denied (AuthZEN MCP profile): `data` carries `reason` and `decision_id`.
+pub const ACCESS_DENIED: i64 = -32001;
+/// The call waits for a person's approval: `data` carries `approval_id`; retry once approved.
+pub const APPROVAL_PENDING: i64 = -32003;
+/// Tools listed per upstream at most (pages followed).
+const MAX_LIST_PAGES: usize = 16;
+
+pub async fn metadata(State(gateway): State<Arc<Gateway>>) -> Response {
+    let issuer = &gateway.config.trust_domain;
+    Json(json!({
+        "resource": format!("{issuer}{PATH}"),
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Handoff MCP gateway",
+    }))
+    .into_response()
+}
+
+fn unauthorized(gateway: &Gateway, why: &str) -> Response {
+    let challenge = format!(
+        "Bearer error=\"invalid_token\", resource_metadata=\"{}{METADATA_PATH}\"",
+        gateway.config.trust_domain
+    );
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "invalid_token", "error_description": why })),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn rpc_error(id: &Value, code: i64, message: &str, data: Option<Value>) -> Response {
+    let mut error = json!({ "code": code, "message": message });
+    if let (Some(data), Some(object)) = (data, error.as_object_mut()) {
+        object.insert("data".to_owned(), data);
+    }
+    Json(json!({ "jsonrpc": "2.0", "id": id, "error": error })).into_response()
+}
+
+fn rpc_result(id: &Value, result: Value) -> Response {
+    Json(json!({ "jsonrpc": "2.0", "id": id, "result": result })).into_response()
+}
+
+pub async fn endpoint(
+    State(gateway): State<Arc<Gateway>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        // No server-initiated stream and no sessions: only POST.
+        let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    // DNS rebinding: browsers send Origin; agents do not. No origin is trusted.
+    if headers.contains_key(header::ORIGIN) {
+        return (StatusCode::FORBIDDEN, "requests from browsers are refused").into_response();
+    }
+    let Some(handoff) = gateway.handoff.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(identity_token) = bearer(&headers) else {
+        return unauthorized(&gateway, "a workload identity token is required");
+    };
+    let identity = match handoff.authenticate(identity_token) {
+        Ok(identity) => identity,
+        Err(_) => return unauthorized(&gateway, "the identity token is refused"),
+    };
+    if let Some(version) = headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        && !VERSIONS.contains(&version)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unsupported MCP protocol version; supported: {}",
+                VERSIONS.join(", ")
+            ),
+        )
+            .into_response();
+    }
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(message) => message,
+        Err(_) => return rpc_error(&Value::Null, PARSE_ERROR, "parse error", None),
+    };
+    let (Some(name), true) = (
+        message.get("method").and_then(Value::as_str),
+        message.get("jsonrpc") == Some(&json!("2.0")),
+    ) else {
+        return rpc_error(&Value::Null, INVALID_REQUEST, "invalid request", None);
+    };
+    let Some(id) = message.get("id").cloned() else {
+        // A notification (or a response to nothing we asked): accepted, nothing to answer.
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let params = message.get("params").cloned().unwrap_or(json!({}));
+    let call = Call {
+        gateway: &gateway,
+        handoff: &handoff,
+        identity: &identity,
+        identity_token,
+        headers: &headers,
+        id: &id,
+    };
+    match name {
+        "initialize" => rpc_result(&id, initialize(&params)),
+        "ping" => rpc_result(&id, json!({})),
+        "tools/list" => call.list().await,
+        "tools/call" => call.call(&params).await,
+        _ => rpc_error(&id, METHOD_NOT_FOUND, "method not found", None),
+    }
+}
+
+fn initialize(params: &Value) -> Value {
+    let asked = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let version = VERSIONS
+        .iter()
+        .find(|v| **v == asked)
+        .or(VERSIONS.first())
+        .copied()
+        .unwrap_or("2025-11-25");
+    json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": false } },
+        "serverInfo": { "name": "handoff-gateway", "version": env!("CARGO_PKG_VERSION") },
+        "instructions": "Every tool call is decided by Handoff for the task named in the Txn-Token header.",
+    })
+}
+
+struct Call<'a> {
+    gateway: &'a Gateway,
+    handoff: &'a handoff_core::Handoff,
+    identity: &'a VerifiedIdentity,
+    identity_token: &'a str,
+    headers: &'a HeaderMap,
+    id: &'a Value,
+}
+
+impl Call<'_> {
+    fn txn(&self) -> Option<&str> {
+        self.headers
+            .get(TXN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    fn denied(&self, reason: &str, message: &str, decision_id: Option<&str>) -> Response {
+        rpc_error(
+            self.id,
+            ACCESS_DENIED,
+            &format!("access denied: {message}"),
+            Some(json!({ "reason": reason, "decision_id": decision_id })),
+        )
+    }
+
+    /// The tools of every fronted system that the task could call: its system within the
+    /// task's plan, its action within the purpose's budgets, the system not frozen. Arguments
+    /// are decided on each call, by policy.
+    async fn list(&self) -> Response {
+        let Some(txn) = self.txn() else {
+            return self.denied(
+                "invalid_grant",
+                "a Txn-Token header naming the task is required",
+                None,
+            );
+        };
+        let config = &self.gateway.config;
+        let now = self.handoff.now();
+        let Ok(verified) = verify_txn_token(
+            self.handoff.keys(),
+            &config.trust_domain,
+            Unverified::new(txn),
+            now.seconds(),
+        ) else {
+            return self.denied("invalid_grant", "the task token is refused", None);
+        };
+        let store = self.handoff.store();
+        let snapshot = match store.task(verified.task()).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return self.denied("invalid_grant", "unknown task", None),
+            Err(_) => return rpc_error(self.id, INTERNAL_ERROR, "the store is unavailable", None),
+        };
+        let task = &snapshot.task;
+        if &task.agent != self.identity.agent()
+            || task.agent_issuer != self.identity.issuer()
+            || task.state != TaskState::Open
+            || now >= task.expires_at
+        {
+            return self.denied("task_unusable", "the task is not open for this agent", None);
+        }
+        let Some(purpose) = config.purposes.get(&task.purpose) else {
+            return self.denied("policy_error", "the task's purpose is not declared", None);
+        };
+        let mut tools = Vec::new();
+        for system in config.systems.values() {
+            let Some(gateway) = &system.gateway else {
+                continue;
+            };
+            if gateway.tools.is_empty() || store.is_frozen(&system.id).await.unwrap_or(true) {
+                continue;
+            }
+            let reachable: BTreeSet<&str> = gateway
+                .tools
+                .iter()
+                .filter(|tool| {
+                    system.actions.get(&tool.action).is_some_and(|action| {
+                        handoff_core::budget::check(
+                            purpose,
+                            task,
+                            &snapshot.facts,
+                            system,
+                            std::slice::from_ref(action),
+                            now.seconds(),
+                        )
+                        .is_ok()
+                    })
+                })
+                .map(|tool| tool.name.as_str())
+                .collect();
+            if reachable.is_empty() {
+                continue;
+            }
+            match self.upstream_tools(system).await {
+                Ok(offered) => tools.extend(offered.into_iter().filter(|t| {
+                    t.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| reachable.contains(n))
+                })),
+                Err(error) => {
+                    tracing::warn!(system = %system.id, %error, "an upstream MCP server did not list its tools");
+                }
+            }
+        }
+        rpc_result(self.id, json!({ "tools": tools }))
+    }
+
+    async fn upstream_tools(
+        &self,
+        system: &SystemConfig,
+    ) -> Result<Vec<Value>, crate::GatewayError> {
+        let upstream = self
+            .gateway
+            .mcp
+            .get(&system.id)
+            .ok_or_else(|| crate::GatewayError::UnknownSystem(system.id.to_string()))?;
+        let credential = self.gateway.credential(system, "").await?;
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let params = match &cursor {
+                Some(cursor) => json!({ "cursor": cursor }),
+                None => json!({}),
+            };
+            let answer = upstream.request("tools/list", params, &credential).await?;
+            if let Some(page) = answer
+                .message
+                .pointer("/result/tools")
+                .and_then(Value::as_array)
+            {
+                tools.extend(page.iter().cloned());
+            }
+            cursor = answer
+                .message
+                .pointer("/result/nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(tools)
+    }
+
+    async fn call(&self, params: &Value) -> Response {
+        let started = Instant::now();
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return rpc_error(self.id, INVALID_PARAMS, "`name` is required", None);
+        };
+        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+        if !arguments.is_object() {
+            return rpc_error(
+                self.id,
+                INVALID_PARAMS,
+                "`arguments` must be an object",
+                None,
+            );
+        }
+        let Some((system, tool)) = self.find(name) else {
+            return rpc_error(
+                self.id,
+                INVALID_PARAMS,
+                &format!("unknown tool: {}", truncate(name, 128)),
+                None,
+            );
+        };
+        let Some(txn) = self.txn() else {
+            return self.denied(
+                "invalid_grant",
+                "a Txn-Token header naming the task is required",
+                None,
+            );
+        };
+        let resource = match details::resource(tool.resource.as_ref(), |n| {
+            details::argument_text(&arguments, n)
+        }) {
+            Ok(resource) => resource,
+            Err(e) => return rpc_error(self.id, INVALID_PARAMS, &e.to_string(), None),
+        };
+        let authorization_details =
+            match details::build(system.id.as_str(), &tool.details, &arguments) {
+                Ok(details) => details,
+                Err(e) => return rpc_error(self.id, INVALID_PARAMS, &e.to_string(), None),
+            };
+        let approval_id = params
+            .pointer("/_meta")
+            .and_then(|m| m.get(APPROVAL_META))
+            .and_then(Value::as_str)
+            .or_else(|| {
+                self.headers
+                    .get(APPROVAL_HEADER)
+                    .and_then(|v| v.to_str().ok())
+            })
+            .map(str::to_owned);
+        let request = ExchangeRequest {
+            subject_token: txn.to_owned(),
+            actor_token: self.identity_token.to_owned(),
+            audience: system.id.to_string(),
+            scope: vec![tool.action.clone()],
+            resource: resource.clone(),
+            authorization_details: authorization_details.clone(),
+            // The token is never handed out; a short life bounds what a leak of it could do.
+            requested_lifetime: Some(60),
+            approval_id,
+        };
+        let issued = match self.handoff.exchange(request).await {
+            Ok(issued) => issued,
+            Err(error) => return self.refused(error),
+        };
+        let Ok(claims) = peek_claims::<AccessClaims>(Unverified::new(&issued.token.token)) else {
+            return rpc_error(self.id, INTERNAL_ERROR, "internal error", None);
+        };
+        let Some(upstream) = self.gateway.mcp.get(&system.id) else {
+            return rpc_error(self.id, INTERNAL_ERROR, "the tool has no upstream", None);
+        };
+        let forwarded = json!({ "name": name, "arguments": arguments });
+        let bytes_in = forwarded.to_string().len() as u64;
+        let outcome = match self.gateway.credential(system, &tool.action).await {
+            Ok(credential) => upstream.request("tools/call", forwarded, &credential).await,
+            Err(e) => Err(e),
+        };
+        let (status, bytes_out, refused, response) = match outcome {
+            Ok(answer) => {
+                let response = match (answer.message.get("result"), answer.message.get("error")) {
+                    (Some(result), _) => rpc_result(self.id, result.clone()),
+                    (None, Some(error)) => {
+                        Json(json!({ "jsonrpc": "2.0", "id": self.id, "error": error }))
+                            .into_response()
+                    }
+                    (None, None) => rpc_error(
+                        self.id,
+                        INTERNAL_ERROR,
+                        "the upstream answered nothing",
+                        None,
+                    ),
+                };
+                (answer.status, answer.bytes, None, response)
+            }
+            Err(error) => {
+                tracing::warn!(%error, tool = name, "an MCP tool call could not be forwarded");
+                let code = error.code().to_owned();
+                (
+                    0,
+                    0,
+                    Some(code),
+                    rpc_error(self.id, INTERNAL_ERROR, "the upstream is unavailable", None),
+                )
+            }
+        };
+        self.gateway.recorder.record(
+            &claims,
+            Use {
+                system: system.id.to_string(),
+                action: format!("{}:{}", system.id, tool.action),
+                resource,
+                authorization_details,
+                decision_id: Some(issued.decision_id.to_string()),
+                usage: UsageRecord {
+                    call: format!("tool:{}", truncate(name, 128)),
+                    status,
+                    bytes_in,
+                    bytes_out,
+                    latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                },
+                refused,
+            },
+        );
+        response
+    }
+
+    fn find(&self, name: &str) -> Option<(&SystemConfig, &Tool)> {
+        self.gateway.config.systems.values().find_map(|system| {
+            let gateway = system.gateway.as_ref()?;
+            gateway.mcp.as_ref()?;
+            gateway
+                .tools
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| (system, t))
+        })
+    }
+
+    /// A refused exchange as a JSON-RPC error: deny with its reason and decision id, or the
+    /// approval to wait for.
+    fn refused(&self, error: ServiceError) -> Response {
+        match error {
+            ServiceError::Denied(denial) => rpc_error(
+                self.id,
+                ACCESS_DENIED,
+                &format!("access denied: {}", denial.description),
+                Some(json!({
+                    "reason": denial.reason.as_str(),
+                    "decision_id": denial.decision_id.as_str(),
+                    "policies": denial.policies,
+                })),
+            ),
+            ServiceError::ApprovalPending {
+                approval_id,
+                group,
+                interval,
+                expires_in,
+            } => rpc_error(
+                self.id,
+                APPROVAL_PENDING,
+                &format!(
+                    "the call waits for approval by `{group}`; call again with the approval id once approved"
+                ),
+                Some(json!({
+                    "reason": "authorization_pending",
+                    "approval_id": approval_id,
+                    "approver_group": group,
+                    "interval": interval,
+                    "expires_in": expires_in,
+                    "retry_meta_key": APPROVAL_META,
+                })),
+            ),
+            ServiceError::SlowDown {
+                approval_id,
+                interval,
+            } => rpc_error(
+                self.id,
+                APPROVAL_PENDING,
+                "polling too fast",
+                Some(
+                    json!({ "reason": "slow_down", "approval_id": approval_id, "interval": interval }),
+                ),
+            ),
+            ServiceError::Unavailable(_) | ServiceError::Internal(_) => rpc_error(
+                self.id,
+                INTERNAL_ERROR,
+                "Handoff cannot decide right now",
+                None,
+            ),
+            other => {
+                let code = other.code();
+                rpc_error(
+                    self.id,
+                    ACCESS_DENIED,
+                    &format!("access denied: {other}"),
+                    Some(json!({ "reason": code })),
+                )
+            }
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}

@@ -1,0 +1,202 @@
+//! Verifying the access token an agent presents: inside `handoff serve` against Handoff's own keys
+//! and store (revocations seen at once), or in a standalone `handoff gateway` offline against the
+//! served JWKS and a deny list fed by the revocation feed.
+
+use crate::error::GatewayError;
+use crate::feed::FeedEntry;
+use handoff_core::Handoff;
+use handoff_core::config::SystemConfig;
+use handoff_core::containment::{Introspection, Operator, TokenCaller};
+use handoff_core::revocation::RevocationKind;
+use handoff_core::token::{ACCESS_TOKEN_TYP, AccessClaims};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Checks a presented access token for one system.
+#[derive(Clone)]
+pub enum Verifier {
+    /// Inside `handoff serve`: Handoff's keys, and the store's view of revocations and freezes.
+    Online(Arc<Handoff>),
+    /// A standalone gateway: the served JWKS and a deny list fed by the revocation feed.
+    Offline(Arc<OfflineVerifier>),
+}
+
+impl Verifier {
+    /// The token's claims when it is Handoff's, unexpired, unrevoked and for `system`.
+    pub async fn check(
+        &self,
+        token: &str,
+        system: &SystemConfig,
+    ) -> Result<AccessClaims, GatewayError> {
+        let claims = match self {
+            Self::Online(handoff) => {
+                let caller = TokenCaller::Operator(Operator::local("gateway"));
+                match handoff.introspect(&caller, token).await {
+                    Ok(Introspection::Active(claims)) => *claims,
+                    Ok(Introspection::Inactive) => {
+                        return Err(GatewayError::InvalidToken(
+                            "the token is not active".to_owned(),
+                        ));
+                    }
+                    Err(e) => return Err(GatewayError::Unavailable(e.to_string())),
+                }
+            }
+            Self::Offline(offline) => offline.check(token, system)?,
+        };
+        if claims.aud != system.audience {
+            return Err(GatewayError::InvalidToken(format!(
+                "the token is not for `{}`",
+                system.id
+            )));
+        }
+        Ok(claims)
+    }
+}
+
+/// Offline verification state: Handoff's public keys and the deny list.
+pub struct OfflineVerifier {
+    issuer: String,
+    jwks: RwLock<JwkSet>,
+    deny: RwLock<DenyList>,
+    /// With no successful feed read for this long, every token is refused (fail closed).
+    stale_after: Duration,
+}
+
+/// What the revocation feed has cut so far.
+#[derive(Debug, Default)]
+pub struct DenyList {
+    tokens: BTreeSet<String>,
+    tasks: BTreeSet<String>,
+    agents: BTreeSet<String>,
+    frozen: BTreeSet<String>,
+    delegations: BTreeSet<String>,
+    /// The feed's cursor.
+    pub after: u64,
+    last_read: Option<Instant>,
+}
+
+impl DenyList {
+    pub fn apply(&mut self, entry: &FeedEntry) {
+        let subject = entry.id.clone();
+        match entry.kind {
+            RevocationKind::Token => {
+                self.tokens.insert(subject);
+            }
+            RevocationKind::Task => {
+                self.tasks.insert(subject);
+            }
+            RevocationKind::Agent => {
+                self.agents.insert(subject);
+            }
+            RevocationKind::Freeze => {
+                self.frozen.insert(subject);
+            }
+            RevocationKind::Unfreeze => {
+                self.frozen.remove(&subject);
+            }
+            RevocationKind::Delegation => {
+                self.delegations.insert(subject);
+            }
+        }
+        self.after = self.after.max(entry.seq);
+    }
+
+    fn refuses(&self, claims: &AccessClaims, system: &SystemConfig) -> bool {
+        self.tokens.contains(&claims.jti)
+            || self.tasks.contains(&claims.txn)
+            || self.agents.contains(&claims.act.sub)
+            || self.frozen.contains(system.id.as_str())
+            || claims
+                .del
+                .iter()
+                .flatten()
+                .any(|d| self.delegations.contains(d))
+    }
+}
+
+impl OfflineVerifier {
+    pub fn new(issuer: impl Into<String>, jwks: JwkSet, stale_after: Duration) -> Self {
+        Self {
+            issuer: issuer.into(),
+            jwks: RwLock::new(jwks),
+            deny: RwLock::new(DenyList::default()),
+            stale_after,
+        }
+    }
+
+    /// Replaces the keys (after a refresh of the JWKS).
+    pub fn set_keys(&self, jwks: JwkSet) {
+        if let Ok(mut keys) = self.jwks.write() {
+            *keys = jwks;
+        }
+    }
+
+    /// Applies a page of the feed and notes that the feed was read now.
+    pub fn apply_feed(&self, entries: &[FeedEntry], at: Instant) {
+        if let Ok(mut deny) = self.deny.write() {
+            for entry in entries {
+                deny.apply(entry);
+            }
+            deny.last_read = Some(at);
+        }
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.deny.read().map_or(0, |d| d.after)
+    }
+
+    fn check(&self, token: &str, system: &SystemConfig) -> Result<AccessClaims, GatewayError> {
+        let refused = |why: &str| GatewayError::InvalidToken(why.to_owned());
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| refused("the token is malformed"))?;
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP))
+        {
+            return Err(refused("the token is not an access token"));
+        }
+        if !matches!(header.alg, Algorithm::ES256 | Algorithm::EdDSA) {
+            return Err(refused("the token's algorithm is not allowed"));
+        }
+        let key = {
+            let jwks = self
+                .jwks
+                .read()
+                .map_err(|_| GatewayError::Unavailable("the key set is poisoned".to_owned()))?;
+            let jwk = header
+                .kid
+                .as_deref()
+                .and_then(|kid| jwks.find(kid))
+                .ok_or_else(|| refused("no key of Handoff matches the token"))?;
+            DecodingKey::from_jwk(jwk).map_err(|_| refused("the key does not parse"))?
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[self.issuer.as_str()]);
+        validation.set_audience(&[system.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = 0;
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map_err(|e| GatewayError::InvalidToken(format!("the token is refused: {e}")))?
+            .claims;
+        let deny = self
+            .deny
+            .read()
+            .map_err(|_| GatewayError::Unavailable("the deny list is poisoned".to_owned()))?;
+        match deny.last_read {
+            Some(at) if at.elapsed() <= self.stale_after => {}
+            _ => {
+                return Err(GatewayError::Unavailable(
+                    "the revocation feed has not been read recently".to_owned(),
+                ));
+            }
+        }
+        if deny.refuses(&claims, system) {
+            return Err(refused("the token was revoked"));
+        }
+        Ok(claims)
+    }
+}
