@@ -16,5 +16,6 @@ mod exchange;
 mod gateway;
 mod harness;
 mod identity;
+mod mcp;
 mod restart;
 mod tasks;
