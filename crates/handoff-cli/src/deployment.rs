@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 /// The bundled example, so `handoff serve` works on a fresh clone with nothing else.
 const EXAMPLE_CONFIG: &str = include_str!("../../../examples/quickstart/handoff.toml");
+/// The public key the example's CI signs evidence with (its private key is a dev-only sample).
+const EXAMPLE_CI_JWKS: &str = include_str!("../../../examples/quickstart/evidence/ci-jwks.json");
 const EXAMPLE_POLICIES: &[(&str, &str)] = &[
     (
         "policies/tasks.cedar",
@@ -80,8 +82,10 @@ pub struct BundledReader;
 
 impl SourceReader for BundledReader {
     fn read(&self, path: &str) -> Result<String, String> {
-        if path == "handoff.toml" {
-            return Ok(EXAMPLE_CONFIG.to_owned());
+        match path {
+            "handoff.toml" => return Ok(EXAMPLE_CONFIG.to_owned()),
+            "evidence/ci-jwks.json" => return Ok(EXAMPLE_CI_JWKS.to_owned()),
+            _ => {}
         }
         Err(format!("the bundled example has no file `{path}`"))
     }

@@ -98,7 +98,7 @@ pub enum Command {
         /// What to revoke.
         #[arg(value_enum)]
         kind: RevokeKind,
-        /// The token's jti, the task id or the agent id.
+        /// The token's jti, the task id, the agent id or the delegation id.
         id: String,
         /// Why (recorded in the audit log).
         #[arg(long)]
@@ -183,6 +183,8 @@ pub enum RevokeKind {
     Token,
     Task,
     Agent,
+    /// A delegation, and every delegation below it.
+    Delegation,
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,6 +319,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 RevokeKind::Token => RevocationKind::Token,
                 RevokeKind::Task => RevocationKind::Task,
                 RevokeKind::Agent => RevocationKind::Agent,
+                RevokeKind::Delegation => RevocationKind::Delegation,
             };
             commands::revoke::revoke(&deployment, &data, kind, &id, &reason)
         }

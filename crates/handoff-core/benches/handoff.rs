@@ -139,11 +139,14 @@ fn decide(
     let actions = vec![system.actions[action].clone()];
     let scope = vec![actions[0].name.to_string()];
     let details = BTreeMap::new();
+    let counters = BTreeMap::new();
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 300,
         resource: None,
         details: &details,
+        counters: &counters,
+        delegation: None,
     };
     let grant = Grant {
         task: task.id.clone(),
@@ -156,6 +159,7 @@ fn decide(
         details: None,
         issued_at: Timestamp::from_seconds(50_000),
         expires_at: Timestamp::from_seconds(50_300),
+        delegation: None,
     };
     deployment.policies.decide(
         DecisionId::new("dec_bench"),

@@ -128,9 +128,10 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 /// The canonical hash of one exact request.
+/// The agent is not part of it: the task binds its agent, and a delegate acting in the task may
+/// use an approval for exactly the request it was granted for.
 pub fn request_hash(
     task: &TaskId,
-    agent: &AgentId,
     system: &SystemId,
     actions: &[String],
     resource: Option<&str>,
@@ -140,7 +141,6 @@ pub fn request_hash(
     actions.sort();
     let canonical = json!({
         "task": task.as_str(),
-        "agent": agent.as_str(),
         "system": system.as_str(),
         "actions": actions,
         "resource": resource,
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn the_hash_ignores_key_order_and_action_order_but_not_values() {
-        let (task, agent, system) = (TaskId::new("t"), AgentId::new("a"), SystemId::new("s"));
+        let (task, system) = (TaskId::new("t"), SystemId::new("s"));
         let one: Value =
             serde_json::from_str(r#"[{"type":"p","amount":5,"currency":"EUR"}]"#).unwrap();
         let two: Value =
@@ -164,29 +164,22 @@ mod tests {
             serde_json::from_str(r#"[{"currency":"EUR","amount":6,"type":"p"}]"#).unwrap();
         let actions = ["p:b".to_owned(), "p:a".to_owned()];
         let reversed = ["p:a".to_owned(), "p:b".to_owned()];
-        let h1 = request_hash(&task, &agent, &system, &actions, None, Some(&one));
+        let h1 = request_hash(&task, &system, &actions, None, Some(&one));
         assert_eq!(
             h1,
-            request_hash(&task, &agent, &system, &reversed, None, Some(&two))
+            request_hash(&task, &system, &reversed, None, Some(&two))
         );
         assert_ne!(
             h1,
-            request_hash(&task, &agent, &system, &actions, None, Some(&more))
+            request_hash(&task, &system, &actions, None, Some(&more))
         );
         assert_ne!(
             h1,
-            request_hash(&task, &agent, &system, &actions, Some("r"), Some(&one))
+            request_hash(&task, &system, &actions, Some("r"), Some(&one))
         );
         assert_ne!(
             h1,
-            request_hash(
-                &TaskId::new("u"),
-                &agent,
-                &system,
-                &actions,
-                None,
-                Some(&one)
-            )
+            request_hash(&TaskId::new("u"), &system, &actions, None, Some(&one))
         );
     }
 }

@@ -22,6 +22,8 @@ pub enum EventKind {
     ApprovalRequest,
     ApprovalDecision,
     ApprovalEscalate,
+    Evidence,
+    Delegate,
 }
 
 impl EventKind {
@@ -37,6 +39,8 @@ impl EventKind {
             Self::ApprovalRequest => "approval_request",
             Self::ApprovalDecision => "approval_decision",
             Self::ApprovalEscalate => "approval_escalate",
+            Self::Evidence => "evidence",
+            Self::Delegate => "delegate",
         }
     }
 }
@@ -108,6 +112,26 @@ pub struct AuditEvent {
     /// The approval a record is about, or that released the token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// The delegation a record is about, or that a delegate acted under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<String>,
+    /// Where a piece of evidence came from and what it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceRecord>,
+}
+
+/// The provenance of a piece of evidence: which system, which key, when it was signed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    pub id: String,
+    pub kind: String,
+    /// `jwt` or `hmac`.
+    pub signature: String,
+    /// The key id (`kid`) for JWT-signed evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub signed_at: i64,
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 /// One forwarded call: what was called, how the upstream answered, how much and how long.

@@ -6,8 +6,11 @@
 
 use crate::audit::{AuditEvent, ChainVerifier, EventKind, Outcome};
 use crate::config::ActionConfig;
+use crate::counters::AgentFacts;
+use crate::delegation::Delegation;
 use crate::ids::{ActionName, AgentId, Purpose, SystemId, TaskId, UserId};
-use crate::store::{Store, StoreError, TaskWrite, Write};
+use crate::revocation::{Revocation, RevocationKind};
+use crate::store::{Effect, Rejection, Store, StoreError, TaskWrite, Write};
 use crate::task::{Task, TaskFacts, TaskState};
 use crate::time::Timestamp;
 use std::collections::BTreeSet;
@@ -68,7 +71,166 @@ pub async fn run_all(store: &dyn Store) -> Result<(), String> {
     an_update_at_the_expected_version_applies(store).await?;
     a_stale_update_conflicts_and_appends_nothing(store).await?;
     the_chain_verifies_and_task_records_filter(store).await?;
+    agent_facts_are_versioned_like_a_task(store).await?;
+    evidence_is_accepted_once(store).await?;
+    a_delegation_reads_back_and_its_revocation_is_seen(store).await?;
     Ok(())
+}
+
+async fn agent_facts_are_versioned_like_a_task(store: &dyn Store) -> Result<(), String> {
+    let (facts, version) = store
+        .agent_facts("iss#agent-x")
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(
+        version == 0 && facts == AgentFacts::default(),
+        "no agent facts at first",
+    )?;
+    let mut changed = AgentFacts::default();
+    changed
+        .windows
+        .entry("deploys".to_owned())
+        .or_default()
+        .record(Timestamp::from_millis(5_000), 1, 60_000);
+    let write = |expected_version: u64, facts: AgentFacts| {
+        let mut write = Write::new(
+            Timestamp::from_millis(5_000),
+            event("conf-agent", EventKind::Exchange),
+            TaskWrite::None,
+        );
+        write.effects.push(Effect::AgentFacts {
+            key: "iss#agent-x".to_owned(),
+            expected_version,
+            facts: Box::new(facts),
+        });
+        write
+    };
+    store
+        .write(write(0, changed.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (read, version) = store
+        .agent_facts("iss#agent-x")
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(
+        version == 1 && read == changed,
+        "agent facts read back at version 1",
+    )?;
+    // Two writers that both read version 0 (or 1): only the first may land.
+    for stale in [0, 2] {
+        match store.write(write(stale, AgentFacts::default())).await {
+            Err(StoreError::Conflict) => {}
+            other => {
+                return Err(format!(
+                    "a stale agent-facts write must conflict: {other:?}"
+                ));
+            }
+        }
+    }
+    store
+        .write(write(1, AgentFacts::default()))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn evidence_is_accepted_once(store: &dyn Store) -> Result<(), String> {
+    let write = || {
+        let mut write = Write::new(
+            Timestamp::from_millis(6_000),
+            event("conf-evidence", EventKind::Evidence),
+            TaskWrite::None,
+        );
+        write.effects.push(Effect::EvidenceSeen {
+            system: SystemId::new("ci"),
+            id: "ev-1".to_owned(),
+            expires_at: Timestamp::from_millis(600_000),
+        });
+        write
+    };
+    store.write(write()).await.map_err(|e| e.to_string())?;
+    match store.write(write()).await {
+        Err(StoreError::Rejected(Rejection::EvidenceReplayed)) => Ok(()),
+        other => Err(format!(
+            "a replayed evidence id must be rejected: {other:?}"
+        )),
+    }
+}
+
+async fn a_delegation_reads_back_and_its_revocation_is_seen(
+    store: &dyn Store,
+) -> Result<(), String> {
+    let delegation = Delegation {
+        id: "del-conf".to_owned(),
+        task: TaskId::new("conf-1"),
+        chain: vec!["del-conf".to_owned()],
+        actors: vec!["worker".to_owned(), "agent-1".to_owned()],
+        delegate_issuer: "https://issuer.example".to_owned(),
+        delegate: AgentId::new("worker"),
+        actions: BTreeSet::from([ActionName::new("ci:run_tests")]),
+        depth: 1,
+        created_at: Timestamp::from_millis(7_000),
+        expires_at: Timestamp::from_millis(70_000),
+    };
+    let mut write = Write::new(
+        Timestamp::from_millis(7_000),
+        event("conf-1", EventKind::Delegate),
+        TaskWrite::None,
+    );
+    write
+        .effects
+        .push(Effect::InsertDelegation(Box::new(delegation.clone())));
+    store.write(write).await.map_err(|e| e.to_string())?;
+    let read = store
+        .delegation("del-conf")
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(
+        read.as_ref() == Some(&delegation),
+        "the delegation reads back",
+    )?;
+    let chain = vec!["other".to_owned(), "del-conf".to_owned()];
+    ensure(
+        !store
+            .any_delegation_revoked(&chain)
+            .await
+            .map_err(|e| e.to_string())?,
+        "not revoked yet",
+    )?;
+    let before = store
+        .task(&TaskId::new("conf-1"))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|s| s.version);
+    let mut revoke = Write::new(
+        Timestamp::from_millis(8_000),
+        event("conf-1", EventKind::Revoke),
+        TaskWrite::None,
+    );
+    revoke.effects.push(Effect::Revoke(Revocation {
+        kind: RevocationKind::Delegation,
+        subject: "del-conf".to_owned(),
+        reason: "test".to_owned(),
+        actor: "operator".to_owned(),
+    }));
+    store.write(revoke).await.map_err(|e| e.to_string())?;
+    ensure(
+        store
+            .any_delegation_revoked(&chain)
+            .await
+            .map_err(|e| e.to_string())?,
+        "a revoked delegation anywhere in the chain is seen",
+    )?;
+    let after = store
+        .task(&TaskId::new("conf-1"))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|s| s.version);
+    ensure(
+        before.is_some() && after > before,
+        "revoking a delegation moves its task's version (an in-flight exchange retries)",
+    )
 }
 
 async fn a_task_reads_back_as_written(store: &dyn Store) -> Result<(), String> {

@@ -194,7 +194,12 @@ impl Handoff {
             .store()
             .token_status(&claims.jti, &TaskId::new(claims.txn.as_str()), &system.id)
             .await?;
-        if status.is_active() {
+        // A delegate's token dies with any delegation in its chain.
+        let delegation_revoked = match &claims.del {
+            Some(chain) => self.store().any_delegation_revoked(chain).await?,
+            None => false,
+        };
+        if status.is_active() && !delegation_revoked {
             Ok(Introspection::Active(Box::new(claims)))
         } else {
             Ok(Introspection::Inactive)
@@ -309,6 +314,20 @@ impl Handoff {
                     tasks,
                 })
             }
+            RevocationKind::Delegation => {
+                let Some(delegation) = self.store().delegation(subject).await? else {
+                    return Err(ServiceError::InvalidTarget(format!(
+                        "delegation `{subject}` does not exist"
+                    )));
+                };
+                self.apply_revocation(revocation, Some(delegation.task.clone()))
+                    .await?;
+                Ok(RevokeReport {
+                    kind,
+                    subject: subject.to_owned(),
+                    tasks: Vec::new(),
+                })
+            }
             RevocationKind::Freeze | RevocationKind::Unfreeze => {
                 if !self.config().systems.contains_key(&SystemId::new(subject)) {
                     return Err(ServiceError::InvalidTarget(format!(
@@ -352,6 +371,7 @@ impl Handoff {
                     RevocationKind::Agent => "agent_revoked",
                     RevocationKind::Freeze => "system_frozen",
                     RevocationKind::Unfreeze => "system_unfrozen",
+                    RevocationKind::Delegation => "delegation_revoked",
                 }
                 .to_owned(),
             ),

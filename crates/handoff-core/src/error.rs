@@ -40,6 +40,12 @@ pub enum ServiceError {
     /// The approval expired before it was decided or used (RFC 8628 `expired_token`).
     #[error("{0}")]
     ExpiredToken(String),
+    /// Evidence that is unsigned, wrongly signed, stale, or from a system that may not report it.
+    #[error("{0}")]
+    InvalidEvidence(String),
+    /// Evidence whose id was already received.
+    #[error("{0}")]
+    EvidenceReplayed(String),
     /// A fault on Handoff's side (signing failed); never caused by input.
     #[error("internal error")]
     Internal(String),
@@ -59,6 +65,8 @@ impl ServiceError {
             Self::ApprovalPending { .. } => "authorization_pending",
             Self::SlowDown { .. } => "slow_down",
             Self::ExpiredToken(_) => "expired_token",
+            Self::InvalidEvidence(_) => "invalid_evidence",
+            Self::EvidenceReplayed(_) => "evidence_replayed",
             Self::Internal(_) => "server_error",
         }
     }

@@ -13,7 +13,11 @@ pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod containment;
+pub mod counters;
+pub mod delegation;
+pub mod delegations;
 pub mod error;
+pub mod evidence;
 pub mod hash;
 pub mod identity;
 pub mod ids;

@@ -6,6 +6,9 @@
 //! name = "deploy waits for tests in the same task"
 //! task = { purpose = "release", plan = ["ci"] }      # agent, user, intent have defaults
 //! history = ["ci:run_tests"]                          # actions granted earlier, in order
+//! evidence = [{ system = "ci", kind = "tests_passed", fields = { commit = "abc123" } }]
+//! counters = { deploys_today = 2 }                    # undeclared in the case: 0
+//! delegated_by = "release-agent"                      # optional: a delegate asks (depth 1)
 //! request = { system = "ci", actions = ["deploy"] }   # details, resource, lifetime_seconds optional
 //! expect = "permit"                                   # permit | deny | approval
 //! policies = ["deploy-after-tests"]                   # optional: the determining policies
@@ -34,6 +37,11 @@ struct Case {
     task: TaskSpec,
     #[serde(default)]
     history: Vec<String>,
+    #[serde(default)]
+    evidence: Vec<EvidenceSpec>,
+    #[serde(default)]
+    counters: BTreeMap<String, i64>,
+    delegated_by: Option<String>,
     request: RequestSpec,
     expect: Expect,
     policies: Option<Vec<String>>,
@@ -49,6 +57,15 @@ struct TaskSpec {
     agent: Option<String>,
     user: Option<String>,
     intent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceSpec {
+    system: String,
+    kind: String,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,15 +128,20 @@ pub fn run(deployment: &Deployment, files: &[(String, String)]) -> Vec<CaseResul
 fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
     let config = &deployment.config;
     let now = Timestamp::from_seconds(1_800_000_000);
+    // The workload asking; with `delegated_by`, a delegate of the task's agent.
+    let asking = AgentId::new(
+        case.task
+            .agent
+            .clone()
+            .unwrap_or_else(|| "test-agent".to_owned()),
+    );
     let task = Task {
         id: TaskId::new("task_policy_test"),
         agent_issuer: config.dev_issuer_name(),
-        agent: AgentId::new(
-            case.task
-                .agent
-                .clone()
-                .unwrap_or_else(|| "test-agent".to_owned()),
-        ),
+        agent: case
+            .delegated_by
+            .as_ref()
+            .map_or_else(|| asking.clone(), |by| AgentId::new(by.as_str())),
         user: UserId::new(
             case.task
                 .user
@@ -158,6 +180,42 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
             .ok_or_else(|| format!("history names unknown action `{granted}`"))?;
         let at = Timestamp::from_seconds(now.seconds() - 3600 + i64::try_from(step).unwrap_or(0));
         facts.record_grant(&system.id, std::slice::from_ref(action), at);
+    }
+    for (step, evidence) in case.evidence.iter().enumerate() {
+        let declared = config
+            .systems
+            .get(&SystemId::new(evidence.system.as_str()))
+            .and_then(|s| s.evidence.as_ref())
+            .and_then(|e| e.kinds.get(&evidence.kind))
+            .ok_or_else(|| {
+                format!(
+                    "evidence `{}:{}` is not declared in the config",
+                    evidence.system, evidence.kind
+                )
+            })?;
+        if let Some(field) = evidence.fields.keys().find(|f| !declared.contains(*f)) {
+            return Err(format!(
+                "evidence `{}:{}` declares no field `{field}`",
+                evidence.system, evidence.kind
+            ));
+        }
+        let at = Timestamp::from_seconds(now.seconds() - 1800 + i64::try_from(step).unwrap_or(0));
+        facts.record_evidence(
+            &format!("{}:{}", evidence.system, evidence.kind),
+            &evidence.fields,
+            at,
+        );
+    }
+    let mut counters: BTreeMap<String, i64> = config
+        .counters
+        .keys()
+        .map(|name| (name.clone(), 0))
+        .collect();
+    for (name, value) in &case.counters {
+        let slot = counters
+            .get_mut(name)
+            .ok_or_else(|| format!("counter `{name}` is not declared in the config"))?;
+        *slot = *value;
     }
     let system = config
         .systems
@@ -198,10 +256,12 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
         lifetime_seconds: lifetime,
         resource: case.request.resource.as_deref(),
         details: &details,
+        counters: &counters,
+        delegation: case.delegated_by.as_deref().map(|by| (1, by)),
     };
     let grant = Grant {
         task: task.id.clone(),
-        agent: task.agent.clone(),
+        agent: asking,
         user: task.user.clone(),
         system: system.id.clone(),
         audience: system.audience.clone(),
@@ -210,6 +270,7 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
         details: details_json,
         issued_at: now,
         expires_at: now.plus(Ttl::from_seconds(lifetime)),
+        delegation: None,
     };
     let decision = deployment.policies.decide(
         DecisionId::new("dec_test"),

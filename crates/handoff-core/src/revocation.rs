@@ -18,6 +18,8 @@ pub enum RevocationKind {
     /// A system: no new tokens for it, and its live tokens are inactive, until unfrozen.
     Freeze,
     Unfreeze,
+    /// A delegation: its delegate's and every sub-delegate's tokens and exchanges. Permanent.
+    Delegation,
 }
 
 impl RevocationKind {
@@ -28,6 +30,7 @@ impl RevocationKind {
             Self::Agent => "agent",
             Self::Freeze => "freeze",
             Self::Unfreeze => "unfreeze",
+            Self::Delegation => "delegation",
         }
     }
 
@@ -38,6 +41,7 @@ impl RevocationKind {
             "agent" => Some(Self::Agent),
             "freeze" => Some(Self::Freeze),
             "unfreeze" => Some(Self::Unfreeze),
+            "delegation" => Some(Self::Delegation),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@ use crate::audit::{AuditEvent, EventKind, Outcome, TokenRecord};
 use crate::cache::VerifiedCache;
 use crate::clock::Clock;
 use crate::config::{ActionConfig, Config, SystemConfig};
+use crate::counters::{self, AgentFacts};
 use crate::error::ServiceError;
 use crate::identity::{IdentityVerifier, VerifiedIdentity};
 use crate::ids::{DecisionId, Purpose, TaskId, TokenId, UserId};
@@ -85,6 +86,8 @@ pub struct Handoff {
     /// Verifies people's tokens (approvers).
     approvers: Option<IdentityVerifier>,
     txn_cache: VerifiedCache<VerifiedTxn>,
+    /// HMAC keys systems sign webhook evidence with, by system.
+    evidence_secrets: std::collections::BTreeMap<crate::ids::SystemId, Vec<u8>>,
 }
 
 /// What is known of a request when it is refused, for its audit record.
@@ -118,7 +121,21 @@ impl Handoff {
             notifier: Arc::new(NoNotifier),
             approvers: None,
             txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
+            evidence_secrets: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// The HMAC keys of systems that sign evidence as webhooks (`hmac_secret_env`).
+    pub fn with_evidence_secrets(
+        mut self,
+        secrets: std::collections::BTreeMap<crate::ids::SystemId, Vec<u8>>,
+    ) -> Self {
+        self.evidence_secrets = secrets;
+        self
+    }
+
+    pub(crate) fn evidence_secret(&self, system: &crate::ids::SystemId) -> Option<&[u8]> {
+        self.evidence_secrets.get(system).map(Vec::as_slice)
     }
 
     /// Trusts `verifier` for approvers' tokens; without one, nobody can approve.
@@ -176,7 +193,7 @@ impl Handoff {
         self.clock.now()
     }
 
-    fn id(&self, prefix: &str) -> Result<String, ServiceError> {
+    pub(crate) fn id(&self, prefix: &str) -> Result<String, ServiceError> {
         new_id(self.random.as_ref(), prefix).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
@@ -442,30 +459,32 @@ impl Handoff {
         }
     }
 
+    /// The task token is Handoff's own: its signature is checked once, then recognised by hash
+    /// until it expires. The task's state is read from the store on every use regardless.
+    pub(crate) fn verify_task_token(&self, token: &str) -> Result<VerifiedTxn, ServiceError> {
+        let now_seconds = self.clock.now().seconds();
+        let key = VerifiedCache::<VerifiedTxn>::key(token);
+        if let Some(txn) = self.txn_cache.get(&key, now_seconds) {
+            return Ok(txn);
+        }
+        let txn = verify_txn_token(
+            &self.keys,
+            &self.config.trust_domain,
+            Unverified::new(token),
+            now_seconds,
+        )
+        .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
+        self.txn_cache.insert(key, txn.clone(), txn.claims().exp);
+        Ok(txn)
+    }
+
     async fn exchange_authenticated(
         &self,
         identity: &VerifiedIdentity,
         request: &ExchangeRequest,
         known: &mut Refusal,
     ) -> Result<Issued, ServiceError> {
-        // The task token is Handoff's own: its signature is checked once, then recognised by hash
-        // until it expires. The task's state is read from the store on every exchange regardless.
-        let now_seconds = self.clock.now().seconds();
-        let key = VerifiedCache::<VerifiedTxn>::key(&request.subject_token);
-        let txn = match self.txn_cache.get(&key, now_seconds) {
-            Some(txn) => txn,
-            None => {
-                let txn = verify_txn_token(
-                    &self.keys,
-                    &self.config.trust_domain,
-                    Unverified::new(&request.subject_token),
-                    now_seconds,
-                )
-                .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
-                self.txn_cache.insert(key, txn.clone(), txn.claims().exp);
-                txn
-            }
-        };
+        let txn = self.verify_task_token(&request.subject_token)?;
         known.task_id = Some(txn.task().clone());
         let system = self
             .config
@@ -489,6 +508,7 @@ impl Handoff {
             None => Default::default(),
         };
         let scope: Vec<String> = actions.iter().map(|a| a.name.to_string()).collect();
+        let delegation = self.delegation_of(&txn).await?;
         for _ in 0..CONFLICT_RETRIES {
             let snapshot = self.store.task(txn.task()).await?.ok_or_else(|| {
                 ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
@@ -496,18 +516,34 @@ impl Handoff {
             known.task = Some(snapshot.task.clone());
             let now = self.clock.now();
             let decision_id = DecisionId::new(self.id("dec")?);
-            check_task(&snapshot, identity, &decision_id, now)?;
+            check_task(&snapshot, identity, delegation.is_some(), &decision_id, now)?;
+            if let Some(delegation) = &delegation {
+                self.check_delegation(delegation, identity, &actions, &decision_id, now)
+                    .await?;
+            }
             self.contain(&snapshot, system, &actions, &decision_id, now)
                 .await?;
+            // Counters spanning tasks count the task's agent: delegating never resets a limit.
+            let agent_key =
+                counters::agent_key(&snapshot.task.agent_issuer, snapshot.task.agent.as_str());
+            let (mut agent_facts, agent_version) = if self.config.has_agent_counters() {
+                self.store.agent_facts(&agent_key).await?
+            } else {
+                (AgentFacts::default(), 0)
+            };
+            let counter_values = counters::values(&self.config, &snapshot.facts, &agent_facts, now);
             let requested = request
                 .requested_lifetime
                 .map_or(self.config.tokens.default_lifetime.seconds(), |s| s.max(1));
             let cap = requested
                 .min(system.max_token_lifetime.seconds())
                 .min(self.config.tokens.max_lifetime.seconds());
-            let expires_at = now
+            let mut expires_at = now
                 .plus(Ttl::from_seconds(cap))
                 .min(snapshot.task.expires_at);
+            if let Some(delegation) = &delegation {
+                expires_at = expires_at.min(delegation.expires_at);
+            }
             let grant = Grant {
                 task: snapshot.task.id.clone(),
                 agent: identity.agent().clone(),
@@ -519,12 +555,17 @@ impl Handoff {
                 details: request.authorization_details.clone(),
                 issued_at: now,
                 expires_at,
+                delegation: delegation.clone().map(Box::new),
             };
             let facts = RequestFacts {
                 scope: &scope,
                 lifetime_seconds: cap,
                 resource: request.resource.as_deref(),
                 details: &details,
+                counters: &counter_values,
+                delegation: delegation
+                    .as_ref()
+                    .map(|d| (d.depth, d.actors.get(1).map_or("", String::as_str))),
             };
             let decision = self.policies.decide(
                 decision_id,
@@ -566,6 +607,14 @@ impl Handoff {
                 minted.expires_at.seconds(),
                 now.seconds(),
             );
+            let agent_changed = counters::record(
+                &self.config,
+                &actions,
+                &details,
+                &mut new_facts,
+                &mut agent_facts,
+                now,
+            );
             let event = AuditEvent {
                 kind: Some(EventKind::Exchange),
                 decision_id: Some(permit.decision_id().to_string()),
@@ -584,8 +633,26 @@ impl Handoff {
                 }),
                 agent_issuer: Some(identity.issuer().to_owned()),
                 approval: approval.clone(),
+                actor: delegation
+                    .as_ref()
+                    .map(|d| format!("delegate:{}", d.delegate)),
+                delegation: delegation.as_ref().map(|d| d.id.clone()),
                 ..task_event(&snapshot.task)
             };
+            let mut effects: Vec<Effect> = approval
+                .iter()
+                .map(|id| Effect::ConsumeApproval {
+                    id: id.clone(),
+                    jti: minted.jti.to_string(),
+                })
+                .collect();
+            if agent_changed {
+                effects.push(Effect::AgentFacts {
+                    key: agent_key.clone(),
+                    expected_version: agent_version,
+                    facts: Box::new(agent_facts),
+                });
+            }
             let write = Write {
                 at: now,
                 event,
@@ -597,14 +664,9 @@ impl Handoff {
                 },
                 // A freeze that commits first wins: the token is never handed out.
                 unless_frozen: Some(system.id.clone()),
-                // An approval releases one token: used here, atomically with the record.
-                effects: approval
-                    .iter()
-                    .map(|id| Effect::ConsumeApproval {
-                        id: id.clone(),
-                        jti: minted.jti.to_string(),
-                    })
-                    .collect(),
+                // An approval releases one token, used here atomically with the record; an agent's
+                // counters change only if no other exchange changed them first.
+                effects,
             };
             match self.store.write(write).await {
                 Ok(_) => {
@@ -708,7 +770,7 @@ impl Handoff {
     /// Records a refusal of an authenticated caller: `event` names what is specific to the
     /// request; who, the decision and why are filled in here. The refusal is returned, unless
     /// the record cannot be written (then the caller learns the store is unavailable).
-    async fn record_refusal(
+    pub(crate) async fn record_refusal(
         &self,
         identity: &VerifiedIdentity,
         error: ServiceError,
@@ -737,9 +799,11 @@ impl Handoff {
 }
 
 /// The task must be this agent's, open and unexpired.
+/// `delegated`: the actor is a delegate, checked against its delegation instead.
 fn check_task(
     snapshot: &TaskSnapshot,
     identity: &VerifiedIdentity,
+    delegated: bool,
     decision_id: &DecisionId,
     now: Timestamp,
 ) -> Result<(), ServiceError> {
@@ -752,7 +816,7 @@ fn check_task(
         }))
     };
     let task = &snapshot.task;
-    if &task.agent != identity.agent() || task.agent_issuer != identity.issuer() {
+    if !delegated && (&task.agent != identity.agent() || task.agent_issuer != identity.issuer()) {
         return deny(
             DenyReason::NotTaskAgent,
             "the actor is not the task's agent",
@@ -811,7 +875,7 @@ fn resolve_scope(
     Ok(actions)
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), ServiceError> {
+pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ServiceError> {
     if value.trim().is_empty() {
         return Err(ServiceError::InvalidRequest(format!(
             "`{field}` is required"
@@ -825,7 +889,7 @@ fn check_name(field: &str, value: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn task_event(task: &Task) -> AuditEvent {
+pub(crate) fn task_event(task: &Task) -> AuditEvent {
     AuditEvent {
         agent: Some(task.agent.to_string()),
         agent_issuer: Some(task.agent_issuer.clone()),

@@ -3,6 +3,8 @@
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, SealedRecord};
+use crate::counters::AgentFacts;
+use crate::delegation::Delegation;
 use crate::ids::{AgentId, SystemId, TaskId};
 use crate::revocation::{Revocation, RevocationEntry, TokenStatus};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
@@ -34,6 +36,8 @@ pub enum Rejection {
     ApprovalClosed,
     #[error("the approval was already used, or is not approved")]
     ApprovalUsed,
+    #[error("this evidence was already received")]
+    EvidenceReplayed,
 }
 
 /// What a write does to a task besides appending its audit record.
@@ -76,6 +80,22 @@ pub enum Effect {
     ExpireApproval { id: String },
     /// Notes that an approval was escalated.
     EscalateApproval { id: String },
+    /// Replaces an agent's cross-task facts if still at `expected_version` (0: none stored yet),
+    /// else `Conflict`: counters spanning tasks are decided on fresh facts, like a task's.
+    AgentFacts {
+        key: String,
+        expected_version: u64,
+        facts: Box<AgentFacts>,
+    },
+    /// Remembers a piece of evidence until `expires_at`; one already remembered is
+    /// `EvidenceReplayed`.
+    EvidenceSeen {
+        system: SystemId,
+        id: String,
+        expires_at: Timestamp,
+    },
+    /// Records a delegation.
+    InsertDelegation(Box<Delegation>),
 }
 
 /// One atomic write: the audit record, its task change and its effects land together or not at all.
@@ -134,6 +154,14 @@ pub trait Store: Send + Sync {
     async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError>;
 
     async fn is_agent_revoked(&self, agent: &AgentId) -> Result<bool, StoreError>;
+
+    /// An agent's cross-task facts and their version (0 when none are stored).
+    async fn agent_facts(&self, key: &str) -> Result<(AgentFacts, u64), StoreError>;
+
+    async fn delegation(&self, id: &str) -> Result<Option<Delegation>, StoreError>;
+
+    /// Whether any of the delegations named was revoked.
+    async fn any_delegation_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
 
     /// The open tasks of an agent.
     async fn open_tasks(&self, agent: &AgentId) -> Result<Vec<TaskId>, StoreError>;

@@ -80,6 +80,53 @@ pub struct TaskFacts {
     pub writes: u64,
     /// Tokens minted and not yet expired when last looked at: (jti, exp in seconds).
     pub live: Vec<(String, i64)>,
+    /// Signed evidence other systems reported, keyed `system:kind`.
+    pub evidence: BTreeMap<String, EvidenceFact>,
+    /// Task-scoped windowed counters, by counter name.
+    pub windows: BTreeMap<String, crate::counters::WindowLog>,
+}
+
+/// What policy sees of one kind of evidence: how often and when last it was reported, and every
+/// value each declared field has carried (a set, so "tests passed for *this* commit" is a lookup).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvidenceFact {
+    pub count: u64,
+    pub last: Timestamp,
+    pub values: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Distinct values kept per evidence field; more are refused rather than growing the facts.
+pub const MAX_EVIDENCE_VALUES: usize = 256;
+
+impl TaskFacts {
+    /// Folds one piece of verified evidence into the facts; `false` when a field already holds
+    /// as many distinct values as are kept.
+    pub fn record_evidence(
+        &mut self,
+        key: &str,
+        fields: &BTreeMap<String, String>,
+        at: Timestamp,
+    ) -> bool {
+        let fact = self.evidence.entry(key.to_owned()).or_default();
+        let full = fields.iter().any(|(field, value)| {
+            fact.values
+                .get(field)
+                .is_some_and(|v| v.len() >= MAX_EVIDENCE_VALUES && !v.contains(value))
+        });
+        if full {
+            return false;
+        }
+        for (field, value) in fields {
+            fact.values
+                .entry(field.clone())
+                .or_default()
+                .insert(value.clone());
+        }
+        fact.count = fact.count.saturating_add(1);
+        fact.last = at;
+        true
+    }
 }
 
 impl TaskFacts {

@@ -78,11 +78,14 @@ fn decide(
     let actions = vec![system.actions[action].clone()];
     let scope = vec![actions[0].name.to_string()];
     let details = BTreeMap::new();
+    let counters = BTreeMap::new();
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 60,
         resource: None,
         details: &details,
+        counters: &counters,
+        delegation: None,
     };
     let grant = Grant {
         task: task.id.clone(),
@@ -95,6 +98,7 @@ fn decide(
         details: None,
         issued_at: Timestamp::from_seconds(2_000),
         expires_at: Timestamp::from_seconds(2_060),
+        delegation: None,
     };
     deployment.policies.decide(
         DecisionId::new("dec_1"),
@@ -124,11 +128,14 @@ fn the_context_handoff_builds_conforms_to_the_generated_schema() {
     let mut facts = TaskFacts::default();
     grant(&deployment, &mut facts, "crm", "read_customer");
     let scope = vec!["payments:create".to_owned()];
+    let counters = BTreeMap::new();
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 60,
         resource: Some("invoice-7"),
         details: &details,
+        counters: &counters,
+        delegation: None,
     };
     let context = context_for_exchange(
         &task("payments", &["payments"]),

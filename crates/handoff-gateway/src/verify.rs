@@ -72,6 +72,7 @@ pub struct DenyList {
     tasks: BTreeSet<String>,
     agents: BTreeSet<String>,
     frozen: BTreeSet<String>,
+    delegations: BTreeSet<String>,
     /// The feed's cursor.
     pub after: u64,
     last_read: Option<Instant>,
@@ -96,6 +97,9 @@ impl DenyList {
             RevocationKind::Unfreeze => {
                 self.frozen.remove(&subject);
             }
+            RevocationKind::Delegation => {
+                self.delegations.insert(subject);
+            }
         }
         self.after = self.after.max(entry.seq);
     }
@@ -105,6 +109,11 @@ impl DenyList {
             || self.tasks.contains(&claims.txn)
             || self.agents.contains(&claims.act.sub)
             || self.frozen.contains(system.id.as_str())
+            || claims
+                .del
+                .iter()
+                .flatten()
+                .any(|d| self.delegations.contains(d))
     }
 }
 

@@ -30,6 +30,10 @@ pub enum ApiError {
     Pending(ServiceError),
     #[error("{0}")]
     ExpiredToken(String),
+    #[error("{0}")]
+    InvalidEvidence(String),
+    #[error("{0}")]
+    EvidenceReplayed(String),
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -51,6 +55,8 @@ impl From<ServiceError> for ApiError {
                 Self::Pending(pending)
             }
             ServiceError::ExpiredToken(m) => Self::ExpiredToken(m),
+            ServiceError::InvalidEvidence(m) => Self::InvalidEvidence(m),
+            ServiceError::EvidenceReplayed(m) => Self::EvidenceReplayed(m),
         }
     }
 }
@@ -69,6 +75,8 @@ impl ApiError {
             Self::Pending(ServiceError::SlowDown { .. }) => (StatusCode::BAD_REQUEST, "slow_down"),
             Self::Pending(_) => (StatusCode::BAD_REQUEST, "authorization_pending"),
             Self::ExpiredToken(_) => (StatusCode::BAD_REQUEST, "expired_token"),
+            Self::InvalidEvidence(_) => (StatusCode::UNAUTHORIZED, "invalid_evidence"),
+            Self::EvidenceReplayed(_) => (StatusCode::CONFLICT, "evidence_replayed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }

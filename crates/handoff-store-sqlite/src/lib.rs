@@ -8,6 +8,8 @@ mod writer;
 use async_trait::async_trait;
 use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
+use handoff_core::counters::AgentFacts;
+use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, SystemId, TaskId};
 use handoff_core::revocation::{RevocationEntry, TokenStatus};
 use handoff_core::store::{Receipt, Store, StoreError, Write};
@@ -132,6 +134,25 @@ impl Store for SqliteStore {
                 "SELECT 1 FROM revoked_agents WHERE agent = ?1",
                 agent.as_str(),
             )
+        })
+    }
+
+    async fn agent_facts(&self, key: &str) -> Result<(AgentFacts, u64), StoreError> {
+        self.readers.with(|conn| reader::agent_facts(conn, key))
+    }
+
+    async fn delegation(&self, id: &str) -> Result<Option<Delegation>, StoreError> {
+        self.readers.with(|conn| reader::delegation(conn, id))
+    }
+
+    async fn any_delegation_revoked(&self, ids: &[String]) -> Result<bool, StoreError> {
+        self.readers.with(|conn| {
+            for id in ids {
+                if reader::exists(conn, "SELECT 1 FROM revoked_delegations WHERE id = ?1", id)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         })
     }
 

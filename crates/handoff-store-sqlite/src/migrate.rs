@@ -66,6 +66,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX approvals_by_task ON approvals (task, request_hash, status);
     CREATE INDEX approvals_by_status ON approvals (status, created_at);",
+    // 4: per-agent facts (windowed counters across tasks), evidence replay protection,
+    //    delegations and their revocation.
+    "CREATE TABLE agent_facts (key TEXT PRIMARY KEY, facts TEXT NOT NULL, version INTEGER NOT NULL);
+    CREATE TABLE evidence_seen (
+        system TEXT NOT NULL,
+        id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (system, id)
+    );
+    CREATE INDEX evidence_seen_by_expiry ON evidence_seen (expires_at);
+    CREATE TABLE delegations (id TEXT PRIMARY KEY, task TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE TABLE revoked_delegations (id TEXT PRIMARY KEY, at INTEGER NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

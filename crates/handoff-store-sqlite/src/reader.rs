@@ -2,6 +2,8 @@
 
 use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
+use handoff_core::counters::AgentFacts;
+use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
 use handoff_core::revocation::{RevocationEntry, RevocationKind, TokenStatus};
 use handoff_core::store::StoreError;
@@ -240,6 +242,32 @@ pub fn credential(conn: &Connection, system: &SystemId) -> Result<Option<String>
                 .optional()
         })
         .map_err(unavailable)
+}
+
+pub fn agent_facts(conn: &Connection, key: &str) -> Result<(AgentFacts, u64), StoreError> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT facts, version FROM agent_facts WHERE key = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    match row {
+        None => Ok((AgentFacts::default(), 0)),
+        Some((facts, version)) => Ok((
+            serde_json::from_str(&facts).map_err(|_| corrupt("agent facts"))?,
+            u64::try_from(version).map_err(|_| corrupt("agent facts version"))?,
+        )),
+    }
+}
+
+pub fn delegation(conn: &Connection, id: &str) -> Result<Option<Delegation>, StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM delegations WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row(params![id], |row| row.get(0)).optional())
+        .map_err(unavailable)?;
+    body.map(|b| serde_json::from_str(&b).map_err(|_| corrupt("delegation")))
+        .transpose()
 }
 
 const APPROVAL_COLUMNS: &str =

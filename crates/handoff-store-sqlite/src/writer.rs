@@ -306,6 +306,65 @@ fn apply_effect(conn: &Connection, at: Timestamp, effect: &Effect) -> Result<(),
             .map_err(unavailable)?;
             Ok(())
         }
+        Effect::AgentFacts {
+            key,
+            expected_version,
+            facts,
+        } => {
+            let facts =
+                serde_json::to_string(facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let expected = i64::try_from(*expected_version).map_err(|_| StoreError::Conflict)?;
+            let changed = if expected == 0 {
+                conn.execute(
+                    "INSERT OR IGNORE INTO agent_facts (key, facts, version) VALUES (?1, ?2, 1)",
+                    params![key, facts],
+                )
+            } else {
+                conn.execute(
+                    "UPDATE agent_facts SET facts = ?1, version = version + 1
+                     WHERE key = ?2 AND version = ?3",
+                    params![facts, key, expected],
+                )
+            }
+            .map_err(unavailable)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        }
+        Effect::EvidenceSeen {
+            system,
+            id,
+            expires_at,
+        } => {
+            conn.execute(
+                "DELETE FROM evidence_seen WHERE expires_at <= ?1",
+                params![at.millis()],
+            )
+            .map_err(unavailable)?;
+            let inserted = conn
+                .execute(
+                    "INSERT OR IGNORE INTO evidence_seen (system, id, expires_at) VALUES (?1, ?2, ?3)",
+                    params![system.as_str(), id, expires_at.millis()],
+                )
+                .map_err(unavailable)?;
+            if inserted == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Rejected(Rejection::EvidenceReplayed))
+            }
+        }
+        Effect::InsertDelegation(delegation) => {
+            let body = serde_json::to_string(delegation)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            conn.execute(
+                "INSERT INTO delegations (id, task, body) VALUES (?1, ?2, ?3)",
+                params![delegation.id, delegation.task.as_str(), body],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        }
         Effect::Credential {
             system,
             secret_sha256,
@@ -338,9 +397,22 @@ fn apply_revocation(
             "INSERT OR IGNORE INTO frozen_systems (system, at) VALUES (?1, ?2)"
         }
         RevocationKind::Unfreeze => "DELETE FROM frozen_systems WHERE system = ?1 AND ?2 = ?2",
+        RevocationKind::Delegation => {
+            "INSERT OR IGNORE INTO revoked_delegations (id, at) VALUES (?1, ?2)"
+        }
     };
     conn.execute(sql, params![subject, millis])
         .map_err(unavailable)?;
+    if revocation.kind == RevocationKind::Delegation {
+        // A delegate's exchange decided before this revocation must not commit after it: the
+        // task's version moves, so that exchange retries and sees the revocation.
+        conn.execute(
+            "UPDATE tasks SET version = version + 1
+             WHERE id = (SELECT task FROM delegations WHERE id = ?1)",
+            params![subject],
+        )
+        .map_err(unavailable)?;
+    }
     if revocation.kind == RevocationKind::Agent {
         conn.execute(
             "UPDATE tasks SET state = 'revoked', version = version + 1 WHERE agent = ?1 AND state = 'open'",

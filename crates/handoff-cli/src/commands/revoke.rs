@@ -35,6 +35,7 @@ pub fn revoke(
                 RevocationKind::Agent => ("revoked", "agent"),
                 RevocationKind::Freeze => ("froze", "system"),
                 RevocationKind::Unfreeze => ("unfroze", "system"),
+                RevocationKind::Delegation => ("revoked", "delegation (and every one below it)"),
             };
             println!("{verb} {noun} `{}`", report.subject);
             for task in &report.tasks {

@@ -69,6 +69,28 @@ pub fn build(deployment: Deployment, dir: &DataDir, notify: bool) -> anyhow::Res
         }
         _ => None,
     };
+    // Webhook-signed evidence: each system's HMAC key, from the environment, never the config.
+    let mut evidence_secrets = std::collections::BTreeMap::new();
+    for system in config.systems.values() {
+        let Some(name) = system
+            .evidence
+            .as_ref()
+            .and_then(|e| e.hmac_secret_env.as_ref())
+        else {
+            continue;
+        };
+        match std::env::var(name) {
+            Ok(secret) if !secret.is_empty() => {
+                evidence_secrets.insert(system.id.clone(), secret.into_bytes());
+            }
+            // Only serving needs the keys; other commands build the service without them.
+            _ if notify => anyhow::bail!(
+                "systems.{}.evidence.hmac_secret_env: `{name}` is not set",
+                system.id
+            ),
+            _ => {}
+        }
+    }
     let mut handoff = Handoff::new(
         Arc::new(config),
         Arc::new(policies),
@@ -79,7 +101,8 @@ pub fn build(deployment: Deployment, dir: &DataDir, notify: bool) -> anyhow::Res
         Arc::new(SystemRandomness::default()),
     )
     .with_operator_credential(operator)
-    .with_approvers(approvers);
+    .with_approvers(approvers)
+    .with_evidence_secrets(evidence_secrets);
     if let Some(notifier) = notifier {
         handoff = handoff.with_notifier(notifier);
     }

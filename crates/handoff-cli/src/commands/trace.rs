@@ -102,6 +102,28 @@ pub fn line(seq: u64, at: Timestamp, event: &AuditEvent) -> String {
     if let Some(approval) = &event.approval {
         text.push_str(&format!(" approval={approval}"));
     }
+    if let Some(delegation) = &event.delegation {
+        text.push_str(&format!(" delegation={delegation}"));
+    }
+    if let Some(evidence) = &event.evidence {
+        let fields: Vec<String> = evidence
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        text.push_str(&format!(
+            " evidence={}:{} [{}] signed={}{} at {}",
+            evidence.id,
+            evidence.kind,
+            fields.join(","),
+            evidence.signature,
+            evidence
+                .key
+                .as_ref()
+                .map_or_else(String::new, |k| format!(" key={k}")),
+            Timestamp::from_seconds(evidence.signed_at)
+        ));
+    }
     if let Some(actor) = &event.actor {
         text.push_str(&format!(" actor={actor}"));
     }

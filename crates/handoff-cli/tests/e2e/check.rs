@@ -7,6 +7,12 @@ fn copy_example(to: &Path) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
     std::fs::create_dir_all(to.join("policies")).unwrap();
     std::fs::copy(example.join("handoff.toml"), to.join("handoff.toml")).unwrap();
+    std::fs::create_dir_all(to.join("evidence")).unwrap();
+    std::fs::copy(
+        example.join("evidence/ci-jwks.json"),
+        to.join("evidence/ci-jwks.json"),
+    )
+    .unwrap();
     for entry in std::fs::read_dir(example.join("policies")).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, to.join("policies").join(path.file_name().unwrap())).unwrap();

@@ -404,14 +404,7 @@ async fn budgets_and_plan_deviations_deny_with_the_reason_and_notify_the_owner()
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = temp_dir();
-    let example =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
-    let config = std::fs::read_to_string(example.join("handoff.toml"))
-        .unwrap()
-        .replace(
-            "policies = \"policies\"",
-            &format!("policies = \"{}\"", example.join("policies").display()),
-        );
+    let config = crate::harness::example_text();
     let config = format!(
         "{config}\n[notifications]\nwebhook_url = \"{hook}\"\nsecret_env = \"TEST_HOOK_SECRET\"\n"
     );

@@ -314,17 +314,25 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// A copy of the bundled example config in `dir`, changed by `tweak`, using the example's policies.
-pub fn example_config(dir: &Path, tweak: impl Fn(String) -> String) -> PathBuf {
+/// The bundled example config's text, its relative paths made absolute so it works from any folder.
+pub fn example_text() -> String {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
-    let text = std::fs::read_to_string(example.join("handoff.toml"))
+    std::fs::read_to_string(example.join("handoff.toml"))
         .unwrap()
         .replace(
             "policies = \"policies\"",
             &format!("policies = \"{}\"", example.join("policies").display()),
-        );
+        )
+        .replace(
+            "jwks_file = \"evidence/",
+            &format!("jwks_file = \"{}/", example.join("evidence").display()),
+        )
+}
+
+/// A copy of the bundled example config in `dir`, changed by `tweak`, using the example's policies.
+pub fn example_config(dir: &Path, tweak: impl Fn(String) -> String) -> PathBuf {
     let path = dir.join("handoff.toml");
-    std::fs::write(&path, tweak(text)).unwrap();
+    std::fs::write(&path, tweak(example_text())).unwrap();
     path
 }
 
@@ -362,6 +370,13 @@ pub async fn wait_for_notice(received: &tokio::sync::Mutex<Vec<Value>>, reason: 
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The example CI's dev-only evidence signing key.
+pub fn ci_evidence_key() -> EncodingKey {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/quickstart/evidence/ci-dev-signing-key.pem");
+    EncodingKey::from_ec_pem(&std::fs::read(path).unwrap()).unwrap()
 }
 
 pub fn temp_dir() -> tempfile::TempDir {

@@ -171,15 +171,7 @@ async fn a_configured_issuer_with_a_jwks_file_is_trusted_for_spiffe_svids() {
     let jwks = json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "spire-1", "alg": "ES256",
         "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]) }] });
     std::fs::write(dir.path().join("spire-jwks.json"), jwks.to_string()).unwrap();
-    let example =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
-    let config = std::fs::read_to_string(example.join("handoff.toml"))
-        .unwrap()
-        .replace("[dev_issuer]\nenabled = true\n", "")
-        .replace(
-            "policies = \"policies\"",
-            &format!("policies = \"{}\"", example.join("policies").display()),
-        );
+    let config = crate::harness::example_text().replace("[dev_issuer]\nenabled = true\n", "");
     let mut file = std::fs::File::create(dir.path().join("handoff.toml")).unwrap();
     write!(
         file,

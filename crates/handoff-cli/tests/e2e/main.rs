@@ -12,6 +12,8 @@ mod approvals;
 mod audit;
 mod check;
 mod containment;
+mod delegation;
+mod evidence;
 mod exchange;
 mod gateway;
 mod harness;

@@ -2,6 +2,7 @@
 //! in one pass that reports every problem at once.
 
 mod gateway;
+mod history;
 mod raw;
 mod shape;
 mod validate;
@@ -195,6 +196,48 @@ pub struct SystemConfig {
     pub user_may_approve: bool,
     /// How the enforcement gateway fronts the system, when it does (`[systems.ID.gateway]`).
     pub gateway: Option<GatewayConfig>,
+    /// How this system signs the evidence it reports about tasks; `None` accepts none.
+    pub evidence: Option<EvidenceConfig>,
+}
+
+/// The keys a system signs evidence with, and the kinds of event it may report.
+#[derive(Clone, Debug)]
+pub struct EvidenceConfig {
+    /// Public keys for JWT-signed evidence.
+    pub jwks: Option<JwkSet>,
+    /// The environment variable holding the HMAC-SHA256 key for webhook-signed evidence.
+    pub hmac_secret_env: Option<String>,
+    /// Older evidence is refused; ids are remembered this long, so a replay is always caught.
+    pub max_age: Ttl,
+    /// Event kind -> the string fields policy sees.
+    pub kinds: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Whose grants a windowed counter adds up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterScope {
+    /// Grants in the task being decided.
+    Task,
+    /// Grants to the same agent across all its tasks.
+    Agent,
+}
+
+/// A counter over a sliding window, visible to policy as `context.counters.<name>`.
+#[derive(Clone, Debug)]
+pub struct CounterConfig {
+    pub name: String,
+    pub actions: BTreeSet<ActionName>,
+    pub window: Ttl,
+    pub per: CounterScope,
+    /// A `long` authorization-details field to add up instead of counting grants.
+    pub sum: Option<String>,
+}
+
+/// How far work may be handed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DelegationSettings {
+    /// Delegations below a task (1: the agent may delegate, a delegate may not).
+    pub max_depth: u32,
 }
 
 /// Per-purpose containment: how far one task may reach. `None` is unlimited.
@@ -258,6 +301,8 @@ pub struct Config {
     pub approvals: ApprovalSettings,
     /// Issuers of people's tokens (approvers), with a groups claim.
     pub approver_issuers: Vec<IssuerConfig>,
+    pub counters: BTreeMap<String, CounterConfig>,
+    pub delegation: DelegationSettings,
 }
 
 impl Config {
@@ -266,6 +311,11 @@ impl Config {
         self.systems
             .get(&SystemId::new(audience))
             .or_else(|| self.systems.values().find(|s| s.audience == audience))
+    }
+
+    /// Whether any counter spans an agent's tasks (then its facts are read on every exchange).
+    pub fn has_agent_counters(&self) -> bool {
+        self.counters.values().any(|c| c.per == CounterScope::Agent)
     }
 
     /// The issuer name of Handoff's development identities.

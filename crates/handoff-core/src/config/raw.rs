@@ -23,6 +23,34 @@ pub struct RawConfig {
     pub approvals: RawApprovals,
     #[serde(default)]
     pub approver_issuers: Vec<RawIssuer>,
+    #[serde(default)]
+    pub counters: BTreeMap<String, Spanned<RawCounter>>,
+    #[serde(default)]
+    pub delegation: RawDelegation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCounter {
+    pub actions: Spanned<Vec<String>>,
+    pub window: Spanned<String>,
+    pub per: Option<Spanned<String>>,
+    pub sum: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelegation {
+    pub max_depth: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvidence {
+    pub jwks_file: Option<Spanned<String>>,
+    pub hmac_secret_env: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<String>>,
+    pub kinds: Spanned<BTreeMap<String, Spanned<Vec<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +112,7 @@ pub struct RawSystem {
     pub require_approval: Option<Spanned<Vec<String>>>,
     pub user_may_approve: Option<bool>,
     pub gateway: Option<Spanned<super::gateway::RawGateway>>,
+    pub evidence: Option<Spanned<RawEvidence>>,
 }
 
 #[derive(Debug, Deserialize)]

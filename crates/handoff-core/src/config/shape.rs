@@ -49,7 +49,21 @@ const SYSTEM: Shape = Shape::Fields(&[
     ("require_approval", Shape::Leaf),
     ("user_may_approve", Shape::Leaf),
     ("gateway", super::gateway::GATEWAY_SHAPE),
+    ("evidence", EVIDENCE),
 ]);
+const EVIDENCE: Shape = Shape::Fields(&[
+    ("jwks_file", Shape::Leaf),
+    ("hmac_secret_env", Shape::Leaf),
+    ("max_age", Shape::Leaf),
+    ("kinds", Shape::MapOf(&Shape::Leaf)),
+]);
+const COUNTER: Shape = Shape::Fields(&[
+    ("actions", Shape::Leaf),
+    ("window", Shape::Leaf),
+    ("per", Shape::Leaf),
+    ("sum", Shape::Leaf),
+]);
+const DELEGATION: Shape = Shape::Fields(&[("max_depth", Shape::Leaf)]);
 const PURPOSE: Shape = Shape::Fields(&[
     ("description", Shape::Leaf),
     ("lifetime", Shape::Leaf),
@@ -70,6 +84,8 @@ const ROOT: Shape = Shape::Fields(&[
     ("notifications", NOTIFICATIONS),
     ("approvals", APPROVALS),
     ("approver_issuers", Shape::ArrayOf(&ISSUER)),
+    ("counters", Shape::MapOf(&COUNTER)),
+    ("delegation", DELEGATION),
 ]);
 const APPROVALS: Shape = Shape::Fields(&[
     ("ttl", Shape::Leaf),

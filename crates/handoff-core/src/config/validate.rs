@@ -27,19 +27,19 @@ const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
-    problems: Vec<Problem>,
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Ctx<'_> {
-    fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         let line = line_of(self.text, at.span().start);
         self.problems.push(Problem::at(self.file, line, message));
     }
 
-    fn ttl(&mut self, value: &Spanned<String>, what: &str) -> Option<Ttl> {
+    pub(super) fn ttl(&mut self, value: &Spanned<String>, what: &str) -> Option<Ttl> {
         match Ttl::parse(value.get_ref()) {
             Ok(ttl) => Some(ttl),
             Err(e) => {
@@ -117,7 +117,7 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
                 format!("systems `{other}` and `{id}` share an audience"),
             );
         }
-        if let Some(valid) = validate_system(ctx, id, system, tokens.as_ref()) {
+        if let Some(valid) = validate_system(ctx, reader, id, system, tokens.as_ref()) {
             systems.insert(valid.id.clone(), valid);
         }
     }
@@ -230,7 +230,11 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
         .iter()
         .filter_map(|i| validate_issuer(ctx, reader, i))
         .collect();
+    let counters = super::history::validate_counters(ctx, &raw.counters, &systems);
+    let delegation = super::history::validate_delegation(ctx, &raw.delegation);
     Some(Config {
+        counters,
+        delegation,
         approvals,
         approver_issuers,
         notifications,
@@ -281,6 +285,32 @@ fn validate_tokens(ctx: &mut Ctx<'_>, raw: &super::raw::RawTokens) -> Option<Tok
     })
 }
 
+/// Reads and parses a JWKS file, reporting why it cannot be used.
+pub(super) fn read_jwks(
+    ctx: &mut Ctx<'_>,
+    reader: &dyn SourceReader,
+    file: &Spanned<String>,
+    what: &str,
+) -> Option<JwkSet> {
+    match reader.read(file.get_ref()) {
+        Ok(text) => match serde_json::from_str::<JwkSet>(&text) {
+            Ok(set) if !set.keys.is_empty() => Some(set),
+            Ok(_) => {
+                ctx.report(file, format!("{what}: the JWKS holds no keys"));
+                None
+            }
+            Err(e) => {
+                ctx.report(file, format!("{what}: the JWKS does not parse: {e}"));
+                None
+            }
+        },
+        Err(e) => {
+            ctx.report(file, format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
 fn validate_issuer(
     ctx: &mut Ctx<'_>,
     reader: &dyn SourceReader,
@@ -310,26 +340,7 @@ fn validate_issuer(
         ctx.report(&raw.id, format!("issuer `{id}`: jwks_file is required"));
         return None;
     };
-    let jwks = match reader.read(jwks_file.get_ref()) {
-        Ok(text) => match serde_json::from_str::<JwkSet>(&text) {
-            Ok(set) if !set.keys.is_empty() => set,
-            Ok(_) => {
-                ctx.report(jwks_file, format!("issuer `{id}`: the JWKS holds no keys"));
-                return None;
-            }
-            Err(e) => {
-                ctx.report(
-                    jwks_file,
-                    format!("issuer `{id}`: the JWKS does not parse: {e}"),
-                );
-                return None;
-            }
-        },
-        Err(e) => {
-            ctx.report(jwks_file, format!("issuer `{id}`: {e}"));
-            return None;
-        }
-    };
+    let jwks = read_jwks(ctx, reader, jwks_file, &format!("issuer `{id}`"))?;
     Some(IssuerConfig {
         id: id.clone(),
         issuer: raw.issuer.get_ref().clone(),
@@ -351,6 +362,7 @@ fn validate_issuer(
 
 fn validate_system(
     ctx: &mut Ctx<'_>,
+    reader: &dyn SourceReader,
     id: &str,
     spanned: &Spanned<RawSystem>,
     tokens: Option<&TokenSettings>,
@@ -460,10 +472,19 @@ fn validate_system(
         );
         ok = false;
     }
+    let evidence = match &raw.evidence {
+        Some(evidence) => {
+            let valid = super::history::validate_evidence(ctx, reader, id, evidence);
+            ok &= valid.is_some();
+            valid
+        }
+        None => None,
+    };
     if !ok {
         return None;
     }
     Some(SystemConfig {
+        evidence,
         id: system_id,
         audience: raw.audience.get_ref().clone(),
         description: raw.description.clone(),
@@ -481,7 +502,7 @@ fn validate_system(
     })
 }
 
-fn is_identifier(text: &str) -> bool {
+pub(super) fn is_identifier(text: &str) -> bool {
     let mut chars = text.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')

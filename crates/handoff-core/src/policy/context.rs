@@ -75,6 +75,10 @@ pub struct RequestFacts<'a> {
     pub lifetime_seconds: u32,
     pub resource: Option<&'a str>,
     pub details: &'a BTreeMap<String, DetailValue>,
+    /// Every declared windowed counter's value before this request.
+    pub counters: &'a BTreeMap<String, i64>,
+    /// When a delegate asks: its depth and who delegated to it.
+    pub delegation: Option<(u32, &'a str)>,
 }
 
 fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
@@ -155,8 +159,30 @@ fn task_expression(
             "last_at".to_owned(),
             per_action(facts, |g| long(g.last.seconds()))?,
         ),
+        ("evidence".to_owned(), evidence_expression(facts)?),
     ])
     .map_err(|e| e.to_string())
+}
+
+/// `task.evidence`: per `system:kind`, bounded by the kinds declared, not by how often reported.
+fn evidence_expression(facts: &TaskFacts) -> Result<RestrictedExpression, String> {
+    let kinds = facts
+        .evidence
+        .iter()
+        .map(|(key, fact)| {
+            let mut fields = vec![
+                ("count".to_owned(), long(fact.count)),
+                ("last_at".to_owned(), long(fact.last.seconds())),
+            ];
+            fields.extend(fact.values.iter().map(|(field, values)| {
+                (field.clone(), strings(values.iter().map(String::as_str)))
+            }));
+            RestrictedExpression::new_record(fields)
+                .map(|record| (key.clone(), record))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    RestrictedExpression::new_record(kinds).map_err(|e| e.to_string())
 }
 
 /// The context of one exchange: `{ task: {...}, request: {...} }`.
@@ -192,12 +218,34 @@ pub fn exchange_context(
     }))
     .map_err(|e| e.to_string())?;
     request_fields.push(("details".to_owned(), details));
-    let request = RestrictedExpression::new_record(request_fields).map_err(|e| e.to_string())?;
-    Context::from_pairs([
+    let request_record =
+        RestrictedExpression::new_record(request_fields).map_err(|e| e.to_string())?;
+    let counters = RestrictedExpression::new_record(
+        request
+            .counters
+            .iter()
+            .map(|(name, value)| (name.clone(), RestrictedExpression::new_long(*value))),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut pairs = vec![
         ("task".to_owned(), task_expression(task, facts, now)?),
-        ("request".to_owned(), request),
-    ])
-    .map_err(|e| e.to_string())
+        ("request".to_owned(), request_record),
+        ("counters".to_owned(), counters),
+    ];
+    if let Some((depth, delegator)) = request.delegation {
+        pairs.push((
+            "delegation".to_owned(),
+            RestrictedExpression::new_record([
+                ("depth".to_owned(), long(depth)),
+                (
+                    "delegator".to_owned(),
+                    RestrictedExpression::new_string(delegator.to_owned()),
+                ),
+            ])
+            .map_err(|e| e.to_string())?,
+        ));
+    }
+    Context::from_pairs(pairs).map_err(|e| e.to_string())
 }
 
 /// The context of opening a task.

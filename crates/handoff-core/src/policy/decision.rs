@@ -43,6 +43,14 @@ pub enum DenyReason {
     ApprovalMismatch,
     /// The approval was already used to mint a token.
     ApprovalUsed,
+    /// A delegate asked for more than was delegated to it, or is not the delegate.
+    OutsideDelegation,
+    /// The delegation, or one it descends from, was revoked.
+    DelegationRevoked,
+    /// The delegation's lifetime is over.
+    DelegationExpired,
+    /// Delegating once more would exceed the configured depth.
+    DelegationDepth,
 }
 
 impl DenyReason {
@@ -66,6 +74,10 @@ impl DenyReason {
             Self::ApprovalCancelled => "approval_cancelled",
             Self::ApprovalMismatch => "approval_mismatch",
             Self::ApprovalUsed => "approval_used",
+            Self::OutsideDelegation => "outside_delegation",
+            Self::DelegationRevoked => "delegation_revoked",
+            Self::DelegationExpired => "delegation_expired",
+            Self::DelegationDepth => "delegation_depth",
         }
     }
 }
@@ -93,6 +105,8 @@ pub struct Grant {
     pub details: Option<serde_json::Value>,
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
+    /// When a delegate acts: the delegation it acts under (its token names the actor chain).
+    pub delegation: Option<Box<crate::delegation::Delegation>>,
 }
 
 /// Proof that the decision point allowed a grant. Minting takes nothing else. Not `Clone`: one
@@ -176,7 +190,6 @@ impl GatedPermit {
         let actions: Vec<String> = grant.actions.iter().map(|a| a.name.to_string()).collect();
         request_hash(
             &grant.task,
-            &grant.agent,
             &grant.system,
             &actions,
             grant.resource.as_deref(),

@@ -322,7 +322,8 @@ impl PolicyEngine {
                 "unknown system".to_owned(),
             );
         };
-        let principal = uid(&self.agent_type, task.agent.as_str());
+        // The workload asking: the task's agent, or a delegate acting in its task.
+        let principal = uid(&self.agent_type, grant.agent.as_str());
         let mut determining = BTreeSet::new();
         if grant.actions.is_empty() {
             return deny(

@@ -126,6 +126,39 @@ fn per_action_longs(config: &Config) -> Value {
     json!({ "type": "Record", "attributes": attributes })
 }
 
+/// `task.evidence`: one optional record per kind a system may report, keyed `system:kind`, with
+/// its count, when last reported, and the set of values each declared field carried.
+fn evidence_record(config: &Config) -> Value {
+    let mut attributes = Map::new();
+    for system in config.systems.values() {
+        let Some(evidence) = &system.evidence else {
+            continue;
+        };
+        for (kind, fields) in &evidence.kinds {
+            let mut shape = Map::new();
+            shape.insert("count".to_owned(), long());
+            shape.insert("last_at".to_owned(), long());
+            for field in fields {
+                shape.insert(field.clone(), string_set());
+            }
+            attributes.insert(
+                format!("{}:{kind}", system.id),
+                json!({ "type": "Record", "attributes": shape, "required": false }),
+            );
+        }
+    }
+    json!({ "type": "Record", "attributes": attributes, "required": true })
+}
+
+/// `counters`: every declared windowed counter's current value.
+fn counters_record(config: &Config) -> Value {
+    let mut attributes = Map::new();
+    for name in config.counters.keys() {
+        attributes.insert(name.clone(), long());
+    }
+    json!({ "type": "Record", "attributes": attributes })
+}
+
 fn exchange_context(config: &Config, system: &SystemConfig) -> Value {
     let mut details = Map::new();
     for (field, kind) in &system.details {
@@ -149,6 +182,7 @@ fn exchange_context(config: &Config, system: &SystemConfig) -> Value {
             }
             attributes.insert(name.to_owned(), kind);
         }
+        attributes.insert("evidence".to_owned(), evidence_record(config));
     }
     record([
         ("task", task, true),
@@ -165,6 +199,12 @@ fn exchange_context(config: &Config, system: &SystemConfig) -> Value {
                 ),
             ]),
             true,
+        ),
+        ("counters", counters_record(config), true),
+        (
+            "delegation",
+            record([("depth", long(), true), ("delegator", string(), true)]),
+            false,
         ),
     ])
 }

@@ -34,6 +34,9 @@ pub struct AccessClaims {
     pub resource: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<serde_json::Value>,
+    /// For a delegate's token: the delegations it was minted under, outermost first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub del: Option<Vec<String>>,
 }
 
 /// A minted token and what the audit log keeps of it (never the token itself).
@@ -67,10 +70,13 @@ pub fn mint_access_token(
         sub: grant.user.to_string(),
         client_id: grant.agent.to_string(),
         scope: scope.clone(),
-        act: Actor {
-            sub: grant.agent.to_string(),
-            iss: Some(agent_issuer.to_owned()),
-            act: None,
+        act: match &grant.delegation {
+            None => Actor {
+                sub: grant.agent.to_string(),
+                iss: Some(agent_issuer.to_owned()),
+                act: None,
+            },
+            Some(delegation) => delegated_actor(delegation, agent_issuer),
         },
         txn: grant.task.to_string(),
         jti: jti.to_string(),
@@ -78,6 +84,7 @@ pub fn mint_access_token(
         exp: grant.expires_at.seconds(),
         resource: grant.resource.clone(),
         authorization_details: grant.details.clone(),
+        del: grant.delegation.as_ref().map(|d| d.chain.clone()),
     };
     let token = keys.active().sign_jwt(ACCESS_TOKEN_TYP, &claims)?;
     Ok(MintedToken {
@@ -87,6 +94,26 @@ pub fn mint_access_token(
         scope,
         expires_at: Timestamp::from_seconds(grant.expires_at.seconds()),
     })
+}
+
+/// `{sub: delegate, iss, act: {sub: ..., act: {sub: agent}}}`: the acting delegate outermost.
+fn delegated_actor(delegation: &crate::delegation::Delegation, delegate_issuer: &str) -> Actor {
+    let mut inner: Option<Box<Actor>> = None;
+    for (position, sub) in delegation.actors.iter().enumerate().rev() {
+        inner = Some(Box::new(Actor {
+            sub: sub.clone(),
+            iss: (position == 0).then(|| delegate_issuer.to_owned()),
+            act: inner,
+        }));
+    }
+    match inner {
+        Some(actor) => *actor,
+        None => Actor {
+            sub: delegation.delegate.to_string(),
+            iss: Some(delegate_issuer.to_owned()),
+            act: None,
+        },
+    }
 }
 
 /// Verifies one of Handoff's own access tokens (signature, `typ`, issuer). `at` is the time to

@@ -7,7 +7,9 @@ mod txn;
 
 pub use access::{AccessClaims, Actor, MintedToken, mint_access_token, verify_access_token};
 pub use jws::{TokenError, Unverified, check_times as check_times_for_identity, peek_claims};
-pub use txn::{TaskContext, TxnClaims, VerifiedTxn, mint_txn_token, verify_txn_token};
+pub use txn::{
+    TaskContext, TxnClaims, VerifiedTxn, mint_delegated_txn_token, mint_txn_token, verify_txn_token,
+};
 
 /// `typ` of RFC 9068 access tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

@@ -2,6 +2,7 @@
 
 use super::TXN_TOKEN_TYP;
 use super::jws::{TokenError, Unverified, check_times, verify_own};
+use crate::delegation::Delegation;
 use crate::ids::{AgentId, TaskId};
 use crate::keys::{KeyError, KeyRing};
 use crate::task::Task;
@@ -13,8 +14,16 @@ pub struct TaskContext {
     pub intent: String,
     pub purpose: String,
     pub plan: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For a delegate's token: the transaction it was handed from (the task, or the delegation
+    /// one level up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// For a delegate's token: the delegation it carries; the store holds what it allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<String>,
+    /// For a delegate's token: the actions delegated (informative; enforced from the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +37,9 @@ pub struct TxnClaims {
     pub scope: String,
     pub req_wl: String,
     pub tctx: TaskContext,
+    /// For a delegate's token: the actor chain, RFC 8693 §4.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
 }
 
 pub fn mint_txn_token(keys: &KeyRing, trust_domain: &str, task: &Task) -> Result<String, KeyError> {
@@ -45,7 +57,46 @@ pub fn mint_txn_token(keys: &KeyRing, trust_domain: &str, task: &Task) -> Result
             purpose: task.purpose.to_string(),
             plan: task.plan.iter().map(ToString::to_string).collect(),
             parent: None,
+            delegation: None,
+            actions: None,
         },
+        act: None,
+    };
+    keys.active().sign_jwt(TXN_TOKEN_TYP, &claims)
+}
+
+/// The child Transaction Token a delegate carries: the same task, its own workload, the
+/// delegation it acts under, and the chain of actors that handed it the work.
+pub fn mint_delegated_txn_token(
+    keys: &KeyRing,
+    trust_domain: &str,
+    task: &Task,
+    delegation: &Delegation,
+) -> Result<String, KeyError> {
+    let parent = delegation
+        .chain
+        .iter()
+        .rev()
+        .nth(1)
+        .map_or_else(|| task.id.to_string(), Clone::clone);
+    let claims = TxnClaims {
+        iss: trust_domain.to_owned(),
+        aud: trust_domain.to_owned(),
+        iat: delegation.created_at.seconds(),
+        exp: delegation.expires_at.seconds(),
+        txn: task.id.to_string(),
+        sub: task.user.to_string(),
+        scope: task.purpose.to_string(),
+        req_wl: delegation.delegate.to_string(),
+        tctx: TaskContext {
+            intent: task.intent.clone(),
+            purpose: task.purpose.to_string(),
+            plan: task.plan.iter().map(ToString::to_string).collect(),
+            parent: Some(parent),
+            delegation: Some(delegation.id.clone()),
+            actions: Some(delegation.actions.iter().map(ToString::to_string).collect()),
+        },
+        act: delegation.act_claim(),
     };
     keys.active().sign_jwt(TXN_TOKEN_TYP, &claims)
 }
@@ -70,6 +121,11 @@ impl VerifiedTxn {
 
     pub fn claims(&self) -> &TxnClaims {
         &self.claims
+    }
+
+    /// The delegation a delegate's token carries.
+    pub fn delegation(&self) -> Option<&str> {
+        self.claims.tctx.delegation.as_deref()
     }
 }
 

@@ -119,9 +119,10 @@ pub async fn revoke(
         "token" => RevocationKind::Token,
         "task" => RevocationKind::Task,
         "agent" => RevocationKind::Agent,
+        "delegation" => RevocationKind::Delegation,
         _ => {
             return Err(ApiError::InvalidRequest(
-                "`kind` must be token, task or agent".to_owned(),
+                "`kind` must be token, task, agent or delegation".to_owned(),
             ));
         }
     };

@@ -3,7 +3,9 @@
 mod approvals;
 mod auth;
 mod containment;
+mod delegations;
 mod discovery;
+mod evidence;
 mod form;
 mod tasks;
 mod token;
@@ -34,6 +36,8 @@ pub fn app(handoff: Arc<Handoff>) -> Router {
         .route("/oauth/token", post(token::token))
         .route("/v1/tasks", post(tasks::open))
         .route("/v1/tasks/{id}/end", post(tasks::end))
+        .route("/v1/delegations", post(delegations::delegate))
+        .route("/v1/evidence", post(evidence::report))
         .route("/oauth/introspect", post(containment::introspect))
         .route("/oauth/revoke", post(containment::revoke_token))
         .route("/v1/admin/revoke", post(containment::revoke))

@@ -1,0 +1,332 @@
+//! Handing part of a task to another workload, and checking a delegate's every exchange against
+//! what it was handed. See [`crate::delegation`] for the record itself.
+
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::config::ActionConfig;
+use crate::delegation::Delegation;
+use crate::error::ServiceError;
+use crate::identity::VerifiedIdentity;
+use crate::ids::{ActionName, AgentId, DecisionId, SystemId};
+use crate::policy::{Denial, DenyReason};
+use crate::service::{Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, check_name, task_event};
+use crate::store::{Effect, TaskWrite, Write};
+use crate::task::TaskState;
+use crate::time::{Timestamp, Ttl};
+use crate::token::{VerifiedTxn, mint_delegated_txn_token};
+use std::collections::BTreeSet;
+
+/// A delegation, as the delegating workload asks for it.
+#[derive(Clone, Debug, Default)]
+pub struct DelegateRequest {
+    /// The delegator's workload identity.
+    pub actor_token: String,
+    /// The delegator's Transaction Token (the task's, or its own child token).
+    pub subject_token: String,
+    /// The delegate's workload id (`sub`, or the issuer's agent claim).
+    pub delegate: String,
+    /// The issuer that vouches for the delegate; the delegator's when absent.
+    pub delegate_issuer: Option<String>,
+    /// `system:action` items: a subset of what the delegator holds.
+    pub scope: Vec<String>,
+    pub lifetime_seconds: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Delegated {
+    pub delegation: Delegation,
+    pub txn_token: String,
+}
+
+fn denied(decision_id: &DecisionId, reason: DenyReason, description: String) -> ServiceError {
+    ServiceError::Denied(Denial {
+        decision_id: decision_id.clone(),
+        reason,
+        description,
+        policies: Vec::new(),
+    })
+}
+
+impl Handoff {
+    /// The delegation a task token carries, as the store holds it now.
+    pub(crate) async fn delegation_of(
+        &self,
+        txn: &VerifiedTxn,
+    ) -> Result<Option<Delegation>, ServiceError> {
+        let Some(id) = txn.delegation() else {
+            return Ok(None);
+        };
+        let delegation = self.store().delegation(id).await?.ok_or_else(|| {
+            ServiceError::InvalidGrant("the task token names an unknown delegation".to_owned())
+        })?;
+        if &delegation.task != txn.task() || delegation.delegate.as_str() != txn.claims().req_wl {
+            return Err(ServiceError::InvalidGrant(
+                "the task token does not match its delegation".to_owned(),
+            ));
+        }
+        Ok(Some(delegation))
+    }
+
+    /// A delegate acts only as itself, within its delegation's actions and lifetime, and only
+    /// while no delegation in its chain, nor the delegate itself, was revoked.
+    pub(crate) async fn check_delegation(
+        &self,
+        delegation: &Delegation,
+        identity: &VerifiedIdentity,
+        actions: &[ActionConfig],
+        decision_id: &DecisionId,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        if identity.agent() != &delegation.delegate
+            || identity.issuer() != delegation.delegate_issuer
+        {
+            return Err(denied(
+                decision_id,
+                DenyReason::OutsideDelegation,
+                "the actor is not the delegate this task token was issued to".to_owned(),
+            ));
+        }
+        if now >= delegation.expires_at {
+            return Err(denied(
+                decision_id,
+                DenyReason::DelegationExpired,
+                format!("delegation `{}` has expired", delegation.id),
+            ));
+        }
+        if let Some(extra) = actions
+            .iter()
+            .find(|a| !delegation.actions.contains(&a.name))
+        {
+            return Err(denied(
+                decision_id,
+                DenyReason::OutsideDelegation,
+                format!(
+                    "`{}` was not delegated (delegated: {})",
+                    extra.name,
+                    join(&delegation.actions)
+                ),
+            ));
+        }
+        if self
+            .store()
+            .any_delegation_revoked(&delegation.chain)
+            .await?
+        {
+            return Err(denied(
+                decision_id,
+                DenyReason::DelegationRevoked,
+                format!("delegation `{}` or one above it was revoked", delegation.id),
+            ));
+        }
+        if self.store().is_agent_revoked(&delegation.delegate).await? {
+            return Err(denied(
+                decision_id,
+                DenyReason::AgentRevoked,
+                format!("the delegate `{}` was revoked", delegation.delegate),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands part of a task to another workload: a child Transaction Token for the delegate,
+    /// never more than the delegator holds, never outliving it, at most `max_depth` deep.
+    pub async fn delegate(&self, request: DelegateRequest) -> Result<Delegated, ServiceError> {
+        let identity = self.authenticate(&request.actor_token)?;
+        let mut event = AuditEvent {
+            kind: Some(EventKind::Delegate),
+            actions: request
+                .scope
+                .iter()
+                .take(MAX_SCOPE_ITEMS)
+                .cloned()
+                .collect(),
+            ..AuditEvent::default()
+        };
+        match self
+            .delegate_authenticated(&identity, &request, &mut event)
+            .await
+        {
+            Ok(delegated) => Ok(delegated),
+            Err(error @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => Err(error),
+            Err(error) => Err(self.record_refusal(&identity, error, event).await),
+        }
+    }
+
+    async fn delegate_authenticated(
+        &self,
+        identity: &VerifiedIdentity,
+        request: &DelegateRequest,
+        event: &mut AuditEvent,
+    ) -> Result<Delegated, ServiceError> {
+        let txn = self.verify_task_token(&request.subject_token)?;
+        event.task = Some(txn.task().to_string());
+        check_name("delegate", &request.delegate)?;
+        if let Some(issuer) = &request.delegate_issuer {
+            check_name("delegate_issuer", issuer)?;
+        }
+        let parent = self.delegation_of(&txn).await?;
+        let snapshot = self.store().task(txn.task()).await?.ok_or_else(|| {
+            ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
+        })?;
+        let task = &snapshot.task;
+        *event = AuditEvent {
+            kind: Some(EventKind::Delegate),
+            actions: std::mem::take(&mut event.actions),
+            ..task_event(task)
+        };
+        let now = self.now();
+        let decision_id = DecisionId::new(self.id("dec")?);
+        event.decision_id = Some(decision_id.to_string());
+        match &parent {
+            Some(parent) => {
+                self.check_delegation(parent, identity, &[], &decision_id, now)
+                    .await?;
+            }
+            None => {
+                if &task.agent != identity.agent() || task.agent_issuer != identity.issuer() {
+                    return Err(denied(
+                        &decision_id,
+                        DenyReason::NotTaskAgent,
+                        "only the task's agent, or a delegate, may delegate".to_owned(),
+                    ));
+                }
+            }
+        }
+        match task.state {
+            TaskState::Open if now < task.expires_at => {}
+            TaskState::Open => {
+                return Err(denied(
+                    &decision_id,
+                    DenyReason::TaskExpired,
+                    "the task has expired".to_owned(),
+                ));
+            }
+            TaskState::Ended => {
+                return Err(denied(
+                    &decision_id,
+                    DenyReason::TaskEnded,
+                    "the task has ended".to_owned(),
+                ));
+            }
+            TaskState::Revoked => {
+                return Err(denied(
+                    &decision_id,
+                    DenyReason::TaskRevoked,
+                    "the task was revoked".to_owned(),
+                ));
+            }
+        }
+        let depth = parent.as_ref().map_or(0, |p| p.depth).saturating_add(1);
+        let max_depth = self.config().delegation.max_depth;
+        if depth > max_depth {
+            return Err(denied(
+                &decision_id,
+                DenyReason::DelegationDepth,
+                format!("delegation depth {depth} exceeds the configured maximum of {max_depth}"),
+            ));
+        }
+        let actions = self.delegated_actions(&request.scope)?;
+        if let Some(parent) = &parent
+            && let Some(extra) = actions.iter().find(|a| !parent.actions.contains(*a))
+        {
+            return Err(denied(
+                &decision_id,
+                DenyReason::OutsideDelegation,
+                format!("`{extra}` was not delegated to the delegator"),
+            ));
+        }
+        // Never outlives what it descends from: the task, and the parent delegation.
+        let mut expires_at = task.expires_at;
+        if let Some(parent) = &parent {
+            expires_at = expires_at.min(parent.expires_at);
+        }
+        if let Some(seconds) = request.lifetime_seconds {
+            expires_at = expires_at.min(now.plus(Ttl::from_seconds(seconds.max(1))));
+        }
+        let id = self.id("del")?;
+        let mut chain = parent.as_ref().map_or_else(Vec::new, |p| p.chain.clone());
+        chain.push(id.clone());
+        let mut actors = vec![request.delegate.clone()];
+        match &parent {
+            Some(parent) => actors.extend(parent.actors.iter().cloned()),
+            None => actors.push(task.agent.to_string()),
+        }
+        let delegation = Delegation {
+            id: id.clone(),
+            task: task.id.clone(),
+            chain,
+            actors,
+            delegate_issuer: request
+                .delegate_issuer
+                .clone()
+                .unwrap_or_else(|| identity.issuer().to_owned()),
+            delegate: AgentId::new(request.delegate.as_str()),
+            actions,
+            depth,
+            created_at: now,
+            expires_at,
+        };
+        let txn_token =
+            mint_delegated_txn_token(self.keys(), &self.config().trust_domain, task, &delegation)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let record = AuditEvent {
+            outcome: Some(Outcome::Permit),
+            agent: Some(identity.agent().to_string()),
+            agent_issuer: Some(identity.issuer().to_owned()),
+            actions: delegation.actions.iter().map(ToString::to_string).collect(),
+            target: Some(format!("agent:{}", delegation.delegate)),
+            delegation: Some(id),
+            description: Some(format!(
+                "delegated to `{}` (depth {depth}) until {}",
+                delegation.delegate,
+                delegation.expires_at.seconds()
+            )),
+            ..event.clone()
+        };
+        let mut write = Write::new(now, record, TaskWrite::None);
+        write
+            .effects
+            .push(Effect::InsertDelegation(Box::new(delegation.clone())));
+        self.store().write(write).await?;
+        Ok(Delegated {
+            delegation,
+            txn_token,
+        })
+    }
+
+    /// `system:action` items naming declared actions, at least one and not too many.
+    fn delegated_actions(&self, scope: &[String]) -> Result<BTreeSet<ActionName>, ServiceError> {
+        if scope.is_empty() || scope.len() > MAX_SCOPE_ITEMS {
+            return Err(ServiceError::InvalidScope(format!(
+                "`scope` must name 1 to {MAX_SCOPE_ITEMS} `system:action` items"
+            )));
+        }
+        let mut actions = BTreeSet::new();
+        for item in scope {
+            let action = item
+                .split_once(':')
+                .and_then(|(system, action)| {
+                    self.config()
+                        .systems
+                        .get(&SystemId::new(system))?
+                        .actions
+                        .get(action)
+                })
+                .ok_or_else(|| {
+                    let shown: String = item.chars().take(MAX_NAME_CHARS).collect();
+                    ServiceError::InvalidScope(format!(
+                        "`{shown}` is not a declared `system:action`"
+                    ))
+                })?;
+            actions.insert(action.name.clone());
+        }
+        Ok(actions)
+    }
+}
+
+fn join(actions: &BTreeSet<ActionName>) -> String {
+    actions
+        .iter()
+        .map(ActionName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
