@@ -28,8 +28,9 @@ pub struct TaskKind {
     pub cycle: &'static [Step],
 }
 
-/// A release: read the repo, run the tests, deploy (permitted only because tests ran in this task),
-/// then reach for payments (denied: outside the plan, and forbidden for a release anyway).
+/// A release: read the repo, run the tests, push (a write, permitted because the plan names the
+/// git host), then reach for payments (denied: outside the plan, and forbidden for a release
+/// anyway). Deploys are not in the cycle: the example limits them to five per agent per day.
 pub const RELEASE: TaskKind = TaskKind {
     purpose: "release",
     plan: &["git", "ci"],
@@ -47,9 +48,9 @@ pub const RELEASE: TaskKind = TaskKind {
             expect: Expect::Permit,
         },
         Step {
-            name: "ci deploy",
-            system: "ci",
-            action: "deploy",
+            name: "git push",
+            system: "git",
+            action: "push",
             expect: Expect::Permit,
         },
         Step {

@@ -34,7 +34,7 @@ pub struct Stats {
     pub errors: u64,
     /// Error kinds with a count, for the report on stderr.
     pub error_kinds: BTreeMap<String, u64>,
-    /// Latency by step (`ci deploy`, `open task`, ...), for the report on stderr.
+    /// Latency by step (`git push`, `open task`, ...), for the report on stderr.
     pub by_step: BTreeMap<&'static str, Histogram<u64>>,
 }
 

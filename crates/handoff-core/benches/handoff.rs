@@ -171,6 +171,55 @@ fn decide(
     )
 }
 
+/// `ci:deploy` of `commit`, with the per-agent counters the example declares at zero.
+fn decide_deploy_of(
+    deployment: &Deployment,
+    task: &Task,
+    facts: &TaskFacts,
+    commit: &str,
+) -> Decision {
+    let system = &deployment.config.systems[&SystemId::new("ci")];
+    let actions = vec![system.actions["deploy"].clone()];
+    let scope = vec![actions[0].name.to_string()];
+    let json = serde_json::json!([{ "type": "deployment", "commit": commit }]);
+    let details = handoff_core::policy::project_details(system, &json).unwrap();
+    let counters: BTreeMap<String, i64> = deployment
+        .config
+        .counters
+        .keys()
+        .map(|name| (name.clone(), 0))
+        .collect();
+    let request = RequestFacts {
+        scope: &scope,
+        lifetime_seconds: 300,
+        resource: None,
+        details: &details,
+        counters: &counters,
+        delegation: None,
+    };
+    let grant = Grant {
+        task: task.id.clone(),
+        agent: task.agent.clone(),
+        user: task.user.clone(),
+        system: system.id.clone(),
+        audience: system.audience.clone(),
+        actions,
+        resource: None,
+        details: Some(json),
+        issued_at: Timestamp::from_seconds(50_000),
+        expires_at: Timestamp::from_seconds(50_300),
+        delegation: None,
+    };
+    deployment.policies.decide(
+        DecisionId::new("dec_bench"),
+        task,
+        facts,
+        &request,
+        grant,
+        Timestamp::from_seconds(50_000),
+    )
+}
+
 fn permit(deployment: &Deployment) -> Box<Permit> {
     let release = task("release", &["git", "ci"]);
     let facts = facts_after(deployment, 10);
@@ -263,6 +312,24 @@ fn decision(c: &mut Criterion) {
             BenchmarkId::new("deploy_after_tests/20_policies/grants", grants),
             &facts,
             |b, facts| b.iter(|| black_box(decide(&base, &release, facts, "ci", "deploy"))),
+        );
+    }
+    // History with signed evidence too: N prior events, half grants and half CI reports over ten
+    // commits; the deploy names one of them. Evidence is folded into per-kind sets of values.
+    for events in [10, 100, 1000] {
+        let mut facts = facts_after(&base, events / 2);
+        for i in 0..events / 2 {
+            let fields = BTreeMap::from([("commit".to_owned(), format!("c{}", i % 10))]);
+            facts.record_evidence("ci:tests_passed", &fields, Timestamp::from_seconds(3_000));
+        }
+        assert!(matches!(
+            decide_deploy_of(&base, &release, &facts, "c3"),
+            Decision::Allow(_)
+        ));
+        group.bench_with_input(
+            BenchmarkId::new("deploy_of_tested_commit/20_policies/events", events),
+            &facts,
+            |b, facts| b.iter(|| black_box(decide_deploy_of(&base, &release, facts, "c3"))),
         );
     }
     for policies in [20, 200, 2000] {

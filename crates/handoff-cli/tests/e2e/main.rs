@@ -21,3 +21,4 @@ mod identity;
 mod mcp;
 mod restart;
 mod tasks;
+mod templates;

@@ -1,8 +1,10 @@
 //! A deployment described in one TOML file plus a folder of Cedar policies, loaded and validated
 //! in one pass that reports every problem at once.
 
-mod gateway;
+// Evidence systems, windowed counters, delegation depth.
 mod history;
+
+mod gateway;
 mod raw;
 mod shape;
 mod validate;
