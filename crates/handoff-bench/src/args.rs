@@ -37,6 +37,16 @@ pub struct Args {
     /// Measure the HTTP floor: `GET /healthz` (no verification, policy, signing or audit).
     #[arg(long)]
     pub floor: bool,
+    /// With `--floor`: the path to request instead of `/healthz` (e.g. a gateway route).
+    #[arg(long, default_value = "/healthz")]
+    pub floor_path: String,
+    /// With `--floor`: a bearer token to send (e.g. an access token for a gateway route).
+    #[arg(long)]
+    pub floor_bearer: Option<String>,
+    /// Serve a trivial upstream on this address instead of running a load (`200 {"ok":true}` to
+    /// any request): the target of gateway benchmarks, direct and through the gateway.
+    #[arg(long, value_name = "ADDR")]
+    pub serve_upstream: Option<String>,
     /// The server's process id: its CPU time and memory are read from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -71,7 +71,7 @@ impl Connection {
     pub async fn send(
         &mut self,
         method: Method,
-        path: &'static str,
+        path: &str,
         body: Body<'_>,
     ) -> Result<(StatusCode, Bytes)> {
         let mut request = Request::builder()

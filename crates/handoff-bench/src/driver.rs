@@ -23,19 +23,22 @@ const DRAIN: Duration = Duration::from_secs(60);
 pub struct Agent {
     pub connection: Connection,
     pub workload: Workload,
+    /// What `--floor` requests: the path and an optional bearer token.
+    pub floor: Arc<(String, Option<String>)>,
 }
 
 impl Agent {
     async fn step(&mut self, floor: bool) -> (Outcome, &'static str) {
         if floor {
-            let outcome = match self
-                .connection
-                .send(Method::GET, "/healthz", Body::empty())
-                .await
-            {
+            let (path, bearer) = &*self.floor;
+            let body = Body {
+                bearer: bearer.as_deref(),
+                ..Body::empty()
+            };
+            let outcome = match self.connection.send(Method::GET, path, body).await {
                 Ok((StatusCode::OK, _)) => Outcome::Floor,
-                Ok((status, _)) => Outcome::Error(format!("/healthz answered {status}")),
-                Err(e) => Outcome::Error(format!("/healthz: {e:#}")),
+                Ok((status, _)) => Outcome::Error(format!("{path} answered {status}")),
+                Err(e) => Outcome::Error(format!("{path}: {e:#}")),
             };
             return (outcome, "healthz");
         }

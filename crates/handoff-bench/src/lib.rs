@@ -8,6 +8,7 @@ mod identity;
 mod mix;
 mod procfs;
 mod report;
+mod upstream;
 
 pub use args::{Args, Mode};
 
@@ -18,6 +19,9 @@ use mix::Workload;
 
 /// Runs what `args` asks for: optionally pre-opens tasks, then one measured run.
 pub fn run(args: &Args) -> Result<()> {
+    if let Some(address) = &args.serve_upstream {
+        return upstream::serve(address);
+    }
     if args.agents == 0 {
         bail!("`--agents` must be at least 1");
     }
@@ -36,6 +40,7 @@ pub fn run(args: &Args) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the client runtime")?;
+    let floor = std::sync::Arc::new((args.floor_path.clone(), args.floor_bearer.clone()));
     runtime.block_on(async {
         let agents: Vec<Agent> = identities
             .into_iter()
@@ -43,6 +48,7 @@ pub fn run(args: &Args) -> Result<()> {
             .map(|(index, identity)| Agent {
                 connection: Connection::new(authority.clone()),
                 workload: Workload::new(identity, index, args.exchanges_per_task),
+                floor: floor.clone(),
             })
             .collect();
         let mut printed_header = args.no_header;

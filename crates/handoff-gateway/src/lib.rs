@@ -57,6 +57,10 @@ pub struct Gateway {
 pub enum BuildError {
     #[error("systems.{system}.gateway.credential: {message}")]
     Credential { system: String, message: String },
+    /// TLS to upstreams is not built yet: an `https://` upstream is refused at start rather
+    /// than failing every call.
+    #[error("systems.{system}.gateway: `{url}` needs TLS, which the gateway does not speak yet")]
+    Tls { system: String, url: String },
 }
 
 impl Gateway {
@@ -66,7 +70,7 @@ impl Gateway {
         let config = Arc::new(handoff.config().clone());
         let mut gateway = Self::new(
             config,
-            Verifier::Online(handoff.clone()),
+            Verifier::online(handoff.clone()),
             Recorder::Store(handoff.clone()),
         )?;
         gateway.handoff = Some(handoff);
@@ -85,6 +89,14 @@ impl Gateway {
             let Some(gateway) = &system.gateway else {
                 continue;
             };
+            for url in gateway.upstream.iter().chain(gateway.mcp.iter()) {
+                if !url.starts_with("http://") {
+                    return Err(BuildError::Tls {
+                        system: system.id.to_string(),
+                        url: url.clone(),
+                    });
+                }
+            }
             let injector = Injector::new(gateway.credential.as_ref()).map_err(|message| {
                 BuildError::Credential {
                     system: system.id.to_string(),

@@ -45,6 +45,8 @@ impl Recorder {
                     }
                 });
             }
+            Self::Log if !tracing::enabled!(target: "handoff_gateway::use", tracing::Level::INFO) =>
+                {}
             Self::Log => match serde_json::to_string(&event) {
                 Ok(line) => tracing::info!(target: "handoff_gateway::use", "{line}"),
                 Err(error) => tracing::error!(%error, "a gateway use could not be logged"),

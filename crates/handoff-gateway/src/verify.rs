@@ -5,19 +5,26 @@
 use crate::error::GatewayError;
 use crate::feed::FeedEntry;
 use handoff_core::Handoff;
+use handoff_core::cache::{DEFAULT_LIMIT, VerifiedCache};
+use handoff_core::clock::{Clock, SystemClock};
 use handoff_core::config::SystemConfig;
-use handoff_core::containment::{Introspection, Operator, TokenCaller};
+use handoff_core::ids::TaskId;
 use handoff_core::revocation::RevocationKind;
-use handoff_core::token::{ACCESS_TOKEN_TYP, AccessClaims};
+use handoff_core::token::{ACCESS_TOKEN_TYP, AccessClaims, Unverified, verify_access_token};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Checks a presented access token for one system.
-#[derive(Clone)]
-pub enum Verifier {
+/// Checks a presented access token for one system. A token's signature is verified once, then
+/// recognised by its SHA-256 until it expires; whether it was revoked is checked on every call.
+pub struct Verifier {
+    kind: Kind,
+    verified: VerifiedCache<AccessClaims>,
+}
+
+enum Kind {
     /// Inside `handoff serve`: Handoff's keys, and the store's view of revocations and freezes.
     Online(Arc<Handoff>),
     /// A standalone gateway: the served JWKS and a deny list fed by the revocation feed.
@@ -25,32 +32,70 @@ pub enum Verifier {
 }
 
 impl Verifier {
+    pub fn online(handoff: Arc<Handoff>) -> Self {
+        Self {
+            kind: Kind::Online(handoff),
+            verified: VerifiedCache::new(DEFAULT_LIMIT),
+        }
+    }
+
+    pub fn offline(verifier: Arc<OfflineVerifier>) -> Self {
+        Self {
+            kind: Kind::Offline(verifier),
+            verified: VerifiedCache::new(DEFAULT_LIMIT),
+        }
+    }
+
     /// The token's claims when it is Handoff's, unexpired, unrevoked and for `system`.
     pub async fn check(
         &self,
         token: &str,
         system: &SystemConfig,
     ) -> Result<AccessClaims, GatewayError> {
-        let claims = match self {
-            Self::Online(handoff) => {
-                let caller = TokenCaller::Operator(Operator::local("gateway"));
-                match handoff.introspect(&caller, token).await {
-                    Ok(Introspection::Active(claims)) => *claims,
-                    Ok(Introspection::Inactive) => {
-                        return Err(GatewayError::InvalidToken(
-                            "the token is not active".to_owned(),
-                        ));
-                    }
-                    Err(e) => return Err(GatewayError::Unavailable(e.to_string())),
-                }
+        let now = match &self.kind {
+            Kind::Online(handoff) => handoff.now().seconds(),
+            Kind::Offline(offline) => offline.clock.now().seconds(),
+        };
+        let key = VerifiedCache::<AccessClaims>::key(token);
+        let claims = match self.verified.get(&key, now) {
+            Some(claims) => claims,
+            None => {
+                let claims = match &self.kind {
+                    Kind::Online(handoff) => verify_access_token(
+                        handoff.keys(),
+                        &handoff.config().trust_domain,
+                        Unverified::new(token),
+                        Some(now),
+                    )
+                    .map_err(|e| {
+                        GatewayError::InvalidToken(format!("the token is refused: {e}"))
+                    })?,
+                    Kind::Offline(offline) => offline.verify(token, system)?,
+                };
+                self.verified.insert(key, claims.clone(), claims.exp);
+                claims
             }
-            Self::Offline(offline) => offline.check(token, system)?,
         };
         if claims.aud != system.audience {
             return Err(GatewayError::InvalidToken(format!(
                 "the token is not for `{}`",
                 system.id
             )));
+        }
+        match &self.kind {
+            Kind::Online(handoff) => {
+                let status = handoff
+                    .store()
+                    .token_status(&claims.jti, &TaskId::new(claims.txn.as_str()), &system.id)
+                    .await
+                    .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+                if !status.is_active() {
+                    return Err(GatewayError::InvalidToken(
+                        "the token is not active".to_owned(),
+                    ));
+                }
+            }
+            Kind::Offline(offline) => offline.check_deny_list(&claims, system)?,
         }
         Ok(claims)
     }
@@ -63,6 +108,7 @@ pub struct OfflineVerifier {
     deny: RwLock<DenyList>,
     /// With no successful feed read for this long, every token is refused (fail closed).
     stale_after: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 /// What the revocation feed has cut so far.
@@ -124,6 +170,7 @@ impl OfflineVerifier {
             jwks: RwLock::new(jwks),
             deny: RwLock::new(DenyList::default()),
             stale_after,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -148,7 +195,8 @@ impl OfflineVerifier {
         self.deny.read().map_or(0, |d| d.after)
     }
 
-    fn check(&self, token: &str, system: &SystemConfig) -> Result<AccessClaims, GatewayError> {
+    /// Signature, `typ`, algorithm, issuer, audience and expiry (no leeway).
+    fn verify(&self, token: &str, system: &SystemConfig) -> Result<AccessClaims, GatewayError> {
         let refused = |why: &str| GatewayError::InvalidToken(why.to_owned());
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| refused("the token is malformed"))?;
@@ -179,9 +227,18 @@ impl OfflineVerifier {
         validation.set_audience(&[system.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = 0;
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-            .map_err(|e| GatewayError::InvalidToken(format!("the token is refused: {e}")))?
-            .claims;
+        jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| GatewayError::InvalidToken(format!("the token is refused: {e}")))
+    }
+
+    /// Refuses a token the revocation feed has cut, and every token when the feed is stale.
+    fn check_deny_list(
+        &self,
+        claims: &AccessClaims,
+        system: &SystemConfig,
+    ) -> Result<(), GatewayError> {
+        let refused = |why: &str| GatewayError::InvalidToken(why.to_owned());
         let deny = self
             .deny
             .read()
@@ -194,9 +251,9 @@ impl OfflineVerifier {
                 ));
             }
         }
-        if deny.refuses(&claims, system) {
+        if deny.refuses(claims, system) {
             return Err(refused("the token was revoked"));
         }
-        Ok(claims)
+        Ok(())
     }
 }

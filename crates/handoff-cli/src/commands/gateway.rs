@@ -70,7 +70,7 @@ async fn serve(
     )
     .await
     .map_err(|e| anyhow::anyhow!("the revocation feed cannot be read: {e}"))?;
-    let gateway = Gateway::new(Arc::new(config), Verifier::Offline(verifier), Recorder::Log)?;
+    let gateway = Gateway::new(Arc::new(config), Verifier::offline(verifier), Recorder::Log)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on `{listen}`"))?;

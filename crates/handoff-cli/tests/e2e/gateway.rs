@@ -578,3 +578,83 @@ async fn a_standalone_gateway_verifies_offline_and_honours_a_revocation_within_i
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An OAuth token endpoint that grants `cc-<scope>` for 60 s and records each request's form.
+async fn token_endpoint() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let sink = seen.clone();
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                let basic = headers["authorization"].to_str().unwrap().to_owned();
+                sink.lock().await.push((basic, body.clone()));
+                let scope = body
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("scope="))
+                    .unwrap_or("none")
+                    .replace("%3A", ":");
+                axum::Json(json!({
+                    "access_token": format!("cc-{scope}"),
+                    "token_type": "Bearer",
+                    "expires_in": 60,
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_client_credentials_upstream_gets_the_narrowest_scope_once_per_token_lifetime() {
+    let dir = temp_dir();
+    let (upstream_url, seen) = upstream().await;
+    let (token_url, grants) = token_endpoint().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        r#"credential = { header = "authorization", prefix = "Bearer ", value_env = "GIT_UPSTREAM_TOKEN" }"#,
+        &format!(
+            r#"credential = {{ token_url = "{token_url}", client_id = "handoff", client_secret_env = "GIT_CLIENT_SECRET", scopes = {{ open_pr = "pulls:write", read = "repo:read" }} }}"#
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start_env(
+        dir.path(),
+        Some(&config),
+        &[
+            ("GIT_CLIENT_SECRET", "s3cret"),
+            ("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY),
+        ],
+    );
+    let agent = server.identity("release-bot");
+    let (_, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
+    for _ in 0..3 {
+        let (status, body) = call(
+            &server.base,
+            reqwest::Method::POST,
+            "/git/repos/acme/app/pulls",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let grants = grants.lock().await.clone();
+    assert_eq!(grants.len(), 1, "cached for its lifetime: {grants:?}");
+    let (basic, form) = &grants[0];
+    assert!(basic.starts_with("Basic "), "{basic}");
+    assert!(form.contains("grant_type=client_credentials"), "{form}");
+    assert!(form.contains("scope=pulls%3Awrite"), "{form}");
+    let seen = seen.lock().await.clone();
+    assert_eq!(seen.len(), 3);
+    for request in &seen {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer cc-pulls:write")
+        );
+    }
+}
