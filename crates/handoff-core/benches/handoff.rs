@@ -139,7 +139,12 @@ fn decide(
     let actions = vec![system.actions[action].clone()];
     let scope = vec![actions[0].name.to_string()];
     let details = BTreeMap::new();
-    let counters = BTreeMap::new();
+    let counters: BTreeMap<String, i64> = deployment
+        .config
+        .counters
+        .keys()
+        .map(|name| (name.clone(), 0))
+        .collect();
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 300,

@@ -63,6 +63,11 @@ struct Statement {
     iat: Option<i64>,
     #[serde(default)]
     exp: Option<i64>,
+    /// Other registered claims a JWT library may add; carried by nothing.
+    #[serde(default, rename = "nbf")]
+    _nbf: Option<Value>,
+    #[serde(default, rename = "sub")]
+    _sub: Option<Value>,
 }
 
 /// Accepted evidence.

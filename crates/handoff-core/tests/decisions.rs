@@ -78,7 +78,12 @@ fn decide(
     let actions = vec![system.actions[action].clone()];
     let scope = vec![actions[0].name.to_string()];
     let details = BTreeMap::new();
-    let counters = BTreeMap::new();
+    let counters: BTreeMap<String, i64> = deployment
+        .config
+        .counters
+        .keys()
+        .map(|name| (name.clone(), 0))
+        .collect();
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 60,
@@ -128,7 +133,12 @@ fn the_context_handoff_builds_conforms_to_the_generated_schema() {
     let mut facts = TaskFacts::default();
     grant(&deployment, &mut facts, "crm", "read_customer");
     let scope = vec!["payments:create".to_owned()];
-    let counters = BTreeMap::new();
+    let counters: BTreeMap<String, i64> = deployment
+        .config
+        .counters
+        .keys()
+        .map(|name| (name.clone(), 0))
+        .collect();
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 60,
@@ -214,6 +224,12 @@ fn the_policy_set_hash_does_not_depend_on_where_the_files_are() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
     std::fs::create_dir_all(copy.path().join("policies")).unwrap();
     std::fs::copy(root.join("handoff.toml"), copy.path().join("handoff.toml")).unwrap();
+    std::fs::create_dir_all(copy.path().join("evidence")).unwrap();
+    std::fs::copy(
+        root.join("evidence/ci-jwks.json"),
+        copy.path().join("evidence/ci-jwks.json"),
+    )
+    .unwrap();
     for entry in std::fs::read_dir(root.join("policies")).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(
