@@ -14,11 +14,13 @@ mod mcp;
 mod metered;
 mod record;
 mod upstream_mcp;
+mod uses;
 mod verify;
 
 pub use error::GatewayError;
 pub use feed::{FeedCredential, FeedEntry, fetch_jwks, follow_feed};
 pub use record::Recorder;
+pub use uses::Remote;
 pub use verify::{DenyList, OfflineVerifier, Verifier};
 
 use axum::Router;
@@ -147,7 +149,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     if gateway.handoff.is_some() {
         router = router
             .route(mcp::PATH, any(mcp::endpoint))
-            .route(mcp::METADATA_PATH, get(mcp::metadata));
+            .route(mcp::METADATA_PATH, get(mcp::metadata))
+            .route(uses::PATH, axum::routing::post(uses::receive));
     }
     router.with_state(gateway)
 }

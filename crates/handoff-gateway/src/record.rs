@@ -27,7 +27,9 @@ pub struct Use {
 pub enum Recorder {
     /// Inside `handoff serve`: appended to the audit chain.
     Store(Arc<Handoff>),
-    /// A standalone gateway has no store: records go to the log (`target: handoff_gateway::use`).
+    /// A standalone gateway: posted to Handoff in batches (`POST /v1/gateway/uses`).
+    Remote(crate::uses::Remote),
+    /// Records go to the log only (`target: handoff_gateway::use`).
     Log,
 }
 
@@ -45,6 +47,7 @@ impl Recorder {
                     }
                 });
             }
+            Self::Remote(remote) => remote.send(event),
             Self::Log if !tracing::enabled!(target: "handoff_gateway::use", tracing::Level::INFO) =>
                 {}
             Self::Log => match serde_json::to_string(&event) {

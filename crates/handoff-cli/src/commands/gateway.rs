@@ -1,8 +1,8 @@
 //! `handoff gateway`: the enforcement gateway as its own process, in front of the HTTP APIs the
 //! deployment's `[systems.ID.gateway]` tables describe. It verifies tokens offline against the
 //! JWKS Handoff serves and refuses any token the revocation feed has cut (polled every
-//! `--poll-seconds`). MCP tool calls need the decision point, so `/mcp` is served only inside
-//! `handoff serve`.
+//! `--poll-seconds`), and posts a `use` record of each call to Handoff for its audit chain. MCP
+//! tool calls need the decision point, so `/mcp` is served only inside `handoff serve`.
 
 use crate::DeploymentArgs;
 use anyhow::Context as _;
@@ -59,7 +59,7 @@ async fn serve(
         stale_after,
     ));
     handoff_gateway::follow_feed(
-        client,
+        client.clone(),
         upstream.handoff.to_owned(),
         FeedCredential {
             system: upstream.system.to_owned(),
@@ -70,7 +70,15 @@ async fn serve(
     )
     .await
     .map_err(|e| anyhow::anyhow!("the revocation feed cannot be read: {e}"))?;
-    let gateway = Gateway::new(Arc::new(config), Verifier::offline(verifier), Recorder::Log)?;
+    // Uses are posted to Handoff with the same system credential: it records those of that
+    // system's tokens (uses of other systems' tokens are refused there, and logged here).
+    let recorder = Recorder::Remote(handoff_gateway::Remote::start(
+        client,
+        upstream.handoff.to_owned(),
+        upstream.system.to_owned(),
+        upstream.secret.to_owned(),
+    ));
+    let gateway = Gateway::new(Arc::new(config), Verifier::offline(verifier), recorder)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on `{listen}`"))?;

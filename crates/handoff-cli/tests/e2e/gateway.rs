@@ -541,6 +541,12 @@ async fn a_standalone_gateway_verifies_offline_and_honours_a_revocation_within_i
         (403, Some("route_not_mapped")),
         "{body}"
     );
+    // The standalone gateway posts its uses to Handoff, which records them in the chain.
+    let trace = wait_for_trace(&server, &task, "actor=gateway:git").await;
+    assert!(
+        trace.contains("call=\"POST /repos/{owner}/{repo}/pulls\" status=201"),
+        "{trace}"
+    );
 
     let output = cli(&[
         "revoke",
