@@ -709,6 +709,111 @@ mod tests {
         assert!(path.matches("/repos/acme/app").is_none());
     }
 
+    struct NoFiles;
+
+    impl crate::config::SourceReader for NoFiles {
+        fn read(&self, path: &str) -> Result<String, String> {
+            Err(format!("`{path}` does not exist"))
+        }
+        fn policy_files(&self, _folder: &str) -> Result<Vec<(String, String)>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    const BASE: &str = r#"
+trust_domain = "https://handoff.local"
+[dev_issuer]
+enabled = true
+[purposes.release]
+lifetime = "1h"
+[systems.git]
+audience = "https://git.example.com"
+owner = "platform"
+escalation = "mailto:x@example.com"
+risk = "low"
+actions = { read = ["read"], open_pr = ["write"] }
+[systems.git.details]
+title = "string"
+"#;
+
+    fn problems(extra: &str) -> Vec<String> {
+        let text = format!("{BASE}{extra}");
+        let (_, problems) = crate::config::load_config(&NoFiles, "handoff.toml", &text);
+        problems.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn a_valid_gateway_table_is_attached_to_its_system() {
+        let text = format!(
+            "{BASE}{}",
+            r#"
+[systems.git.gateway]
+upstream = "http://127.0.0.1:9000/"
+credential = { header = "x-token", value_env = "GIT_TOKEN" }
+[[systems.git.gateway.routes]]
+method = "post"
+path = "/repos/{owner}/{repo}/pulls"
+action = "open_pr"
+resource = "repo:{owner}/{repo}"
+details = { title = "/title" }
+"#
+        );
+        let (config, problems) = crate::config::load_config(&NoFiles, "handoff.toml", &text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let config = config.unwrap();
+        let gateway = config
+            .systems
+            .values()
+            .next()
+            .and_then(|s| s.gateway.clone())
+            .unwrap();
+        assert_eq!(gateway.upstream.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            gateway.routes.first().map(|r| r.method.as_str()),
+            Some("POST")
+        );
+    }
+
+    #[test]
+    fn every_gateway_problem_is_reported_at_once_with_its_line() {
+        let found = problems(
+            r#"
+[systems.git.gateway]
+mcp = "ftp://nope"
+credential = { value_env = "A", value_file = "b" }
+[[systems.git.gateway.routes]]
+method = "GET"
+path = "/repos/{owner}"
+action = "delete"
+[[systems.git.gateway.routes]]
+method = "GET"
+path = "/repos/{owner}"
+action = "read"
+resource = "repo:{repo}"
+details = { amount = "/amount" }
+[[systems.git.gateway.tools]]
+name = "t"
+action = "read"
+colour = "blue"
+"#,
+        );
+        let all = found.join("\n");
+        for expected in [
+            "gateway.mcp must be an http(s) URL",
+            "name exactly one of `value_env` and `value_file`",
+            "`delete` is not an action of `git`",
+            "resource placeholder `{repo}` is not in the path",
+            "routes need an `upstream`",
+            "unknown key `systems.git.gateway.tools[0].colour`",
+        ] {
+            assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+        }
+        assert!(
+            found.iter().all(|p| p.starts_with("handoff.toml:")),
+            "{all}"
+        );
+    }
+
     #[test]
     fn a_template_renders_placeholders_and_refuses_missing_ones() {
         let template = Template::parse("repo:{owner}/{repo}").unwrap();
