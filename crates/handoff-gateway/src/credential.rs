@@ -51,7 +51,10 @@ struct TokenAnswer {
 
 impl Injector {
     /// Resolves the secrets now (at start), so a missing one stops the gateway before it serves.
-    pub fn new(credential: Option<&UpstreamCredential>) -> Result<Self, String> {
+    pub fn new(
+        credential: Option<&UpstreamCredential>,
+        client: reqwest::Client,
+    ) -> Result<Self, String> {
         let kind = match credential {
             None => Kind::None,
             Some(UpstreamCredential::Header {
@@ -82,7 +85,7 @@ impl Injector {
                 client_secret: resolve(client_secret)?,
                 scopes: scopes.clone(),
                 cache: Mutex::new(BTreeMap::new()),
-                client: reqwest::Client::new(),
+                client,
             },
         };
         Ok(Self { kind })

@@ -13,6 +13,7 @@ mod http;
 mod mcp;
 mod metered;
 mod record;
+mod tls;
 mod upstream_mcp;
 mod uses;
 mod verify;
@@ -32,6 +33,7 @@ use handoff_core::Handoff;
 use handoff_core::config::{Config, SystemConfig};
 use handoff_core::ids::SystemId;
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -50,7 +52,7 @@ pub struct Gateway {
     handoff: Option<Arc<Handoff>>,
     credentials: BTreeMap<SystemId, Injector>,
     mcp: BTreeMap<SystemId, upstream_mcp::McpUpstream>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_body_bytes: usize,
 }
 
@@ -59,10 +61,9 @@ pub struct Gateway {
 pub enum BuildError {
     #[error("systems.{system}.gateway.credential: {message}")]
     Credential { system: String, message: String },
-    /// TLS to upstreams is not built yet: an `https://` upstream is refused at start rather
-    /// than failing every call.
-    #[error("systems.{system}.gateway: `{url}` needs TLS, which the gateway does not speak yet")]
-    Tls { system: String, url: String },
+    /// The TLS client could not be set up (a private CA that does not parse).
+    #[error("gateway TLS: {0}")]
+    Tls(String),
 }
 
 impl Gateway {
@@ -87,32 +88,42 @@ impl Gateway {
     ) -> Result<Self, BuildError> {
         let mut credentials = BTreeMap::new();
         let mut mcp = BTreeMap::new();
+        let private_cas: Vec<&str> = config
+            .systems
+            .values()
+            .filter_map(|s| s.gateway.as_ref()?.ca_pem.as_deref())
+            .collect();
+        let tls = tls::client_config(&private_cas).map_err(BuildError::Tls)?;
+        let calls = tls::reqwest_client(&tls);
         for system in config.systems.values() {
             let Some(gateway) = &system.gateway else {
                 continue;
             };
-            for url in gateway.upstream.iter().chain(gateway.mcp.iter()) {
-                if !url.starts_with("http://") {
-                    return Err(BuildError::Tls {
+            let injector =
+                Injector::new(gateway.credential.as_ref(), calls.clone()).map_err(|message| {
+                    BuildError::Credential {
                         system: system.id.to_string(),
-                        url: url.clone(),
-                    });
-                }
-            }
-            let injector = Injector::new(gateway.credential.as_ref()).map_err(|message| {
-                BuildError::Credential {
-                    system: system.id.to_string(),
-                    message,
-                }
-            })?;
+                        message,
+                    }
+                })?;
             credentials.insert(system.id.clone(), injector);
             if let Some(url) = &gateway.mcp {
-                mcp.insert(system.id.clone(), upstream_mcp::McpUpstream::new(url));
+                mcp.insert(
+                    system.id.clone(),
+                    upstream_mcp::McpUpstream::new(url, calls.clone()),
+                );
             }
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // `https://` upstreams get TLS (platform roots plus `ca_file`); `http://` stays plain.
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client = Client::builder(TokioExecutor::new()).build(https);
         Ok(Self {
             config,
             verifier,

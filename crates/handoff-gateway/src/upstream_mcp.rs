@@ -36,10 +36,10 @@ pub struct Answer {
 type Credential = Option<(HeaderName, HeaderValue)>;
 
 impl McpUpstream {
-    pub fn new(url: &str) -> Self {
+    pub fn new(url: &str, client: reqwest::Client) -> Self {
         Self {
             url: url.to_owned(),
-            client: reqwest::Client::new(),
+            client,
             session: Mutex::new(None),
             next_id: AtomicU64::new(1),
         }

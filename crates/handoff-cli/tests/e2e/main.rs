@@ -16,6 +16,7 @@ mod delegation;
 mod evidence;
 mod exchange;
 mod gateway;
+mod gateway_tls;
 mod harness;
 mod identity;
 mod mcp;

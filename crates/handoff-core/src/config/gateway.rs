@@ -27,6 +27,7 @@ const MAX_TEMPLATE_CHARS: usize = 512;
 pub(super) const GATEWAY_SHAPE: Shape = Shape::Fields(&[
     ("upstream", Shape::Leaf),
     ("mcp", Shape::Leaf),
+    ("ca_file", Shape::Leaf),
     ("credential", CREDENTIAL_SHAPE),
     ("routes", Shape::ArrayOf(&ROUTE_SHAPE)),
     ("tools", Shape::ArrayOf(&TOOL_SHAPE)),
@@ -61,6 +62,8 @@ const TOOL_SHAPE: Shape = Shape::Fields(&[
 pub struct RawGateway {
     pub upstream: Option<Spanned<String>>,
     pub mcp: Option<Spanned<String>>,
+    /// PEM certificates of private CAs the upstream's TLS certificate may chain to.
+    pub ca_file: Option<Spanned<String>>,
     pub credential: Option<Spanned<RawCredential>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
@@ -330,6 +333,8 @@ pub struct GatewayConfig {
     pub upstream: Option<String>,
     /// The MCP server's Streamable HTTP endpoint.
     pub mcp: Option<String>,
+    /// PEM text of extra trusted CAs for `https://` upstreams (besides the system's roots).
+    pub ca_pem: Option<String>,
     pub credential: Option<UpstreamCredential>,
     pub routes: Vec<Route>,
     pub tools: Vec<Tool>,
@@ -400,6 +405,23 @@ fn validate_gateway(
     };
     let upstream = gateway_url(raw.upstream.as_ref(), id, "upstream", &mut report);
     let mcp = gateway_url(raw.mcp.as_ref(), id, "mcp", &mut report);
+    let ca_pem = raw
+        .ca_file
+        .as_ref()
+        .and_then(|file| match reader.read(file.get_ref()) {
+            Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => Some(text),
+            Ok(_) => {
+                report(
+                    file.span(),
+                    format!("systems.{id}.gateway.ca_file holds no PEM certificate"),
+                );
+                None
+            }
+            Err(e) => {
+                report(file.span(), format!("systems.{id}.gateway.ca_file: {e}"));
+                None
+            }
+        });
     let credential = raw.credential.as_ref().and_then(|c| {
         validate_credential(reader, id, c.get_ref(), actions)
             .map_err(|message| report(c.span(), message))
@@ -539,6 +561,7 @@ fn validate_gateway(
     (problems.len() == before).then_some(GatewayConfig {
         upstream,
         mcp,
+        ca_pem,
         credential,
         routes,
         tools,
