@@ -390,8 +390,9 @@ impl Call<'_> {
             scope: vec![tool.action.clone()],
             resource: resource.clone(),
             authorization_details: authorization_details.clone(),
-            // The token is never handed out; a short life bounds what a leak of it could do.
-            requested_lifetime: Some(60),
+            // The token is never handed out: it only names the grant the use is recorded under.
+            // One second keeps a tool call from holding a `max_live_tokens` slot any longer.
+            requested_lifetime: Some(1),
             approval_id,
         };
         let issued = match self.handoff.exchange(request).await {
