@@ -104,8 +104,43 @@ impl Handoff {
                 body,
             } => self.verify_hmac_evidence(timestamp, signature, body)?,
         };
-        self.record_evidence(system, statement, provenance, now)
+        let about = AuditEvent {
+            kind: Some(EventKind::Evidence),
+            task: Some(statement.task.chars().take(MAX_NAME_CHARS).collect()),
+            system: Some(system.id.to_string()),
+            actor: Some(format!("system:{}", system.id)),
+            evidence: Some(EvidenceRecord {
+                id: statement.id.chars().take(MAX_NAME_CHARS).collect(),
+                kind: statement.kind.chars().take(MAX_NAME_CHARS).collect(),
+                ..provenance.clone()
+            }),
+            ..AuditEvent::default()
+        };
+        match self
+            .record_evidence(system, statement, provenance, now)
             .await
+        {
+            Ok(recorded) => Ok(recorded),
+            Err(error @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => Err(error),
+            // Signed by the system but refused (a replay, a stale or undeclared report): a record
+            // of it is evidence too. Unsigned or wrongly signed reports never get this far.
+            Err(error) => {
+                let event = AuditEvent {
+                    outcome: Some(Outcome::Deny),
+                    reason: Some(error.code().to_owned()),
+                    description: Some(error.to_string()),
+                    ..about
+                };
+                match self
+                    .store()
+                    .write(Write::new(now, event, TaskWrite::None))
+                    .await
+                {
+                    Ok(_) => Err(error),
+                    Err(store) => Err(store.into()),
+                }
+            }
+        }
     }
 
     fn verify_jwt_evidence(

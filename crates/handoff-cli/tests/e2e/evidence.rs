@@ -248,6 +248,11 @@ async fn unsigned_wrongly_signed_unregistered_stale_or_replayed_evidence_is_refu
     assert_eq!(post_jwt(&server, &reused).await.0, 409);
     let (status, _) = deploy(&server, &agent, &txn, "999999").await;
     assert_eq!(status, 403, "a replay adds no fact");
+    // A signed but refused report is on the record; the unsigned ones are not.
+    let output = crate::harness::cli(&["trace", &task, "--data-dir", dir.path().to_str().unwrap()]);
+    let trace = crate::harness::stdout(&output);
+    assert!(trace.contains("reason=evidence_replayed"), "{trace}");
+    assert!(!trace.contains("evidence=u1:"), "{trace}");
     let (status, _) = deploy(&server, &agent, &txn, "abc123").await;
     assert_eq!(status, 200);
 }
