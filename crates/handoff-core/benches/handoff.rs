@@ -337,6 +337,40 @@ fn decision(c: &mut Criterion) {
             |b, facts| b.iter(|| black_box(decide_deploy_of(&base, &release, facts, "c3"))),
         );
     }
+    // The context alone (task facts and request as Cedar values), to split `decide` into building
+    // the request and Cedar's evaluation.
+    {
+        let facts = facts_after(&base, 1000);
+        let scope = vec!["ci:deploy".to_owned()];
+        let details = BTreeMap::new();
+        let counters: BTreeMap<String, i64> = base
+            .config
+            .counters
+            .keys()
+            .map(|name| (name.clone(), 0))
+            .collect();
+        group.bench_function("context_only/grants/1000", |b| {
+            b.iter(|| {
+                let request = RequestFacts {
+                    scope: &scope,
+                    lifetime_seconds: 300,
+                    resource: None,
+                    details: &details,
+                    counters: &counters,
+                    delegation: None,
+                };
+                black_box(
+                    handoff_core::policy::context_for_exchange(
+                        &release,
+                        &facts,
+                        &request,
+                        Timestamp::from_seconds(50_000),
+                    )
+                    .is_ok(),
+                )
+            })
+        });
+    }
     for policies in [20, 200, 2000] {
         let deployment = with_policies(policies);
         let facts = facts_after(&deployment, 10);
