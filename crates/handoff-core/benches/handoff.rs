@@ -135,65 +135,45 @@ fn decide(
     system: &str,
     action: &str,
 ) -> Decision {
-    let system = &deployment.config.systems[&SystemId::new(system)];
-    let actions = vec![system.actions[action].clone()];
-    let scope = vec![actions[0].name.to_string()];
-    let details = BTreeMap::new();
-    let counters: BTreeMap<String, i64> = deployment
-        .config
-        .counters
-        .keys()
-        .map(|name| (name.clone(), 0))
-        .collect();
-    let request = RequestFacts {
-        scope: &scope,
-        lifetime_seconds: 300,
-        resource: None,
-        details: &details,
-        counters: &counters,
-        delegation: None,
-    };
-    let grant = Grant {
-        task: task.id.clone(),
-        agent: task.agent.clone(),
-        user: task.user.clone(),
-        system: system.id.clone(),
-        audience: system.audience.clone(),
-        actions,
-        resource: None,
-        details: None,
-        issued_at: Timestamp::from_seconds(50_000),
-        expires_at: Timestamp::from_seconds(50_300),
-        delegation: None,
-    };
-    deployment.policies.decide(
-        DecisionId::new("dec_bench"),
-        task,
-        facts,
-        &request,
-        grant,
-        Timestamp::from_seconds(50_000),
-    )
+    decide_with(deployment, task, facts, system, action, None)
 }
 
-/// `ci:deploy` of `commit`, with the per-agent counters the example declares at zero.
+/// `ci:deploy` of `commit` (named in its authorization details).
 fn decide_deploy_of(
     deployment: &Deployment,
     task: &Task,
     facts: &TaskFacts,
     commit: &str,
 ) -> Decision {
-    let system = &deployment.config.systems[&SystemId::new("ci")];
-    let actions = vec![system.actions["deploy"].clone()];
-    let scope = vec![actions[0].name.to_string()];
-    let json = serde_json::json!([{ "type": "deployment", "commit": commit }]);
-    let details = handoff_core::policy::project_details(system, &json).unwrap();
-    let counters: BTreeMap<String, i64> = deployment
+    let details = serde_json::json!([{ "type": "deployment", "commit": commit }]);
+    decide_with(deployment, task, facts, "ci", "deploy", Some(details))
+}
+
+/// Every counter the deployment declares, at zero.
+fn zero_counters(deployment: &Deployment) -> BTreeMap<String, i64> {
+    deployment
         .config
         .counters
         .keys()
         .map(|name| (name.clone(), 0))
-        .collect();
+        .collect()
+}
+
+fn decide_with(
+    deployment: &Deployment,
+    task: &Task,
+    facts: &TaskFacts,
+    system: &str,
+    action: &str,
+    details_json: Option<serde_json::Value>,
+) -> Decision {
+    let system = &deployment.config.systems[&SystemId::new(system)];
+    let actions = vec![system.actions[action].clone()];
+    let scope = vec![actions[0].name.to_string()];
+    let details = details_json.as_ref().map_or_else(BTreeMap::new, |json| {
+        handoff_core::policy::project_details(system, json).unwrap()
+    });
+    let counters = zero_counters(deployment);
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 300,
@@ -210,7 +190,7 @@ fn decide_deploy_of(
         audience: system.audience.clone(),
         actions,
         resource: None,
-        details: Some(json),
+        details: details_json,
         issued_at: Timestamp::from_seconds(50_000),
         expires_at: Timestamp::from_seconds(50_300),
         delegation: None,
@@ -343,12 +323,7 @@ fn decision(c: &mut Criterion) {
         let facts = facts_after(&base, 1000);
         let scope = vec!["ci:deploy".to_owned()];
         let details = BTreeMap::new();
-        let counters: BTreeMap<String, i64> = base
-            .config
-            .counters
-            .keys()
-            .map(|name| (name.clone(), 0))
-            .collect();
+        let counters = zero_counters(&base);
         group.bench_function("context_only/grants/1000", |b| {
             b.iter(|| {
                 let request = RequestFacts {

@@ -4,6 +4,7 @@
 
 use crate::ids::{ActionName, AgentId, TaskId};
 use crate::time::Timestamp;
+use crate::token::Actor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -29,16 +30,22 @@ pub struct Delegation {
 }
 
 impl Delegation {
-    /// The actor chain as RFC 8693 §4.1 nests it: `{sub: delegate, act: {sub: ..., act: {sub: agent}}}`.
-    pub fn act_claim(&self) -> Option<serde_json::Value> {
-        self.actors.iter().rev().fold(None, |inner, sub| {
-            let mut actor = serde_json::Map::new();
-            actor.insert("sub".to_owned(), serde_json::Value::String(sub.clone()));
-            if let Some(inner) = inner {
-                actor.insert("act".to_owned(), inner);
-            }
-            Some(serde_json::Value::Object(actor))
-        })
+    /// The actor chain as RFC 8693 §4.1 nests it, the acting delegate outermost:
+    /// `{sub: delegate, iss, act: {sub: ..., act: {sub: agent}}}`. One builder for the child
+    /// Transaction Token and every access token minted under the delegation.
+    pub fn actor(&self, delegate_issuer: Option<&str>) -> Actor {
+        let above = self.actors.iter().skip(1).rev().fold(None, |inner, sub| {
+            Some(Box::new(Actor {
+                sub: sub.clone(),
+                iss: None,
+                act: inner,
+            }))
+        });
+        Actor {
+            sub: self.delegate.to_string(),
+            iss: delegate_issuer.map(str::to_owned),
+            act: above,
+        }
     }
 }
 
@@ -61,8 +68,8 @@ mod tests {
             expires_at: Timestamp::from_millis(0),
         };
         assert_eq!(
-            delegation.act_claim(),
-            Some(serde_json::json!({"sub": "worker", "act": {"sub": "agent"}}))
+            serde_json::to_value(delegation.actor(None)).unwrap(),
+            serde_json::json!({"sub": "worker", "act": {"sub": "agent"}})
         );
     }
 }

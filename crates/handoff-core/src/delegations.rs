@@ -6,11 +6,12 @@ use crate::config::ActionConfig;
 use crate::delegation::Delegation;
 use crate::error::ServiceError;
 use crate::identity::VerifiedIdentity;
-use crate::ids::{ActionName, AgentId, DecisionId, SystemId};
+use crate::ids::{ActionName, AgentId, DecisionId};
 use crate::policy::{Denial, DenyReason};
-use crate::service::{Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, check_name, task_event};
+use crate::service::{
+    Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, check_name, check_task, task_event,
+};
 use crate::store::{Effect, TaskWrite, Write};
-use crate::task::TaskState;
 use crate::time::{Timestamp, Ttl};
 use crate::token::{VerifiedTxn, mint_delegated_txn_token};
 use std::collections::BTreeSet;
@@ -176,44 +177,11 @@ impl Handoff {
         let now = self.now();
         let decision_id = DecisionId::new(self.id("dec")?);
         event.decision_id = Some(decision_id.to_string());
-        match &parent {
-            Some(parent) => {
-                self.check_delegation(parent, identity, &[], &decision_id, now)
-                    .await?;
-            }
-            None => {
-                if &task.agent != identity.agent() || task.agent_issuer != identity.issuer() {
-                    return Err(denied(
-                        &decision_id,
-                        DenyReason::NotTaskAgent,
-                        "only the task's agent, or a delegate, may delegate".to_owned(),
-                    ));
-                }
-            }
-        }
-        match task.state {
-            TaskState::Open if now < task.expires_at => {}
-            TaskState::Open => {
-                return Err(denied(
-                    &decision_id,
-                    DenyReason::TaskExpired,
-                    "the task has expired".to_owned(),
-                ));
-            }
-            TaskState::Ended => {
-                return Err(denied(
-                    &decision_id,
-                    DenyReason::TaskEnded,
-                    "the task has ended".to_owned(),
-                ));
-            }
-            TaskState::Revoked => {
-                return Err(denied(
-                    &decision_id,
-                    DenyReason::TaskRevoked,
-                    "the task was revoked".to_owned(),
-                ));
-            }
+        // The delegator is the task's agent, or the delegate its child token names.
+        check_task(&snapshot, identity, parent.is_some(), &decision_id, now)?;
+        if let Some(parent) = &parent {
+            self.check_delegation(parent, identity, &[], &decision_id, now)
+                .await?;
         }
         let depth = parent.as_ref().map_or(0, |p| p.depth).saturating_add(1);
         let max_depth = self.config().delegation.max_depth;
@@ -302,21 +270,10 @@ impl Handoff {
         }
         let mut actions = BTreeSet::new();
         for item in scope {
-            let action = item
-                .split_once(':')
-                .and_then(|(system, action)| {
-                    self.config()
-                        .systems
-                        .get(&SystemId::new(system))?
-                        .actions
-                        .get(action)
-                })
-                .ok_or_else(|| {
-                    let shown: String = item.chars().take(MAX_NAME_CHARS).collect();
-                    ServiceError::InvalidScope(format!(
-                        "`{shown}` is not a declared `system:action`"
-                    ))
-                })?;
+            let (_, action) = self.config().action(item).ok_or_else(|| {
+                let shown: String = item.chars().take(MAX_NAME_CHARS).collect();
+                ServiceError::InvalidScope(format!("`{shown}` is not a declared `system:action`"))
+            })?;
             actions.insert(action.name.clone());
         }
         Ok(actions)

@@ -22,7 +22,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// How far in the future a signing time may be (clock skew between systems).
-const MAX_SKEW_SECONDS: i64 = 60;
+const MAX_SKEW_SECONDS: u32 = 60;
 /// Attempts to record on fresh facts when the task changed concurrently.
 const CONFLICT_RETRIES: usize = 16;
 /// Fields one piece of evidence may carry.
@@ -84,6 +84,14 @@ fn refused(message: impl Into<String>) -> ServiceError {
     ServiceError::InvalidEvidence(message.into())
 }
 
+/// Evidence whose signature verified, and the registration it verified against.
+struct Signed<'a> {
+    system: &'a SystemConfig,
+    config: &'a EvidenceConfig,
+    statement: Statement,
+    provenance: EvidenceRecord,
+}
+
 #[derive(Deserialize)]
 struct Peek {
     iss: Option<String>,
@@ -96,7 +104,7 @@ impl Handoff {
         submission: EvidenceSubmission<'_>,
     ) -> Result<Recorded, ServiceError> {
         let now = self.now();
-        let (system, statement, provenance) = match submission {
+        let signed = match submission {
             EvidenceSubmission::Jwt(token) => self.verify_jwt_evidence(token, now)?,
             EvidenceSubmission::Hmac {
                 timestamp,
@@ -104,6 +112,8 @@ impl Handoff {
                 body,
             } => self.verify_hmac_evidence(timestamp, signature, body)?,
         };
+        let (system, statement, provenance) =
+            (signed.system, &signed.statement, &signed.provenance);
         let about = AuditEvent {
             kind: Some(EventKind::Evidence),
             task: Some(statement.task.chars().take(MAX_NAME_CHARS).collect()),
@@ -116,10 +126,7 @@ impl Handoff {
             }),
             ..AuditEvent::default()
         };
-        match self
-            .record_evidence(system, statement, provenance, now)
-            .await
-        {
+        match self.record_evidence(signed, now).await {
             Ok(recorded) => Ok(recorded),
             Err(error @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => Err(error),
             // Signed by the system but refused (a replay, a stale or undeclared report): a record
@@ -147,7 +154,7 @@ impl Handoff {
         &self,
         token: Unverified<'_>,
         now: Timestamp,
-    ) -> Result<(&SystemConfig, Statement, EvidenceRecord), ServiceError> {
+    ) -> Result<Signed<'_>, ServiceError> {
         let header = decode_header(token.as_str())
             .map_err(|_| refused("the evidence is not a signed JWT (compact JWS)"))?;
         for (present, name) in [
@@ -172,8 +179,8 @@ impl Handoff {
         }
         let peek: Peek = peek_claims(token).map_err(|_| refused("the evidence is malformed"))?;
         let system_id = peek.iss.unwrap_or_default();
-        let system = self.evidence_system(&system_id)?;
-        let jwks = evidence_config(system)?
+        let (system, config) = self.evidence_system(&system_id)?;
+        let jwks = config
             .jwks
             .as_ref()
             .ok_or_else(|| refused(format!("`{}` signs evidence with HMAC, not JWT", system.id)))?;
@@ -199,7 +206,12 @@ impl Handoff {
             signed_at,
             ..EvidenceRecord::default()
         };
-        Ok((system, statement, provenance))
+        Ok(Signed {
+            system,
+            config,
+            statement,
+            provenance,
+        })
     }
 
     fn verify_hmac_evidence(
@@ -207,7 +219,7 @@ impl Handoff {
         timestamp: &str,
         signature: &str,
         body: &[u8],
-    ) -> Result<(&SystemConfig, Statement, EvidenceRecord), ServiceError> {
+    ) -> Result<Signed<'_>, ServiceError> {
         let signed_at: i64 = timestamp
             .trim()
             .parse()
@@ -224,8 +236,7 @@ impl Handoff {
             .get("system")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let system = self.evidence_system(system_id)?;
-        evidence_config(system)?;
+        let (system, config) = self.evidence_system(system_id)?;
         let secret = self
             .evidence_secret(&system.id)
             .ok_or_else(|| refused(format!("`{}` has no HMAC key for evidence", system.id)))?;
@@ -244,28 +255,41 @@ impl Handoff {
             signed_at,
             ..EvidenceRecord::default()
         };
-        Ok((system, statement, provenance))
+        Ok(Signed {
+            system,
+            config,
+            statement,
+            provenance,
+        })
     }
 
-    /// The registered system named `id`, if it may report evidence at all.
-    fn evidence_system(&self, id: &str) -> Result<&SystemConfig, ServiceError> {
+    /// The registered system named `id` and how it signs evidence, if it may report any.
+    fn evidence_system(&self, id: &str) -> Result<(&SystemConfig, &EvidenceConfig), ServiceError> {
         let system = self
             .config()
             .systems
             .get(&SystemId::new(id))
             .ok_or_else(|| refused("the evidence names no registered system"))?;
-        evidence_config(system)?;
-        Ok(system)
+        let config = system.evidence.as_ref().ok_or_else(|| {
+            refused(format!(
+                "`{}` is not registered to report evidence",
+                system.id
+            ))
+        })?;
+        Ok((system, config))
     }
 
     async fn record_evidence(
         &self,
-        system: &SystemConfig,
-        statement: Statement,
-        mut provenance: EvidenceRecord,
+        signed: Signed<'_>,
         now: Timestamp,
     ) -> Result<Recorded, ServiceError> {
-        let config = evidence_config(system)?;
+        let Signed {
+            system,
+            config,
+            statement,
+            mut provenance,
+        } = signed;
         let max_age = i64::from(config.max_age.seconds());
         let age = now.seconds() - provenance.signed_at;
         if age > max_age {
@@ -274,7 +298,7 @@ impl Handoff {
                 system.id
             )));
         }
-        if age < -MAX_SKEW_SECONDS {
+        if age < -i64::from(MAX_SKEW_SECONDS) {
             return Err(refused("the evidence is signed in the future"));
         }
         if statement.system != system.id.as_str() {
@@ -320,9 +344,7 @@ impl Handoff {
         // Remembered past the last moment it could still be accepted, so a replay always hits.
         let remember_until = Timestamp::from_seconds(provenance.signed_at)
             .plus(Ttl::from_seconds(config.max_age.seconds()))
-            .plus(Ttl::from_seconds(
-                u32::try_from(MAX_SKEW_SECONDS).unwrap_or(60),
-            ));
+            .plus(Ttl::from_seconds(MAX_SKEW_SECONDS));
         for _ in 0..CONFLICT_RETRIES {
             let snapshot = self.store().task(&task_id).await?.ok_or_else(|| {
                 ServiceError::InvalidTarget(format!(
@@ -392,15 +414,6 @@ impl Handoff {
         }
         Err(StoreError::Conflict.into())
     }
-}
-
-fn evidence_config(system: &SystemConfig) -> Result<&EvidenceConfig, ServiceError> {
-    system.evidence.as_ref().ok_or_else(|| {
-        refused(format!(
-            "`{}` is not registered to report evidence",
-            system.id
-        ))
-    })
 }
 
 /// The key `kid` names (or the only key), usable with `alg`.

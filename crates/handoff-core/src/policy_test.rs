@@ -169,14 +169,8 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
     }
     let mut facts = TaskFacts::default();
     for (step, granted) in case.history.iter().enumerate() {
-        let (system, action) = granted
-            .split_once(':')
-            .and_then(|(s, a)| {
-                config
-                    .systems
-                    .get(&SystemId::new(s))
-                    .and_then(|sys| sys.actions.get(a).map(|act| (sys, act)))
-            })
+        let (system, action) = config
+            .action(granted)
             .ok_or_else(|| format!("history names unknown action `{granted}`"))?;
         let at = Timestamp::from_seconds(now.seconds() - 3600 + i64::try_from(step).unwrap_or(0));
         facts.record_grant(&system.id, std::slice::from_ref(action), at);

@@ -524,12 +524,13 @@ impl Handoff {
             self.contain(&snapshot, system, &actions, &decision_id, now)
                 .await?;
             // Counters spanning tasks count the task's agent: delegating never resets a limit.
-            let agent_key =
-                counters::agent_key(&snapshot.task.agent_issuer, snapshot.task.agent.as_str());
-            let (mut agent_facts, agent_version) = if self.config.has_agent_counters() {
-                self.store.agent_facts(&agent_key).await?
-            } else {
-                (AgentFacts::default(), 0)
+            // Read (and keyed) only when some counter spans an agent's tasks.
+            let agent_key = self.config.has_agent_counters().then(|| {
+                counters::agent_key(&snapshot.task.agent_issuer, snapshot.task.agent.as_str())
+            });
+            let (mut agent_facts, agent_version) = match &agent_key {
+                Some(key) => self.store.agent_facts(key).await?,
+                None => (AgentFacts::default(), 0),
             };
             let counter_values = counters::values(&self.config, &snapshot.facts, &agent_facts, now);
             let requested = request
@@ -646,9 +647,9 @@ impl Handoff {
                     jti: minted.jti.to_string(),
                 })
                 .collect();
-            if agent_changed {
+            if let (true, Some(key)) = (agent_changed, agent_key) {
                 effects.push(Effect::AgentFacts {
-                    key: agent_key.clone(),
+                    key,
                     expected_version: agent_version,
                     facts: Box::new(agent_facts),
                 });
@@ -800,7 +801,7 @@ impl Handoff {
 
 /// The task must be this agent's, open and unexpired.
 /// `delegated`: the actor is a delegate, checked against its delegation instead.
-fn check_task(
+pub(crate) fn check_task(
     snapshot: &TaskSnapshot,
     identity: &VerifiedIdentity,
     delegated: bool,

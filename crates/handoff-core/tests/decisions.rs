@@ -52,6 +52,16 @@ fn example() -> Deployment {
     load_deployment(&Folder(root), "handoff.toml").unwrap_or_else(|p| panic!("{:?}", p.0))
 }
 
+/// Every counter the deployment declares, at zero.
+fn zero_counters(deployment: &Deployment) -> BTreeMap<String, i64> {
+    deployment
+        .config
+        .counters
+        .keys()
+        .map(|name| (name.clone(), 0))
+        .collect()
+}
+
 fn task(purpose: &str, plan: &[&str]) -> Task {
     Task {
         id: TaskId::new("task_1"),
@@ -78,12 +88,7 @@ fn decide(
     let actions = vec![system.actions[action].clone()];
     let scope = vec![actions[0].name.to_string()];
     let details = BTreeMap::new();
-    let counters: BTreeMap<String, i64> = deployment
-        .config
-        .counters
-        .keys()
-        .map(|name| (name.clone(), 0))
-        .collect();
+    let counters = zero_counters(deployment);
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 60,
@@ -133,12 +138,7 @@ fn the_context_handoff_builds_conforms_to_the_generated_schema() {
     let mut facts = TaskFacts::default();
     grant(&deployment, &mut facts, "crm", "read_customer");
     let scope = vec!["payments:create".to_owned()];
-    let counters: BTreeMap<String, i64> = deployment
-        .config
-        .counters
-        .keys()
-        .map(|name| (name.clone(), 0))
-        .collect();
+    let counters = zero_counters(&deployment);
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 60,

@@ -31,13 +31,7 @@ pub fn run(
         Ok(deployment) => deployment,
         Err(code) => return Ok(code),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    super::init_logging();
     super::runtime()?.block_on(serve(deployment.config, upstream, listen))?;
     Ok(ExitCode::SUCCESS)
 }

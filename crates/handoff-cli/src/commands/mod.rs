@@ -30,6 +30,17 @@ pub fn load_or_report(args: &DeploymentArgs) -> Result<Deployment, ExitCode> {
 }
 
 /// A runtime for the async store from synchronous commands.
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), for the long-running commands.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,13 +23,7 @@ pub fn run(
         Ok(deployment) => deployment,
         Err(code) => return Ok(code),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    super::init_logging();
     let source = crate::deployment::describe(deployment_args.config.as_deref());
     super::runtime()?.block_on(serve(deployment, &source, data, listen))?;
     Ok(ExitCode::SUCCESS)

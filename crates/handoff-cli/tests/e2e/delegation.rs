@@ -5,7 +5,8 @@ use crate::harness::{Server, temp_dir};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn delegate(
+/// `POST /v1/delegations` as `identity`.
+pub async fn delegate(
     server: &Server,
     identity: &str,
     txn: &str,
@@ -29,7 +30,8 @@ async fn delegate(
     (status, response.json().await.unwrap())
 }
 
-fn reason(body: &Value) -> &str {
+/// The deny reason of a refusal, or its OAuth error code.
+pub fn reason(body: &Value) -> &str {
     body["reason"]
         .as_str()
         .or_else(|| body["error"].as_str())

@@ -241,102 +241,94 @@ async fn refuses_unmapped_routes_and_calls_outside_the_token() {
     let agent = server.identity("release-bot");
     let (_, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
     let base = &server.base;
-    let post = reqwest::Method::POST;
-
-    let (status, body) = call(
-        base,
-        reqwest::Method::DELETE,
-        "/git/repos/acme/app",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("route_not_mapped")),
-        "{body}"
-    );
-    let (status, body) = call(base, post.clone(), "/git/admin", Some(&token), None).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("route_not_mapped")),
-        "{body}"
-    );
-    let (status, body) = call(
-        base,
-        post.clone(),
-        "/git/repos/../../admin/pulls",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert!(status == 403 || status == 404, "{status} {body}");
-    let (status, body) = call(
-        base,
+    let (post, get, delete) = (
+        reqwest::Method::POST,
         reqwest::Method::GET,
-        "/git/repos/acme/app",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("insufficient_scope")),
-        "{body}"
+        reqwest::Method::DELETE,
     );
-    let (status, body) = call(
-        base,
-        post.clone(),
-        "/git/repos/acme/other/pulls",
-        Some(&token),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("resource_mismatch")),
-        "{body}"
-    );
-    let (status, body) = call(base, post.clone(), "/git/repos/acme/app/pulls", None, None).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_token")),
-        "{body}"
-    );
-    let (status, body) = call(
-        base,
-        post.clone(),
-        "/git/repos/acme/app/pulls",
-        Some("not-a-token"),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_token")),
-        "{body}"
-    );
-    // A token for git is not a token for payments.
-    let (status, body) = call(
-        base,
-        post.clone(),
-        "/payments/payments",
-        Some(&token),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_token")),
-        "{body}"
-    );
-    // A system without a gateway table is not behind the gateway.
-    let (status, body) = call(base, post, "/ci/deploy", Some(&token), None).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("unknown_system")),
-        "{body}"
-    );
+    let token = Some(token.as_str());
+    let empty = || Some(json!({}));
+    // (method, path, token, body, status, error code)
+    let refusals = [
+        (
+            delete,
+            "/git/repos/acme/app",
+            token,
+            None,
+            403,
+            "route_not_mapped",
+        ),
+        (
+            post.clone(),
+            "/git/admin",
+            token,
+            None,
+            403,
+            "route_not_mapped",
+        ),
+        // The token holds open_pr, not read.
+        (
+            get,
+            "/git/repos/acme/app",
+            token,
+            None,
+            403,
+            "insufficient_scope",
+        ),
+        (
+            post.clone(),
+            "/git/repos/acme/other/pulls",
+            token,
+            empty(),
+            403,
+            "resource_mismatch",
+        ),
+        (
+            post.clone(),
+            "/git/repos/acme/app/pulls",
+            None,
+            None,
+            401,
+            "invalid_token",
+        ),
+        (
+            post.clone(),
+            "/git/repos/acme/app/pulls",
+            Some("not-a-token"),
+            None,
+            401,
+            "invalid_token",
+        ),
+        // A token for git is not a token for payments.
+        (
+            post.clone(),
+            "/payments/payments",
+            token,
+            empty(),
+            401,
+            "invalid_token",
+        ),
+        // A system without a gateway table is not behind the gateway.
+        (
+            post.clone(),
+            "/ci/deploy",
+            token,
+            None,
+            404,
+            "unknown_system",
+        ),
+    ];
+    for (method, path, token, body, status_wanted, code) in refusals {
+        let (status, answer) = call(base, method, path, token, body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (status_wanted, Some(code)),
+            "{path}: {answer}"
+        );
+    }
+    // A path that climbs out of its route is never mapped.
+    let (status, body) = call(base, post, "/git/repos/../../admin/pulls", token, None).await;
+    assert!(status == 403 || status == 404, "{status} {body}");
     assert!(seen.lock().await.is_empty(), "nothing reached the upstream");
 }
 

@@ -2,14 +2,11 @@
 //! task's history makes them (deploy-after-tests, no-external-after-PII, read-only tasks and the
 //! evidence rules have their own tests in `exchange`, `containment` and `evidence`).
 
+use crate::delegation::{delegate, reason};
 use crate::harness::{Server, temp_dir};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
-
-fn reason(body: &Value) -> &str {
-    body["reason"].as_str().unwrap_or_default()
-}
 
 fn decided_by(body: &Value, policy: &str) -> bool {
     body["policies"]
@@ -33,15 +30,15 @@ async fn separation_of_duties_the_task_that_opened_a_change_cannot_merge_it() {
 
     // A delegate of another task may read but never merge.
     let (_, other) = server.task(&agent, "release", &["git"]).await;
-    let response = server
-        .client
-        .post(format!("{}/v1/delegations", server.base))
-        .bearer_auth(&agent)
-        .json(&json!({ "txn_token": other, "delegate": "review-worker", "scope": ["git:read", "git:merge"] }))
-        .send()
-        .await
-        .unwrap();
-    let delegated: Value = response.json().await.unwrap();
+    let (_, delegated) = delegate(
+        &server,
+        &agent,
+        &other,
+        "review-worker",
+        &["git:read", "git:merge"],
+        None,
+    )
+    .await;
     let child = delegated["txn_token"].as_str().unwrap();
     let worker = server.identity("review-worker");
     let (status, _) = server.exchange(&worker, child, "git", "read", &[]).await;

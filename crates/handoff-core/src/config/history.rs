@@ -5,7 +5,7 @@ use super::raw::{RawCounter, RawDelegation, RawEvidence};
 use super::validate::{Ctx, is_identifier, read_jwks};
 use super::{
     CounterConfig, CounterScope, DelegationSettings, DetailType, EvidenceConfig, SourceReader,
-    SystemConfig,
+    SystemConfig, qualified_action,
 };
 use crate::ids::SystemId;
 use crate::time::Ttl;
@@ -124,11 +124,7 @@ pub(super) fn validate_counters(
         };
         let mut actions = BTreeSet::new();
         for qualified in counter.actions.get_ref() {
-            let known = qualified.split_once(':').and_then(|(system, action)| {
-                let system = systems.get(&SystemId::new(system))?;
-                system.actions.get(action).map(|a| (system, a))
-            });
-            match known {
+            match qualified_action(systems, qualified) {
                 Some((system, action)) => {
                     if let Some(field) = &counter.sum
                         && system.details.get(field.get_ref()) != Some(&DetailType::Long)

@@ -1,10 +1,8 @@
 //! A deployment described in one TOML file plus a folder of Cedar policies, loaded and validated
 //! in one pass that reports every problem at once.
 
-// Evidence systems, windowed counters, delegation depth.
-mod history;
-
 mod gateway;
+mod history;
 mod raw;
 mod shape;
 mod validate;
@@ -307,7 +305,22 @@ pub struct Config {
     pub delegation: DelegationSettings,
 }
 
+/// The system and action a qualified name (`git:push`) names in `systems`, if both are declared.
+pub fn qualified_action<'a>(
+    systems: &'a BTreeMap<SystemId, SystemConfig>,
+    qualified: &str,
+) -> Option<(&'a SystemConfig, &'a ActionConfig)> {
+    let (system, action) = qualified.split_once(':')?;
+    let system = systems.get(&SystemId::new(system))?;
+    system.actions.get(action).map(|action| (system, action))
+}
+
 impl Config {
+    /// The system and action a qualified name (`git:push`) names, if both are declared.
+    pub fn action(&self, qualified: &str) -> Option<(&SystemConfig, &ActionConfig)> {
+        qualified_action(&self.systems, qualified)
+    }
+
     /// The system a request's `audience` names, by id or by audience URI.
     pub fn system_for_audience(&self, audience: &str) -> Option<&SystemConfig> {
         self.systems

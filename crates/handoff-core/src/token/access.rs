@@ -76,7 +76,7 @@ pub fn mint_access_token(
                 iss: Some(agent_issuer.to_owned()),
                 act: None,
             },
-            Some(delegation) => delegated_actor(delegation, agent_issuer),
+            Some(delegation) => delegation.actor(Some(agent_issuer)),
         },
         txn: grant.task.to_string(),
         jti: jti.to_string(),
@@ -94,26 +94,6 @@ pub fn mint_access_token(
         scope,
         expires_at: Timestamp::from_seconds(grant.expires_at.seconds()),
     })
-}
-
-/// `{sub: delegate, iss, act: {sub: ..., act: {sub: agent}}}`: the acting delegate outermost.
-fn delegated_actor(delegation: &crate::delegation::Delegation, delegate_issuer: &str) -> Actor {
-    let mut inner: Option<Box<Actor>> = None;
-    for (position, sub) in delegation.actors.iter().enumerate().rev() {
-        inner = Some(Box::new(Actor {
-            sub: sub.clone(),
-            iss: (position == 0).then(|| delegate_issuer.to_owned()),
-            act: inner,
-        }));
-    }
-    match inner {
-        Some(actor) => *actor,
-        None => Actor {
-            sub: delegation.delegate.to_string(),
-            iss: Some(delegate_issuer.to_owned()),
-            act: None,
-        },
-    }
 }
 
 /// Verifies one of Handoff's own access tokens (signature, `typ`, issuer). `at` is the time to

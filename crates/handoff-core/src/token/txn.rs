@@ -1,6 +1,7 @@
 //! Transaction Tokens (draft-ietf-oauth-transaction-tokens-08): the task, carried across handoffs.
 
 use super::TXN_TOKEN_TYP;
+use super::access::Actor;
 use super::jws::{TokenError, Unverified, check_times, verify_own};
 use crate::delegation::Delegation;
 use crate::ids::{AgentId, TaskId};
@@ -39,7 +40,7 @@ pub struct TxnClaims {
     pub tctx: TaskContext,
     /// For a delegate's token: the actor chain, RFC 8693 §4.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub act: Option<serde_json::Value>,
+    pub act: Option<Actor>,
 }
 
 pub fn mint_txn_token(keys: &KeyRing, trust_domain: &str, task: &Task) -> Result<String, KeyError> {
@@ -96,7 +97,7 @@ pub fn mint_delegated_txn_token(
             delegation: Some(delegation.id.clone()),
             actions: Some(delegation.actions.iter().map(ToString::to_string).collect()),
         },
-        act: delegation.act_claim(),
+        act: Some(delegation.actor(None)),
     };
     keys.active().sign_jwt(TXN_TOKEN_TYP, &claims)
 }
