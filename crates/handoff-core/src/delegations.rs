@@ -8,10 +8,9 @@ use crate::error::ServiceError;
 use crate::identity::VerifiedIdentity;
 use crate::ids::{ActionName, AgentId, DecisionId};
 use crate::policy::{Denial, DenyReason};
-use crate::service::{
-    Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, check_name, check_task, task_event,
-};
+use crate::service::{Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, check_task, task_event};
 use crate::store::{Effect, TaskWrite, Write};
+use crate::text::check_identifier;
 use crate::time::{Timestamp, Ttl};
 use crate::token::{VerifiedTxn, mint_delegated_txn_token};
 use std::collections::BTreeSet;
@@ -160,9 +159,9 @@ impl Handoff {
     ) -> Result<Delegated, ServiceError> {
         let txn = self.verify_task_token(&request.subject_token)?;
         event.task = Some(txn.task().to_string());
-        check_name("delegate", &request.delegate)?;
+        check_identifier("delegate", &request.delegate)?;
         if let Some(issuer) = &request.delegate_issuer {
-            check_name("delegate_issuer", issuer)?;
+            check_identifier("delegate_issuer", issuer)?;
         }
         let parent = self.delegation_of(&txn).await?;
         let snapshot = self.store().task(txn.task()).await?.ok_or_else(|| {

@@ -9,11 +9,12 @@ use crate::audit::{AuditEvent, EventKind, EvidenceRecord, Outcome};
 use crate::config::{EvidenceConfig, SystemConfig};
 use crate::error::ServiceError;
 use crate::ids::{SystemId, TaskId};
-use crate::service::{Handoff, MAX_NAME_CHARS, check_name, task_event};
+use crate::service::{Handoff, MAX_NAME_CHARS, task_event};
 use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
 use crate::task::TaskState;
+use crate::text::check_identifier;
 use crate::time::{Timestamp, Ttl};
-use crate::token::{Unverified, peek_claims};
+use crate::token::{Leeway, NumericDate, TokenError, TokenTimes, Unverified, peek_claims};
 use aws_lc_rs::hmac;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
@@ -59,13 +60,14 @@ struct Statement {
     /// JWT-only registered claims; `aud` is checked by the JWT library.
     #[serde(default, rename = "aud")]
     _aud: Option<Value>,
+    /// RFC 7519 NumericDates, parsed strictly: a string or out-of-range value is refused.
     #[serde(default)]
-    iat: Option<i64>,
+    iat: Option<NumericDate>,
     #[serde(default)]
-    exp: Option<i64>,
+    exp: Option<NumericDate>,
+    #[serde(default)]
+    nbf: Option<NumericDate>,
     /// Other registered claims a JWT library may add; carried by nothing.
-    #[serde(default, rename = "nbf")]
-    _nbf: Option<Value>,
     #[serde(default, rename = "sub")]
     _sub: Option<Value>,
 }
@@ -110,7 +112,7 @@ impl Handoff {
                 timestamp,
                 signature,
                 body,
-            } => self.verify_hmac_evidence(timestamp, signature, body)?,
+            } => self.verify_hmac_evidence(timestamp, signature, body, now)?,
         };
         let (system, statement, provenance) =
             (signed.system, &signed.statement, &signed.provenance);
@@ -194,12 +196,11 @@ impl Handoff {
         let statement = decode::<Statement>(token.as_str(), &key, &validation)
             .map_err(|e| refused(format!("the evidence signature or claims are invalid: {e}")))?
             .claims;
-        let signed_at = statement
+        let iat = statement
             .iat
             .ok_or_else(|| refused("JWT evidence must carry `iat`"))?;
-        if statement.exp.is_some_and(|exp| exp <= now.seconds()) {
-            return Err(refused("the evidence has expired"));
-        }
+        check_times(&statement, Some(iat), now)?;
+        let signed_at = iat.floor();
         let provenance = EvidenceRecord {
             signature: "jwt".to_owned(),
             key: header.kid,
@@ -219,6 +220,7 @@ impl Handoff {
         timestamp: &str,
         signature: &str,
         body: &[u8],
+        now: Timestamp,
     ) -> Result<Signed<'_>, ServiceError> {
         let signed_at: i64 = timestamp
             .trim()
@@ -249,6 +251,8 @@ impl Handoff {
             .map_err(|_| refused("the evidence signature does not verify"))?;
         let statement: Statement = serde_json::from_value(claimed)
             .map_err(|e| ServiceError::InvalidRequest(format!("the evidence body: {e}")))?;
+        // The signing time is the header's; `exp`, `nbf` and `iat` in the body still bind.
+        check_times(&statement, statement.iat, now)?;
         let provenance = EvidenceRecord {
             signature: "hmac".to_owned(),
             key: None,
@@ -304,8 +308,8 @@ impl Handoff {
         if statement.system != system.id.as_str() {
             return Err(refused("the evidence names another system than its signer"));
         }
-        check_name("id", &statement.id)?;
-        check_name("task", &statement.task)?;
+        check_identifier("id", &statement.id)?;
+        check_identifier("task", &statement.task)?;
         let declared = config.kinds.get(&statement.kind).ok_or_else(|| {
             ServiceError::InvalidRequest(format!(
                 "`{}` does not report `{}` evidence",
@@ -333,7 +337,7 @@ impl Handoff {
                     "evidence field `{name}` must be a string"
                 )));
             };
-            check_name(name, text)?;
+            check_identifier(name, text)?;
             fields.insert(name.clone(), text.clone());
         }
         provenance.id = statement.id.clone();
@@ -414,6 +418,32 @@ impl Handoff {
         }
         Err(StoreError::Conflict.into())
     }
+}
+
+/// The statement's `exp`, `nbf` and `iat` (RFC 7519 NumericDates) against `now`: the one time check
+/// shared with every other token Handoff accepts.
+fn check_times(
+    statement: &Statement,
+    iat: Option<NumericDate>,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let times = TokenTimes {
+        exp: statement.exp,
+        nbf: statement.nbf,
+        iat,
+    };
+    let leeway = Leeway {
+        expiry: 0,
+        issued_at: i64::from(MAX_SKEW_SECONDS),
+    };
+    times
+        .check_started(now.seconds(), leeway)
+        .map_err(|e| match e {
+            TokenError::Expired => refused("the evidence has expired"),
+            TokenError::NotYetValid => refused("the evidence is not valid yet"),
+            TokenError::IssuedInFuture => refused("the evidence is signed in the future"),
+            other => refused(other.to_string()),
+        })
 }
 
 /// The key `kid` names (or the only key), usable with `alg`.

@@ -7,7 +7,9 @@ use crate::config::{Config, IssuerConfig};
 use crate::ids::AgentId;
 use crate::keys::{KeyError, SigningKey};
 use crate::time::{Timestamp, Ttl};
-use crate::token::{ACCESS_TOKEN_TYP, TXN_TOKEN_TYP, TokenError, Unverified, peek_claims};
+use crate::token::{
+    ACCESS_TOKEN_TYP, Leeway, TXN_TOKEN_TYP, TokenError, TokenTimes, Unverified, peek_claims,
+};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
@@ -43,7 +45,7 @@ struct TrustedIssuer {
     agent_claim: String,
     algorithms: Vec<Algorithm>,
     typ: Option<String>,
-    leeway: i64,
+    leeway: Leeway,
     keys: Vec<(Option<String>, DecodingKey)>,
     groups_claim: String,
 }
@@ -130,7 +132,10 @@ impl IdentityVerifier {
                     agent_claim: issuer.agent_claim.clone(),
                     algorithms: issuer.algorithms.clone(),
                     typ: issuer.typ.clone(),
-                    leeway: i64::from(issuer.leeway_seconds),
+                    leeway: Leeway {
+                        expiry: i64::from(issuer.leeway_seconds),
+                        issued_at: i64::from(issuer.iat_leeway_seconds),
+                    },
                     keys: decoding_keys(&issuer.jwks),
                     groups_claim: issuer.groups_claim.clone(),
                 },
@@ -145,7 +150,10 @@ impl IdentityVerifier {
                     agent_claim: "sub".to_owned(),
                     algorithms: vec![key.jwt_algorithm()],
                     typ: Some("JWT".to_owned()),
-                    leeway: 30,
+                    leeway: Leeway {
+                        expiry: i64::from(crate::config::DEFAULT_LEEWAY_SECONDS),
+                        issued_at: i64::from(crate::config::DEFAULT_IAT_LEEWAY_SECONDS),
+                    },
                     keys: vec![(Some(key.kid().to_owned()), key.decoding_key().clone())],
                     groups_claim: "groups".to_owned(),
                 },
@@ -163,11 +171,11 @@ impl IdentityVerifier {
         token: Unverified<'_>,
         now: Timestamp,
     ) -> Result<VerifiedPerson, TokenError> {
-        let (issuer, claims) = self.verify_claims(token, now)?;
+        let (issuer, claims, _) = self.verify_claims(token, now)?;
         let user = claims
             .get(&issuer.agent_claim)
             .and_then(Value::as_str)
-            .filter(|a| !a.is_empty() && a.len() <= 512)
+            .filter(|a| usable_name(a))
             .ok_or(TokenError::MissingClaim("sub"))?;
         let groups = match claims.get(&issuer.groups_claim) {
             Some(Value::Array(items)) => items
@@ -206,13 +214,14 @@ impl IdentityVerifier {
         token: Unverified<'_>,
         now: Timestamp,
     ) -> Result<VerifiedIdentity, TokenError> {
-        let (issuer, claims) = self.verify_claims(token, now)?;
+        let (issuer, claims, times) = self.verify_claims(token, now)?;
         let agent = claims
             .get(&issuer.agent_claim)
             .and_then(Value::as_str)
-            .filter(|a| !a.is_empty() && a.len() <= 512)
+            .filter(|a| usable_name(a))
             .ok_or(TokenError::MissingClaim("agent"))?;
-        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        // `check` refused a token without `exp`, so the fallback is never used.
+        let exp = times.exp.map_or(0, |exp| exp.floor());
         Ok(VerifiedIdentity {
             issuer: issuer.issuer.clone(),
             agent: AgentId::new(agent),
@@ -226,7 +235,7 @@ impl IdentityVerifier {
         &self,
         token: Unverified<'_>,
         now: Timestamp,
-    ) -> Result<(&TrustedIssuer, Value), TokenError> {
+    ) -> Result<(&TrustedIssuer, Value, TokenTimes), TokenError> {
         let header = decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
         if header.jku.is_some() {
             return Err(TokenError::ForbiddenHeader("jku"));
@@ -281,11 +290,15 @@ impl IdentityVerifier {
         let claims = decode::<Value>(token.as_str(), key, &validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?
             .claims;
-        let exp = claims.get("exp").and_then(Value::as_i64);
-        let nbf = claims.get("nbf").and_then(Value::as_i64);
-        crate::token::check_times_for_identity(exp, nbf, now.seconds(), issuer.leeway)?;
-        Ok((issuer, claims))
+        let times = TokenTimes::from_claims(&claims)?;
+        times.check(now.seconds(), issuer.leeway)?;
+        Ok((issuer, claims, times))
     }
+}
+
+/// A name a token vouches for (an agent, a person): bounded and free of invisible characters.
+fn usable_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 512 && crate::text::invisible_char(name).is_none()
 }
 
 #[derive(Serialize)]

@@ -30,6 +30,7 @@ pub mod revocation;
 pub mod service;
 pub mod store;
 pub mod task;
+pub mod text;
 pub mod time;
 pub mod token;
 

@@ -19,6 +19,7 @@ use crate::random::{Randomness, new_id};
 use crate::store::{Effect, Rejection};
 use crate::store::{Store, StoreError, TaskWrite, Write};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
+use crate::text::check_identifier;
 use crate::time::{Timestamp, Ttl};
 use crate::token::VerifiedTxn;
 use crate::token::{MintedToken, Unverified, mint_access_token, mint_txn_token, verify_txn_token};
@@ -248,7 +249,7 @@ impl Handoff {
                 "`intent` is longer than {MAX_INTENT_CHARS} characters"
             )));
         }
-        check_name("user", &request.user)?;
+        check_identifier("user", &request.user)?;
         let purpose = self
             .config
             .purposes
@@ -499,7 +500,7 @@ impl Handoff {
         let actions = resolve_scope(system, &request.scope)?;
         known.actions = actions.iter().map(|a| a.name.to_string()).collect();
         if let Some(resource) = &request.resource {
-            check_name("resource", resource)?;
+            check_identifier("resource", resource)?;
         }
         let details = match &request.authorization_details {
             Some(details) => {
@@ -874,20 +875,6 @@ fn resolve_scope(
         }
     }
     Ok(actions)
-}
-
-pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ServiceError> {
-    if value.trim().is_empty() {
-        return Err(ServiceError::InvalidRequest(format!(
-            "`{field}` is required"
-        )));
-    }
-    if value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
-        return Err(ServiceError::InvalidRequest(format!(
-            "`{field}` must be at most {MAX_NAME_CHARS} printable characters"
-        )));
-    }
-    Ok(())
 }
 
 pub(crate) fn task_event(task: &Task) -> AuditEvent {

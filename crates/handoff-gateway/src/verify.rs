@@ -10,7 +10,9 @@ use handoff_core::clock::{Clock, SystemClock};
 use handoff_core::config::SystemConfig;
 use handoff_core::ids::TaskId;
 use handoff_core::revocation::RevocationKind;
-use handoff_core::token::{ACCESS_TOKEN_TYP, AccessClaims, Unverified, verify_access_token};
+use handoff_core::token::{
+    ACCESS_TOKEN_TYP, AccessClaims, OWN_TOKEN_LEEWAY, TokenTimes, Unverified, verify_access_token,
+};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::BTreeSet;
@@ -70,7 +72,7 @@ impl Verifier {
                     .map_err(|e| {
                         GatewayError::InvalidToken(format!("the token is refused: {e}"))
                     })?,
-                    Kind::Offline(offline) => offline.verify(token, system)?,
+                    Kind::Offline(offline) => offline.verify(token, system, now)?,
                 };
                 self.verified.insert(key, claims.clone(), claims.exp);
                 claims
@@ -195,8 +197,14 @@ impl OfflineVerifier {
         self.deny.read().map_or(0, |d| d.after)
     }
 
-    /// Signature, `typ`, algorithm, issuer, audience and expiry (no leeway).
-    fn verify(&self, token: &str, system: &SystemConfig) -> Result<AccessClaims, GatewayError> {
+    /// Signature, `typ`, algorithm, issuer, audience and lifetime (RFC 7519 NumericDates, checked
+    /// as Handoff checks its own tokens, against the injected clock).
+    fn verify(
+        &self,
+        token: &str,
+        system: &SystemConfig,
+        now: i64,
+    ) -> Result<AccessClaims, GatewayError> {
         let refused = |why: &str| GatewayError::InvalidToken(why.to_owned());
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| refused("the token is malformed"))?;
@@ -226,10 +234,18 @@ impl OfflineVerifier {
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_audience(&[system.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = 0;
-        jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| GatewayError::InvalidToken(format!("the token is refused: {e}")))
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let invalid = |e: &dyn std::fmt::Display| {
+            GatewayError::InvalidToken(format!("the token is refused: {e}"))
+        };
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+            .map_err(|e| invalid(&e))?
+            .claims;
+        TokenTimes::from_claims(&claims)
+            .and_then(|times| times.check(now, OWN_TOKEN_LEEWAY))
+            .map_err(|e| invalid(&e))?;
+        serde_json::from_value(claims).map_err(|e| invalid(&e))
     }
 
     /// Refuses a token the revocation feed has cut, and every token when the feed is stale.

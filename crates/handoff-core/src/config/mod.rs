@@ -20,6 +20,13 @@ pub use gateway::{
 };
 pub use validate::load_config;
 
+/// Seconds of clock skew allowed past an identity's `exp` and before its `nbf`, by default.
+pub const DEFAULT_LEEWAY_SECONDS: u32 = 30;
+/// Seconds an identity's `iat` may be ahead of Handoff's clock, by default.
+pub const DEFAULT_IAT_LEEWAY_SECONDS: u32 = 60;
+/// The most either leeway may be configured to: beyond it a clock is broken, not skewed.
+pub const MAX_LEEWAY_SECONDS: u32 = 600;
+
 /// Reads the files a deployment names, relative to the config file's folder.
 ///
 /// The core never touches the file system itself: the CLI passes a reader over a folder, and the
@@ -155,7 +162,10 @@ pub struct IssuerConfig {
     pub algorithms: Vec<Algorithm>,
     /// The `typ` header the issuer must set, when it sets one.
     pub typ: Option<String>,
+    /// Skew allowed past `exp` and before `nbf` (default [`DEFAULT_LEEWAY_SECONDS`]).
     pub leeway_seconds: u32,
+    /// How far `iat` may be in the future (default [`DEFAULT_IAT_LEEWAY_SECONDS`]).
+    pub iat_leeway_seconds: u32,
     /// For approver issuers: the claim listing the person's groups.
     pub groups_claim: String,
 }

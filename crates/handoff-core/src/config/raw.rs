@@ -94,6 +94,7 @@ pub struct RawIssuer {
     pub algorithms: Option<Spanned<Vec<String>>>,
     pub typ: Option<Spanned<String>>,
     pub leeway_seconds: Option<Spanned<u32>>,
+    pub iat_leeway_seconds: Option<Spanned<u32>>,
     pub groups_claim: Option<Spanned<String>>,
 }
 

@@ -35,6 +35,7 @@ const ISSUER: Shape = Shape::Fields(&[
     ("algorithms", Shape::Leaf),
     ("typ", Shape::Leaf),
     ("leeway_seconds", Shape::Leaf),
+    ("iat_leeway_seconds", Shape::Leaf),
     ("groups_claim", Shape::Leaf),
 ]);
 const SYSTEM: Shape = Shape::Fields(&[

@@ -3,7 +3,8 @@
 use super::raw::{RawConfig, RawIssuer, RawSystem};
 use super::shape::strip_unknown_keys;
 use super::{
-    ActionConfig, ApprovalSettings, Budgets, Config, DetailType, IssuerConfig, NotificationConfig,
+    ActionConfig, ApprovalSettings, Budgets, Config, DEFAULT_IAT_LEEWAY_SECONDS,
+    DEFAULT_LEEWAY_SECONDS, DetailType, IssuerConfig, MAX_LEEWAY_SECONDS, NotificationConfig,
     OffPlan, Problem, PurposeConfig, RiskTier, SigningAlgorithm, SourceReader, SystemConfig,
     TokenSettings, WebhookFormat, line_of,
 };
@@ -336,6 +337,27 @@ fn validate_issuer(
             }
         }
     }
+    let mut leeway = |field: &str, value: Option<&Spanned<u32>>, default: u32| match value {
+        None => default,
+        Some(spanned) if *spanned.get_ref() <= MAX_LEEWAY_SECONDS => *spanned.get_ref(),
+        Some(spanned) => {
+            ctx.report(
+                spanned,
+                format!("issuer `{id}`: {field} must be at most {MAX_LEEWAY_SECONDS}"),
+            );
+            default
+        }
+    };
+    let leeway_seconds = leeway(
+        "leeway_seconds",
+        raw.leeway_seconds.as_ref(),
+        DEFAULT_LEEWAY_SECONDS,
+    );
+    let iat_leeway_seconds = leeway(
+        "iat_leeway_seconds",
+        raw.iat_leeway_seconds.as_ref(),
+        DEFAULT_IAT_LEEWAY_SECONDS,
+    );
     let Some(jwks_file) = &raw.jwks_file else {
         ctx.report(&raw.id, format!("issuer `{id}`: jwks_file is required"));
         return None;
@@ -356,7 +378,8 @@ fn validate_issuer(
             .groups_claim
             .as_ref()
             .map_or_else(|| "groups".to_owned(), |c| c.get_ref().clone()),
-        leeway_seconds: raw.leeway_seconds.as_ref().map_or(30, |l| *l.get_ref()),
+        leeway_seconds,
+        iat_leeway_seconds,
     })
 }
 

@@ -40,7 +40,15 @@ pub fn project_details(
             continue;
         };
         let value = match (kind, value) {
-            (DetailType::String, Value::String(s)) => DetailValue::String(s.clone()),
+            (DetailType::String, Value::String(s)) => {
+                if let Some(c) = crate::text::invisible_char(s) {
+                    return Err(format!(
+                        "authorization_details `{field}` contains the invisible character U+{:04X}",
+                        u32::from(c)
+                    ));
+                }
+                DetailValue::String(s.clone())
+            }
             (DetailType::Long, Value::Number(n)) => match n.as_i64() {
                 Some(i) => DetailValue::Long(i),
                 None => {

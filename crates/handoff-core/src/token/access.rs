@@ -1,7 +1,9 @@
 //! RFC 9068 access tokens, minted only from a [`Permit`].
 
 use super::ACCESS_TOKEN_TYP;
-use super::jws::{TokenError, Unverified, check_times, verify_own};
+use super::jws::{TokenError, Unverified, verify_own};
+use super::numeric_date::floor_seconds;
+use super::txn::OWN_TOKEN_LEEWAY;
 use crate::ids::TokenId;
 use crate::keys::{KeyError, KeyRing};
 use crate::policy::Permit;
@@ -28,7 +30,9 @@ pub struct AccessClaims {
     pub act: Actor,
     pub txn: String,
     pub jti: String,
+    #[serde(deserialize_with = "floor_seconds")]
     pub iat: i64,
+    #[serde(deserialize_with = "floor_seconds")]
     pub exp: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
@@ -104,9 +108,10 @@ pub fn verify_access_token(
     token: Unverified<'_>,
     at: Option<i64>,
 ) -> Result<AccessClaims, TokenError> {
-    let claims: AccessClaims = verify_own(keys, token, ACCESS_TOKEN_TYP, issuer, None)?;
+    let (claims, times): (AccessClaims, _) =
+        verify_own(keys, token, ACCESS_TOKEN_TYP, issuer, None)?;
     if let Some(now) = at {
-        check_times(Some(claims.exp), None, now, 0)?;
+        times.check(now, OWN_TOKEN_LEEWAY)?;
     }
     Ok(claims)
 }

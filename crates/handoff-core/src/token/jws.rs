@@ -1,5 +1,6 @@
 //! Inbound compact JWS handling shared by every token kind.
 
+use super::numeric_date::TokenTimes;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
@@ -25,6 +26,10 @@ pub enum TokenError {
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
+    #[error("the token's `iat` is in the future")]
+    IssuedInFuture,
+    #[error("the token's `{0}` claim is not a NumericDate")]
+    InvalidTime(&'static str),
     #[error("the token lacks a usable `{0}` claim")]
     MissingClaim(&'static str),
 }
@@ -64,15 +69,15 @@ pub fn peek_claims<T: DeserializeOwned>(token: Unverified<'_>) -> Result<T, Toke
 }
 
 /// Verifies a token Handoff signed itself: explicit `typ`, a `kid` of the key ring, the key's own
-/// algorithm, the signature, `iss` and (when given) `aud`. Expiry is the caller's to check, against
-/// the injected clock.
+/// algorithm, the signature, `iss` and (when given) `aud`. The time claims are parsed strictly and
+/// returned; checking them against the injected clock is the caller's.
 pub fn verify_own<T: DeserializeOwned>(
     keys: &crate::keys::KeyRing,
     token: Unverified<'_>,
     typ: &'static str,
     issuer: &str,
     audience: Option<&str>,
-) -> Result<T, TokenError> {
+) -> Result<(T, TokenTimes), TokenError> {
     let header = jsonwebtoken::decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
     if !header
         .typ
@@ -98,26 +103,11 @@ pub fn verify_own<T: DeserializeOwned>(
     }
     validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    jsonwebtoken::decode::<T>(token.as_str(), key.decoding_key(), &validation)
-        .map(|data| data.claims)
-        .map_err(|e| TokenError::Invalid(e.to_string()))
-}
-
-/// Checks `exp` and `nbf` against the injected clock, allowing `leeway` seconds.
-pub fn check_times(
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    now: i64,
-    leeway: i64,
-) -> Result<(), TokenError> {
-    let exp = exp.ok_or(TokenError::MissingClaim("exp"))?;
-    if now > exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
-    }
-    if let Some(nbf) = nbf
-        && now.saturating_add(leeway) < nbf
-    {
-        return Err(TokenError::NotYetValid);
-    }
-    Ok(())
+    let claims =
+        jsonwebtoken::decode::<serde_json::Value>(token.as_str(), key.decoding_key(), &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+    let times = TokenTimes::from_claims(&claims)?;
+    let claims = serde_json::from_value(claims).map_err(|e| TokenError::Invalid(e.to_string()))?;
+    Ok((claims, times))
 }

@@ -3,12 +3,15 @@
 
 mod access;
 mod jws;
+mod numeric_date;
 mod txn;
 
 pub use access::{AccessClaims, Actor, MintedToken, mint_access_token, verify_access_token};
-pub use jws::{TokenError, Unverified, check_times as check_times_for_identity, peek_claims};
+pub use jws::{TokenError, Unverified, peek_claims};
+pub use numeric_date::{Leeway, MAX_NUMERIC_DATE, NumericDate, TokenTimes, floor_seconds};
 pub use txn::{
-    TaskContext, TxnClaims, VerifiedTxn, mint_delegated_txn_token, mint_txn_token, verify_txn_token,
+    OWN_TOKEN_LEEWAY, TaskContext, TxnClaims, VerifiedTxn, mint_delegated_txn_token,
+    mint_txn_token, verify_txn_token,
 };
 
 /// `typ` of RFC 9068 access tokens.

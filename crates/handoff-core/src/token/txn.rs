@@ -2,7 +2,8 @@
 
 use super::TXN_TOKEN_TYP;
 use super::access::Actor;
-use super::jws::{TokenError, Unverified, check_times, verify_own};
+use super::jws::{TokenError, Unverified, verify_own};
+use super::numeric_date::{Leeway, floor_seconds};
 use crate::delegation::Delegation;
 use crate::ids::{AgentId, TaskId};
 use crate::keys::{KeyError, KeyRing};
@@ -31,7 +32,9 @@ pub struct TaskContext {
 pub struct TxnClaims {
     pub iss: String,
     pub aud: String,
+    #[serde(deserialize_with = "floor_seconds")]
     pub iat: i64,
+    #[serde(deserialize_with = "floor_seconds")]
     pub exp: i64,
     pub txn: String,
     pub sub: String,
@@ -130,6 +133,13 @@ impl VerifiedTxn {
     }
 }
 
+/// Handoff's own tokens: no skew past `exp`; `iat` may be a little ahead when another node of a
+/// cluster, with a slightly faster clock, minted the token.
+pub const OWN_TOKEN_LEEWAY: Leeway = Leeway {
+    expiry: 0,
+    issued_at: 60,
+};
+
 /// Verifies one of Handoff's own Transaction Tokens.
 pub fn verify_txn_token(
     keys: &KeyRing,
@@ -137,9 +147,9 @@ pub fn verify_txn_token(
     token: Unverified<'_>,
     now_seconds: i64,
 ) -> Result<VerifiedTxn, TokenError> {
-    let claims: TxnClaims =
+    let (claims, times): (TxnClaims, _) =
         verify_own(keys, token, TXN_TOKEN_TYP, trust_domain, Some(trust_domain))?;
-    check_times(Some(claims.exp), None, now_seconds, 0)?;
+    times.check(now_seconds, OWN_TOKEN_LEEWAY)?;
     Ok(VerifiedTxn {
         task: TaskId::new(claims.txn.clone()),
         agent: AgentId::new(claims.req_wl.clone()),

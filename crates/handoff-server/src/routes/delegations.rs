@@ -1,12 +1,13 @@
 //! `POST /v1/delegations`: a task's agent (or a delegate, within the configured depth) hands part
 //! of the task to another workload and gets the delegate's child Transaction Token.
 
+use super::no_store::token_response;
 use super::tasks::bearer;
 use crate::error::ApiError;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use handoff_core::Handoff;
 use handoff_core::delegations::DelegateRequest;
 use serde::Deserialize;
@@ -29,7 +30,7 @@ pub async fn delegate(
     State(handoff): State<Arc<Handoff>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let actor_token = bearer(&headers)?.to_owned();
     let body: DelegateBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
@@ -44,9 +45,9 @@ pub async fn delegate(
         })
         .await?;
     let delegation = &delegated.delegation;
-    Ok((
+    Ok(token_response(
         StatusCode::CREATED,
-        Json(json!({
+        json!({
             "delegation_id": delegation.id,
             "task_id": delegation.task.as_str(),
             "txn_token": delegated.txn_token,
@@ -55,6 +56,6 @@ pub async fn delegate(
             "depth": delegation.depth,
             "expires_at": delegation.expires_at.rfc3339(),
             "expires_in": (delegation.expires_at.seconds() - handoff.now().seconds()).max(0),
-        })),
+        }),
     ))
 }

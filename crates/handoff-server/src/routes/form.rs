@@ -4,7 +4,35 @@ use crate::error::ApiError;
 use axum::http::{HeaderMap, header};
 use std::collections::HashMap;
 
+/// The parameters of one form body, each given at most once, each valid UTF-8.
 pub struct FormParams(HashMap<String, String>);
+
+/// Splits and decodes `name=value&...` strictly: a name or value whose bytes, once
+/// percent-decoded, are not UTF-8 is refused rather than replaced with U+FFFD, so two different
+/// byte strings never become one value in a token, an audit record or an approval's hash.
+fn pairs(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    body.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut halves = pair.splitn(2, |&b| b == b'=');
+            let name = decode(halves.next().unwrap_or_default())?;
+            let value = decode(halves.next().unwrap_or_default())?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// One percent-encoded component (`+` is a space), decoded only if it is UTF-8.
+fn decode(component: &[u8]) -> Result<String, ApiError> {
+    let spaced: Vec<u8> = component
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+    String::from_utf8(bytes).map_err(|_| {
+        ApiError::InvalidRequest("the form body is not UTF-8 once percent-decoded".to_owned())
+    })
+}
 
 impl FormParams {
     pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, ApiError> {
@@ -20,10 +48,8 @@ impl FormParams {
                 "the body must be application/x-www-form-urlencoded".to_owned(),
             ));
         }
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|_| ApiError::InvalidRequest("the form body does not parse".to_owned()))?;
-        let mut params = HashMap::with_capacity(pairs.len());
-        for (name, value) in pairs {
+        let mut params = HashMap::new();
+        for (name, value) in pairs(body)? {
             if params.contains_key(&name) {
                 return Err(ApiError::InvalidRequest(format!(
                     "parameter `{name}` is repeated"
@@ -34,6 +60,7 @@ impl FormParams {
         Ok(Self(params))
     }
 
+    /// A parameter's value, if given and not empty.
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)

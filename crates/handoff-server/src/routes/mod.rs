@@ -7,6 +7,7 @@ mod delegations;
 mod discovery;
 mod evidence;
 mod form;
+mod no_store;
 mod tasks;
 mod token;
 

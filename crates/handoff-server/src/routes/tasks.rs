@@ -1,10 +1,12 @@
 //! Tasks as a small JSON API: open one (getting its Transaction Token) and end it.
 
+use super::no_store::token_response;
 use crate::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use handoff_core::Handoff;
 use handoff_core::ids::TaskId;
 use handoff_core::service::{OpenTaskRequest, OpenedTask};
@@ -78,14 +80,14 @@ pub async fn open(
     State(handoff): State<Arc<Handoff>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let identity = handoff.authenticate(bearer(&headers)?)?;
     let body: OpenBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
     let opened = handoff.open_task(&identity, body.into_request()).await?;
-    Ok((
+    Ok(token_response(
         StatusCode::CREATED,
-        Json(serde_json::Value::Object(opened_json(&handoff, &opened))),
+        serde_json::Value::Object(opened_json(&handoff, &opened)),
     ))
 }
 

@@ -2,13 +2,13 @@
 //! Transaction Tokens (opening a task).
 
 use super::form::FormParams;
+use super::no_store::token_response;
 use super::tasks::{OpenBody, opened_json};
 use crate::error::ApiError;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use handoff_core::Handoff;
 use handoff_core::service::ExchangeRequest;
 use handoff_core::token::{GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_JWT, TYPE_TXN_TOKEN};
@@ -39,11 +39,7 @@ pub async fn token(
             ));
         }
     };
-    let mut response = Json(response).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(token_response(StatusCode::OK, response))
 }
 
 fn expect_type(params: &FormParams, name: &str, expected: &str) -> Result<(), ApiError> {
