@@ -111,7 +111,8 @@ impl Handoff {
                 None => return Err(self.open_approval(gated, task, system, hash, now).await?),
             },
         };
-        // Bound to one exact request: another amount, resource, system, task or agent is refused.
+        // Bound to one exact request in its task: another amount, resource, system or task is
+        // refused. Not to the actor: a delegate may release what was approved for the task.
         if approval.request_hash != hash || approval.task != task.id {
             return Err(deny(
                 &decision_id,
@@ -350,8 +351,9 @@ impl Handoff {
         })
     }
 
-    /// Approves or denies, as a member of the approval's group who is neither the agent nor (by
-    /// default) the user the task acts for.
+    /// Approves or denies, as a member of the approval's group who is no actor of the task (its
+    /// agent, any delegate at any depth) and, unless the system sets `user_may_approve`, not the
+    /// user the task acts for. A refusal of the person is recorded.
     pub async fn decide_approval(
         &self,
         person: &VerifiedPerson,
@@ -365,26 +367,14 @@ impl Handoff {
             .approval(id)
             .await?
             .ok_or_else(|| ServiceError::InvalidTarget("no such approval".to_owned()))?;
-        let forbidden = |why: &str| {
-            ServiceError::Denied(Denial {
-                decision_id: crate::ids::DecisionId::new(format!("approval:{}", approval.id)),
-                reason: DenyReason::NoPermit,
-                description: why.to_owned(),
-                policies: Vec::new(),
-            })
-        };
-        if !person.is_member(&approval.group) {
-            return Err(forbidden("only members of the approval's group may decide"));
-        }
-        if person.user() == approval.agent.as_str() {
-            return Err(forbidden("the agent cannot approve its own request"));
-        }
-        let system = self.config().systems.get(&approval.system);
-        let user_may_approve = system.is_some_and(|s| s.user_may_approve);
-        if !user_may_approve && person.user() == approval.user.as_str() {
-            return Err(forbidden(
-                "the user the task acts for cannot approve its requests",
-            ));
+        match self.check_approver(person, &approval).await {
+            Ok(()) => {}
+            Err(refusal @ ServiceError::Denied(_)) => {
+                return Err(self
+                    .record_approver_refusal(person, &approval, refusal)
+                    .await);
+            }
+            Err(other) => return Err(other),
         }
         let now = self.now();
         if approval.status_at(now) != ApprovalStatus::Pending {
@@ -434,6 +424,7 @@ impl Handoff {
             }
             Err(e) => return Err(e.into()),
         }
+        let system = self.config().systems.get(&approval.system);
         if !approve && system.is_some_and(|s| s.risk >= RiskTier::High) {
             self.notifier().notify(Notice {
                 kind: NoticeKind::ApprovalDenied,
@@ -457,6 +448,100 @@ impl Handoff {
             reason: Some(reason.to_owned()),
             ..approval
         })
+    }
+
+    /// Separation of duties: the approver is a member of the approval's group, no actor of the
+    /// task (its agent, every delegate at any depth, whoever asked) and, unless the system sets
+    /// `user_may_approve`, not the user the task acts for. Names are compared bare (see
+    /// [`same_name`]), so a person named like an actor is refused whatever issuer vouches for
+    /// either.
+    async fn check_approver(
+        &self,
+        person: &VerifiedPerson,
+        approval: &Approval,
+    ) -> Result<(), ServiceError> {
+        let refuse = |reason: DenyReason, why: String| {
+            ServiceError::Denied(Denial {
+                decision_id: crate::ids::DecisionId::new(format!("approval:{}", approval.id)),
+                reason,
+                description: why,
+                policies: Vec::new(),
+            })
+        };
+        if !person.is_member(&approval.group) {
+            return Err(refuse(
+                DenyReason::NoPermit,
+                "only members of the approval's group may decide".to_owned(),
+            ));
+        }
+        // The task's agent, and every actor of every delegation in it (revoked or not): an
+        // approval binds the task, not the actor, so any of them could release it.
+        let Some(snapshot) = self.store().task(&approval.task).await? else {
+            return Err(refuse(
+                DenyReason::NoPermit,
+                "the approval's task is unknown".to_owned(),
+            ));
+        };
+        let mut actors = vec![approval.agent.to_string(), snapshot.task.agent.to_string()];
+        for delegation in self.store().task_delegations(&approval.task).await? {
+            actors.push(delegation.delegate.to_string());
+            actors.extend(delegation.actors);
+        }
+        if let Some(actor) = actors.iter().find(|a| same_name(a, person.user())) {
+            return Err(refuse(
+                DenyReason::SeparationOfDuties,
+                format!("`{actor}` acts in the task, so cannot approve its requests"),
+            ));
+        }
+        let user_may_approve = self
+            .config()
+            .systems
+            .get(&approval.system)
+            .is_some_and(|s| s.user_may_approve);
+        if !user_may_approve && same_name(approval.user.as_str(), person.user()) {
+            return Err(refuse(
+                DenyReason::SeparationOfDuties,
+                "the user the task acts for cannot approve its requests".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a person's refused decision like any other refusal (who, what, why), and returns
+    /// the refusal, unless the record cannot be written.
+    async fn record_approver_refusal(
+        &self,
+        person: &VerifiedPerson,
+        approval: &Approval,
+        error: ServiceError,
+    ) -> ServiceError {
+        let decision_id = match &error {
+            ServiceError::Denied(denial) => Some(denial.decision_id.to_string()),
+            _ => None,
+        };
+        let event = AuditEvent {
+            kind: Some(EventKind::ApprovalDecision),
+            decision_id,
+            task: Some(approval.task.to_string()),
+            agent: Some(approval.agent.to_string()),
+            user: Some(approval.user.to_string()),
+            system: Some(approval.system.to_string()),
+            actions: approval.actions.clone(),
+            approval: Some(approval.id.clone()),
+            actor: Some(format!("{} ({})", person.user(), person.issuer())),
+            outcome: Some(Outcome::Deny),
+            reason: Some(error.code().to_owned()),
+            description: Some(error.to_string()),
+            ..AuditEvent::default()
+        };
+        match self
+            .store()
+            .write(Write::new(self.now(), event, TaskWrite::None))
+            .await
+        {
+            Ok(_) => error,
+            Err(store) => store.into(),
+        }
     }
 
     /// Cancels a pending approval (the task's agent no longer needs it, or an operator stops it).
@@ -589,5 +674,27 @@ impl Handoff {
             }
         }
         Ok((expired, escalated))
+    }
+}
+
+/// Whether two subjects name the same principal for separation of duties: equal, or equal but
+/// for case. Issuers are deliberately ignored: a person `bob` from the people issuer and an agent
+/// `bob` from a workload issuer may well be one party (people often name the agents they run
+/// after themselves, and nothing ties the two issuers' namespaces apart), so any collision is
+/// refused rather than trusted.
+pub(crate) fn same_name(one: &str, other: &str) -> bool {
+    one == other || one.to_lowercase() == other.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_name;
+
+    #[test]
+    fn names_collide_whatever_their_case() {
+        assert!(same_name("bob", "bob"));
+        assert!(same_name("Bob", "bOB"));
+        assert!(!same_name("bob", "bobby"));
+        assert!(!same_name("spiffe://example.org/bob", "bob"));
     }
 }

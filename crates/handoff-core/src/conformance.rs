@@ -190,6 +190,22 @@ async fn a_delegation_reads_back_and_its_revocation_is_seen(
         read.as_ref() == Some(&delegation),
         "the delegation reads back",
     )?;
+    let of_task = store
+        .task_delegations(&TaskId::new("conf-1"))
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(
+        of_task == vec![delegation.clone()],
+        "the delegation is listed with its task",
+    )?;
+    ensure(
+        store
+            .task_delegations(&TaskId::new("conf-other"))
+            .await
+            .map_err(|e| e.to_string())?
+            .is_empty(),
+        "and with no other task",
+    )?;
     let chain = vec!["other".to_owned(), "del-conf".to_owned()];
     ensure(
         !store

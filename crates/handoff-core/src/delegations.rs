@@ -2,13 +2,12 @@
 //! what it was handed. See [`crate::delegation`] for the record itself.
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::config::ActionConfig;
 use crate::delegation::Delegation;
 use crate::error::ServiceError;
 use crate::identity::VerifiedIdentity;
 use crate::ids::{ActionName, AgentId, DecisionId};
 use crate::policy::{Denial, DenyReason};
-use crate::service::{Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, check_task, task_event};
+use crate::service::{Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, task_event};
 use crate::store::{Effect, TaskWrite, Write};
 use crate::text::check_identifier;
 use crate::time::{Timestamp, Ttl};
@@ -66,13 +65,13 @@ impl Handoff {
         Ok(Some(delegation))
     }
 
-    /// A delegate acts only as itself, within its delegation's actions and lifetime, and only
-    /// while no delegation in its chain, nor the delegate itself, was revoked.
+    /// A delegate acts only as itself, within its delegation's lifetime, and only while no
+    /// delegation in its chain, nor the delegate itself, was revoked. (Which actions it may ask
+    /// for is checked per request, in [`Handoff::admit_actions`].)
     pub(crate) async fn check_delegation(
         &self,
         delegation: &Delegation,
         identity: &VerifiedIdentity,
-        actions: &[ActionConfig],
         decision_id: &DecisionId,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
@@ -90,20 +89,6 @@ impl Handoff {
                 decision_id,
                 DenyReason::DelegationExpired,
                 format!("delegation `{}` has expired", delegation.id),
-            ));
-        }
-        if let Some(extra) = actions
-            .iter()
-            .find(|a| !delegation.actions.contains(&a.name))
-        {
-            return Err(denied(
-                decision_id,
-                DenyReason::OutsideDelegation,
-                format!(
-                    "`{}` was not delegated (delegated: {})",
-                    extra.name,
-                    join(&delegation.actions)
-                ),
             ));
         }
         if self
@@ -177,11 +162,8 @@ impl Handoff {
         let decision_id = DecisionId::new(self.id("dec")?);
         event.decision_id = Some(decision_id.to_string());
         // The delegator is the task's agent, or the delegate its child token names.
-        check_task(&snapshot, identity, parent.is_some(), &decision_id, now)?;
-        if let Some(parent) = &parent {
-            self.check_delegation(parent, identity, &[], &decision_id, now)
-                .await?;
-        }
+        self.admit_caller(&snapshot, identity, parent.as_ref(), &decision_id, now)
+            .await?;
         let depth = parent.as_ref().map_or(0, |p| p.depth).saturating_add(1);
         let max_depth = self.config().delegation.max_depth;
         if depth > max_depth {
@@ -277,12 +259,4 @@ impl Handoff {
         }
         Ok(actions)
     }
-}
-
-fn join(actions: &BTreeSet<ActionName>) -> String {
-    actions
-        .iter()
-        .map(ActionName::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

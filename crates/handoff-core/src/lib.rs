@@ -3,6 +3,7 @@
 //! Nothing here speaks HTTP or SQL. Storage, time, keys and randomness come in through traits
 //! ([`store::Store`], [`clock::Clock`], [`random::Randomness`]) so every rule can be tested alone.
 
+pub mod admission;
 pub mod approval;
 pub mod approvals;
 pub mod audit;

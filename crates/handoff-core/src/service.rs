@@ -11,7 +11,7 @@ use crate::error::ServiceError;
 use crate::identity::{IdentityVerifier, VerifiedIdentity};
 use crate::ids::{DecisionId, Purpose, TaskId, TokenId, UserId};
 use crate::keys::KeyRing;
-use crate::notify::{NoNotifier, Notice, NoticeKind, Notifier};
+use crate::notify::{NoNotifier, Notice, Notifier};
 use crate::policy::{
     Decision, Denial, DenyReason, Grant, OpenDecision, PolicyEngine, RequestFacts, project_details,
 };
@@ -517,13 +517,22 @@ impl Handoff {
             known.task = Some(snapshot.task.clone());
             let now = self.clock.now();
             let decision_id = DecisionId::new(self.id("dec")?);
-            check_task(&snapshot, identity, delegation.is_some(), &decision_id, now)?;
-            if let Some(delegation) = &delegation {
-                self.check_delegation(delegation, identity, &actions, &decision_id, now)
-                    .await?;
-            }
-            self.contain(&snapshot, system, &actions, &decision_id, now)
+            self.admit_caller(&snapshot, identity, delegation.as_ref(), &decision_id, now)
                 .await?;
+            if let Err(refusal) = self
+                .admit_actions(
+                    &snapshot,
+                    delegation.as_ref(),
+                    system,
+                    &actions,
+                    &decision_id,
+                    now,
+                )
+                .await
+            {
+                self.tell_owner_of_breach(&snapshot, system, &refusal);
+                return Err(refusal);
+            }
             // Counters spanning tasks count the task's agent: delegating never resets a limit.
             // Read (and keyed) only when some counter spans an agent's tasks.
             let agent_key = self.config.has_agent_counters().then(|| {
@@ -705,51 +714,20 @@ impl Handoff {
 }
 
 impl Handoff {
-    /// Frozen systems, the plan and the purpose's budgets; a breach denies and tells the owner.
-    async fn contain(
+    /// A request outside the task's plan or past a budget tells the system's owner.
+    fn tell_owner_of_breach(
         &self,
         snapshot: &TaskSnapshot,
         system: &SystemConfig,
-        actions: &[ActionConfig],
-        decision_id: &DecisionId,
-        now: Timestamp,
-    ) -> Result<(), ServiceError> {
-        let deny = |reason: DenyReason, description: String| {
-            ServiceError::Denied(Denial {
-                decision_id: decision_id.clone(),
-                reason,
-                description,
-                policies: Vec::new(),
-            })
+        refusal: &ServiceError,
+    ) {
+        let ServiceError::Denied(denial) = refusal else {
+            return;
         };
-        if self.store.is_frozen(&system.id).await? {
-            return Err(deny(
-                DenyReason::SystemFrozen,
-                format!("`{}` is frozen", system.id),
-            ));
-        }
+        let Some(kind) = crate::admission::breach_notice(denial.reason) else {
+            return;
+        };
         let task = &snapshot.task;
-        let Some(purpose) = self.config.purposes.get(&task.purpose) else {
-            return Err(deny(
-                DenyReason::PolicyError,
-                format!("purpose `{}` is no longer declared", task.purpose),
-            ));
-        };
-        let Err((reason, description)) = crate::budget::check(
-            purpose,
-            task,
-            &snapshot.facts,
-            system,
-            actions,
-            now.seconds(),
-        ) else {
-            return Ok(());
-        };
-        let kind = if reason == DenyReason::OutsidePlan {
-            NoticeKind::OutsidePlan
-        } else {
-            NoticeKind::BudgetExceeded
-        };
         self.notifier.notify(Notice {
             kind,
             system: Some(system.id.to_string()),
@@ -759,12 +737,11 @@ impl Handoff {
             agent: Some(task.agent.to_string()),
             user: Some(task.user.to_string()),
             intent: Some(task.intent.clone()),
-            reason: reason.as_str().to_owned(),
-            description: description.clone(),
-            decision_id: Some(decision_id.to_string()),
+            reason: denial.reason.as_str().to_owned(),
+            description: denial.description.clone(),
+            decision_id: Some(denial.decision_id.to_string()),
             approval_id: None,
         });
-        Err(deny(reason, description))
     }
 }
 

@@ -160,6 +160,10 @@ pub trait Store: Send + Sync {
 
     async fn delegation(&self, id: &str) -> Result<Option<Delegation>, StoreError>;
 
+    /// Every delegation made in a task, at any depth, revoked or not (separation of duties
+    /// counts whoever ever acted in it).
+    async fn task_delegations(&self, task: &TaskId) -> Result<Vec<Delegation>, StoreError>;
+
     /// Whether any of the delegations named was revoked.
     async fn any_delegation_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
 

@@ -6,8 +6,9 @@
 //! resource and authorization details (from its arguments, as config declares) go through
 //! [`Handoff::exchange`], the same decision, approval gate and record as `POST /oauth/token`;
 //! only on permit is the call forwarded upstream, with the upstream credential. The client's
-//! token never leaves the gateway. `tools/list` shows the tools the task's plan, budgets and
-//! freezes leave reachable. Every other method fails closed.
+//! token never leaves the gateway. `tools/list` shows the tools whose actions the core says the
+//! caller can reach in the task (the exchange's admission checks, so a delegate sees what its
+//! delegation allows). Every other method fails closed.
 
 use crate::Gateway;
 use crate::details;
@@ -21,9 +22,9 @@ use handoff_core::ServiceError;
 use handoff_core::audit::UsageRecord;
 use handoff_core::config::{SystemConfig, Tool};
 use handoff_core::identity::VerifiedIdentity;
+use handoff_core::ids::ActionName;
 use handoff_core::service::ExchangeRequest;
-use handoff_core::task::TaskState;
-use handoff_core::token::{AccessClaims, Unverified, peek_claims, verify_txn_token};
+use handoff_core::token::{AccessClaims, Unverified, peek_claims};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -215,9 +216,10 @@ impl Call<'_> {
         )
     }
 
-    /// The tools of every fronted system that the task could call: its system within the
-    /// task's plan, its action within the purpose's budgets, the system not frozen. Arguments
-    /// are decided on each call, by policy.
+    /// The tools of every fronted system that the caller could call in the task: the core
+    /// answers which of their actions it may reach ([`handoff_core::Handoff::reachable_actions`],
+    /// the exchange's own admission checks: task state, delegation, freezes, plan, budgets).
+    /// Arguments are decided on each call, by policy.
     async fn list(&self) -> Response {
         let Some(txn) = self.txn() else {
             return self.denied(
@@ -227,66 +229,44 @@ impl Call<'_> {
             );
         };
         let config = &self.gateway.config;
-        let now = self.handoff.now();
-        let Ok(verified) = verify_txn_token(
-            self.handoff.keys(),
-            &config.trust_domain,
-            Unverified::new(txn),
-            now.seconds(),
-        ) else {
-            return self.denied("invalid_grant", "the task token is refused", None);
-        };
-        let store = self.handoff.store();
-        let snapshot = match store.task(verified.task()).await {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return self.denied("invalid_grant", "unknown task", None),
-            Err(_) => return rpc_error(self.id, INTERNAL_ERROR, "the store is unavailable", None),
-        };
-        let task = &snapshot.task;
-        if &task.agent != self.identity.agent()
-            || task.agent_issuer != self.identity.issuer()
-            || task.state != TaskState::Open
-            || now >= task.expires_at
+        let fronted: Vec<(&SystemConfig, &[Tool])> = config
+            .systems
+            .values()
+            .filter_map(|system| {
+                let gateway = system.gateway.as_ref()?;
+                gateway.mcp.as_ref()?;
+                Some((system, gateway.tools.as_slice()))
+            })
+            .collect();
+        let wanted: Vec<ActionName> = fronted
+            .iter()
+            .flat_map(|(system, tools)| tools.iter().map(move |t| tool_action(system, t)))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let reachable = match self
+            .handoff
+            .reachable_actions(self.identity, txn, &wanted)
+            .await
         {
-            return self.denied("task_unusable", "the task is not open for this agent", None);
-        }
-        let Some(purpose) = config.purposes.get(&task.purpose) else {
-            return self.denied("policy_error", "the task's purpose is not declared", None);
+            Ok(reachable) => reachable,
+            Err(error) => return self.refused(error),
         };
         let mut tools = Vec::new();
-        for system in config.systems.values() {
-            let Some(gateway) = &system.gateway else {
-                continue;
-            };
-            if gateway.tools.is_empty() || store.is_frozen(&system.id).await.unwrap_or(true) {
-                continue;
-            }
-            let reachable: BTreeSet<&str> = gateway
-                .tools
+        for (system, declared) in fronted {
+            let names: BTreeSet<&str> = declared
                 .iter()
-                .filter(|tool| {
-                    system.actions.get(&tool.action).is_some_and(|action| {
-                        handoff_core::budget::check(
-                            purpose,
-                            task,
-                            &snapshot.facts,
-                            system,
-                            std::slice::from_ref(action),
-                            now.seconds(),
-                        )
-                        .is_ok()
-                    })
-                })
+                .filter(|tool| reachable.contains(&tool_action(system, tool)))
                 .map(|tool| tool.name.as_str())
                 .collect();
-            if reachable.is_empty() {
+            if names.is_empty() {
                 continue;
             }
             match self.upstream_tools(system).await {
                 Ok(offered) => tools.extend(offered.into_iter().filter(|t| {
                     t.get("name")
                         .and_then(Value::as_str)
-                        .is_some_and(|n| reachable.contains(n))
+                        .is_some_and(|n| names.contains(n))
                 })),
                 Err(error) => {
                     tracing::warn!(system = %system.id, %error, "an upstream MCP server did not list its tools");
@@ -543,6 +523,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The `system:action` a tool's calls are exchanged for.
+fn tool_action(system: &SystemConfig, tool: &Tool) -> ActionName {
+    ActionName::new(format!("{}:{}", system.id, tool.action))
 }
 
 fn truncate(text: &str, max: usize) -> String {

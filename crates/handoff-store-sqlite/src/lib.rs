@@ -145,6 +145,11 @@ impl Store for SqliteStore {
         self.readers.with(|conn| reader::delegation(conn, id))
     }
 
+    async fn task_delegations(&self, task: &TaskId) -> Result<Vec<Delegation>, StoreError> {
+        self.readers
+            .with(|conn| reader::task_delegations(conn, task.as_str()))
+    }
+
     async fn any_delegation_revoked(&self, ids: &[String]) -> Result<bool, StoreError> {
         self.readers.with(|conn| {
             for id in ids {

@@ -78,6 +78,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX evidence_seen_by_expiry ON evidence_seen (expires_at);
     CREATE TABLE delegations (id TEXT PRIMARY KEY, task TEXT NOT NULL, body TEXT NOT NULL);
     CREATE TABLE revoked_delegations (id TEXT PRIMARY KEY, at INTEGER NOT NULL);",
+    // 5: a task's delegations, read when an approval is decided (separation of duties).
+    "CREATE INDEX delegations_by_task ON delegations (task);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

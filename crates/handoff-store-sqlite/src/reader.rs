@@ -270,6 +270,20 @@ pub fn delegation(conn: &Connection, id: &str) -> Result<Option<Delegation>, Sto
         .transpose()
 }
 
+pub fn task_delegations(conn: &Connection, task: &str) -> Result<Vec<Delegation>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM delegations WHERE task = ?1 ORDER BY rowid")
+        .map_err(unavailable)?;
+    let bodies = stmt
+        .query_map(params![task], |row| row.get::<_, String>(0))
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(unavailable)?;
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).map_err(|_| corrupt("delegation")))
+        .collect()
+}
+
 const APPROVAL_COLUMNS: &str =
     "id, task, agent, user_id, system, actions, resource, details, request_hash, grp, risk,
      status, created_at, expires_at, decided_by, decided_at, reason, consumed_by, escalated";

@@ -321,3 +321,72 @@ async fn the_endpoint_needs_an_identity_and_fails_closed_on_unknown_methods() {
         .unwrap();
     assert_eq!(response.status(), 403);
 }
+
+#[tokio::test]
+async fn a_delegate_lists_exactly_the_tools_its_delegation_allows_and_calls_agree() {
+    let Some(python) = python() else { return };
+    let dir = temp_dir();
+    let upstream = Upstream::start(&python, dir.path());
+    let config = config(dir.path(), &upstream.url);
+    let server = Server::start_env(
+        dir.path(),
+        Some(&config),
+        &[("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY)],
+    );
+    let agent = server.identity("payments-agent");
+    let (_, txn) = server.task(&agent, "payments", &["payments"]).await;
+    for (scope, listed, refused) in [
+        ("payments:read", "list_payments", "create_payment"),
+        ("payments:create", "create_payment", "list_payments"),
+    ] {
+        let (status, delegated) =
+            crate::delegation::delegate(&server, &agent, &txn, "pay-worker", &[scope], None).await;
+        assert_eq!(status, 201, "{delegated}");
+        let child = delegated["txn_token"].as_str().unwrap();
+        let worker = server.identity("pay-worker");
+        let run = |args: &[&str]| client(&python, &server, &worker, child, args);
+
+        // tools/list and tools/call are one decision: what is listed is callable, the rest is not.
+        assert_eq!(run(&["list"]), json!({ "tools": [listed] }), "{scope}");
+        let arguments = if listed == "create_payment" {
+            payment(5000)
+        } else {
+            "{}".to_owned()
+        };
+        let called = run(&["call", listed, &arguments]);
+        assert_eq!(called["is_error"], false, "{scope}: {called}");
+        let other = if refused == "create_payment" {
+            payment(5000)
+        } else {
+            "{}".to_owned()
+        };
+        let denied = run(&["call", refused, &other]);
+        assert_eq!(
+            (&denied["error"]["code"], &denied["error"]["data"]["reason"]),
+            (&json!(-32001), &json!("outside_delegation")),
+            "{scope}: {denied}"
+        );
+    }
+    // A stranger presenting the delegate's child token lists nothing.
+    let (_, delegated) = crate::delegation::delegate(
+        &server,
+        &agent,
+        &txn,
+        "pay-worker",
+        &["payments:read"],
+        None,
+    )
+    .await;
+    let stranger = server.identity("stranger");
+    let listed = client(
+        &python,
+        &server,
+        &stranger,
+        delegated["txn_token"].as_str().unwrap(),
+        &["list"],
+    );
+    assert_eq!(
+        listed["error"]["data"]["reason"], "outside_delegation",
+        "{listed}"
+    );
+}

@@ -51,6 +51,8 @@ pub enum DenyReason {
     DelegationExpired,
     /// Delegating once more would exceed the configured depth.
     DelegationDepth,
+    /// The approver acts in the task (its agent or a delegate), or is the user it acts for.
+    SeparationOfDuties,
 }
 
 impl DenyReason {
@@ -78,6 +80,7 @@ impl DenyReason {
             Self::DelegationRevoked => "delegation_revoked",
             Self::DelegationExpired => "delegation_expired",
             Self::DelegationDepth => "delegation_depth",
+            Self::SeparationOfDuties => "separation_of_duties",
         }
     }
 }

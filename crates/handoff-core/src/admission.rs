@@ -1,0 +1,173 @@
+//! Admission: what a request must pass before policy is asked (the task is open and the caller's,
+//! or a delegate's within its delegation; the system is not frozen; the plan and the purpose's
+//! budgets leave room), decided in one place for the exchange and for a listing of what a caller
+//! can reach, so the two never disagree.
+
+use crate::config::{ActionConfig, SystemConfig};
+use crate::delegation::Delegation;
+use crate::error::ServiceError;
+use crate::identity::VerifiedIdentity;
+use crate::ids::{ActionName, DecisionId};
+use crate::notify::NoticeKind;
+use crate::policy::{Denial, DenyReason};
+use crate::service::{Handoff, MAX_SCOPE_ITEMS, check_task};
+use crate::task::TaskSnapshot;
+use crate::time::Timestamp;
+use std::collections::BTreeSet;
+
+/// Most actions one reachability question may name.
+pub const MAX_REACH_ITEMS: usize = 4 * MAX_SCOPE_ITEMS;
+
+fn denied(decision_id: &DecisionId, reason: DenyReason, description: String) -> ServiceError {
+    ServiceError::Denied(Denial {
+        decision_id: decision_id.clone(),
+        reason,
+        description,
+        policies: Vec::new(),
+    })
+}
+
+/// The notice a containment breach sends the system's owner; other refusals send none.
+pub(crate) fn breach_notice(reason: DenyReason) -> Option<NoticeKind> {
+    match reason {
+        DenyReason::OutsidePlan => Some(NoticeKind::OutsidePlan),
+        DenyReason::BudgetExchanges
+        | DenyReason::BudgetSystems
+        | DenyReason::BudgetWrites
+        | DenyReason::BudgetLiveTokens => Some(NoticeKind::BudgetExceeded),
+        _ => None,
+    }
+}
+
+impl Handoff {
+    /// The caller may act in the task at all: the task is open and unexpired, and the caller is
+    /// its agent, or the delegate `delegation` names (unexpired, nothing above it revoked, the
+    /// delegate not revoked).
+    pub(crate) async fn admit_caller(
+        &self,
+        snapshot: &TaskSnapshot,
+        identity: &VerifiedIdentity,
+        delegation: Option<&Delegation>,
+        decision_id: &DecisionId,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        check_task(snapshot, identity, delegation.is_some(), decision_id, now)?;
+        if let Some(delegation) = delegation {
+            self.check_delegation(delegation, identity, decision_id, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `actions` on `system` are within the caller's reach: delegated (for a delegate), the
+    /// system not frozen, inside the task's plan and the purpose's budgets. Sends no notice:
+    /// the exchange tells the owner of a breach ([`breach_notice`]), a listing does not.
+    pub(crate) async fn admit_actions(
+        &self,
+        snapshot: &TaskSnapshot,
+        delegation: Option<&Delegation>,
+        system: &SystemConfig,
+        actions: &[ActionConfig],
+        decision_id: &DecisionId,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        if let Some(delegation) = delegation
+            && let Some(extra) = actions
+                .iter()
+                .find(|a| !delegation.actions.contains(&a.name))
+        {
+            return Err(denied(
+                decision_id,
+                DenyReason::OutsideDelegation,
+                format!(
+                    "`{}` was not delegated (delegated: {})",
+                    extra.name,
+                    join(&delegation.actions)
+                ),
+            ));
+        }
+        if self.store().is_frozen(&system.id).await? {
+            return Err(denied(
+                decision_id,
+                DenyReason::SystemFrozen,
+                format!("`{}` is frozen", system.id),
+            ));
+        }
+        let task = &snapshot.task;
+        let Some(purpose) = self.config().purposes.get(&task.purpose) else {
+            return Err(denied(
+                decision_id,
+                DenyReason::PolicyError,
+                format!("purpose `{}` is no longer declared", task.purpose),
+            ));
+        };
+        crate::budget::check(
+            purpose,
+            task,
+            &snapshot.facts,
+            system,
+            actions,
+            now.seconds(),
+        )
+        .map_err(|(reason, description)| denied(decision_id, reason, description))
+    }
+
+    /// Which of `wanted` (`system:action` names) the caller could reach in the task its token
+    /// names, each on its own: the exchange's admission checks, without policy (arguments are
+    /// decided on each exchange). A caller that may not act in the task at all is refused as
+    /// the exchange would refuse it; undeclared names are never reachable. Nothing is recorded:
+    /// a listing grants nothing.
+    pub async fn reachable_actions(
+        &self,
+        identity: &VerifiedIdentity,
+        txn_token: &str,
+        wanted: &[ActionName],
+    ) -> Result<BTreeSet<ActionName>, ServiceError> {
+        if wanted.len() > MAX_REACH_ITEMS {
+            return Err(ServiceError::InvalidRequest(format!(
+                "at most {MAX_REACH_ITEMS} actions can be asked about at once"
+            )));
+        }
+        let txn = self.verify_task_token(txn_token)?;
+        let delegation = self.delegation_of(&txn).await?;
+        let snapshot = self.store().task(txn.task()).await?.ok_or_else(|| {
+            ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
+        })?;
+        let now = self.now();
+        let decision_id = DecisionId::new(self.id("dec")?);
+        self.admit_caller(&snapshot, identity, delegation.as_ref(), &decision_id, now)
+            .await?;
+        let mut reachable = BTreeSet::new();
+        for name in wanted {
+            let Some((system, action)) = self.config().action(name.as_str()) else {
+                continue;
+            };
+            match self
+                .admit_actions(
+                    &snapshot,
+                    delegation.as_ref(),
+                    system,
+                    std::slice::from_ref(action),
+                    &decision_id,
+                    now,
+                )
+                .await
+            {
+                Ok(()) => {
+                    reachable.insert(action.name.clone());
+                }
+                Err(ServiceError::Denied(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(reachable)
+    }
+}
+
+fn join(actions: &BTreeSet<ActionName>) -> String {
+    actions
+        .iter()
+        .map(ActionName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
