@@ -16,41 +16,60 @@ use handoff_core::audit::UsageRecord;
 use handoff_core::config::{Route, SystemConfig};
 use handoff_core::ids::SystemId;
 use handoff_core::token::AccessClaims;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Where the gateway's HTTP routes live.
 pub const PREFIX: &str = "/gateway/";
 
-/// Headers that belong to one connection and never travel on (RFC 9110 §7.6.1), plus the
-/// agent's credential and the host.
-const DROPPED: &[HeaderName] = &[
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// Headers that belong to one connection and never travel on, either way (RFC 9110 §7.6.1;
+/// `keep-alive` and `proxy-connection` are the legacy ones): the headers named in `Connection`
+/// are dropped too.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request headers the gateway replaces or that carry the agent's credentials.
+const NOT_FORWARDED: &[HeaderName] = &[
     header::HOST,
     header::AUTHORIZATION,
     header::CONTENT_LENGTH,
     header::COOKIE,
 ];
 
-/// Connection headers dropped from the upstream's answer.
-const HOP_BY_HOP: &[HeaderName] = &[
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// The names a message's `Connection` headers list (lowercased; `close` and `keep-alive` too).
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// Removes the hop-by-hop headers and those named in `Connection` from a message.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_named(headers) {
+        headers.remove(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
 
 fn keep(name: &HeaderName) -> bool {
-    !DROPPED.contains(name) && name.as_str() != "keep-alive" && name.as_str() != "txn-token"
+    !NOT_FORWARDED.contains(name) && name.as_str() != "txn-token"
 }
 
 pub async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
@@ -72,7 +91,8 @@ async fn handle(
     request: Request,
     started: Instant,
 ) -> Result<Response, GatewayError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
     let (system_id, rest) = split_path(parts.uri.path())?;
     let system = gateway
         .config
@@ -85,7 +105,8 @@ async fn handle(
     let claims = gateway.verifier.check(token, system).await?;
     let verified = Verified { claims, system };
     let method = parts.method.as_str();
-    let outcome = authorize(gateway, &verified, method, rest, body).await;
+    let length = declared_length(&parts.headers);
+    let outcome = authorize(gateway, &verified, method, rest, (length, body)).await;
     let (route, resource, body) = match outcome {
         Ok(found) => found,
         Err((error, action)) => {
@@ -156,10 +177,7 @@ async fn handle(
     };
     let (mut head, incoming) = answer.into_parts();
     let status = head.status.as_u16();
-    for name in HOP_BY_HOP {
-        head.headers.remove(name);
-    }
-    head.headers.remove("keep-alive");
+    strip_hop_by_hop(&mut head.headers);
     let recorder = gateway.recorder.clone();
     let claims = verified.claims;
     let system_name = system.id.to_string();
@@ -197,7 +215,7 @@ async fn authorize(
     verified: &Verified<'_>,
     method: &str,
     path: &str,
-    body: Body,
+    (length, body): (Option<u64>, Body),
 ) -> Result<(Route, Option<String>, Bytes), (GatewayError, Option<String>)> {
     let system = verified.system;
     let claims = &verified.claims;
@@ -206,7 +224,11 @@ async fn authorize(
         method: method.chars().take(16).collect(),
         path: truncate(path, 256),
     };
-    if has_dot_segment(path) {
+    let allow_encoded = system
+        .gateway
+        .as_ref()
+        .is_some_and(|g| g.danger_allow_encoded_slashes);
+    if has_dot_segment(path) || (!allow_encoded && has_encoded_separator(path)) {
         return Err((not_mapped(), None));
     }
     let routes = system
@@ -239,10 +261,21 @@ async fn authorize(
         }
     }
     let limit = gateway.max_body_bytes;
+    // Refused on the declared length before the body is read, so a client that sent
+    // `Expect: 100-continue` never gets `100 Continue` for a body that would be refused.
+    if length.is_some_and(|n| n > limit as u64) {
+        return Err(fail(GatewayError::BodyTooLarge(limit)));
+    }
     let body = Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|_| fail(GatewayError::BodyTooLarge(limit)))?
+        .map_err(|e| {
+            fail(if e.is::<LengthLimitError>() {
+                GatewayError::BodyTooLarge(limit)
+            } else {
+                GatewayError::InvalidRequest("the request body could not be read".to_owned())
+            })
+        })?
         .to_bytes();
     if !route.details.is_empty() {
         let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
@@ -278,6 +311,24 @@ fn has_dot_segment(path: &str) -> bool {
         let lower = segment.to_ascii_lowercase().replace("%2e", ".");
         lower == "." || lower == ".."
     })
+}
+
+/// An encoded `/` or `\` inside a segment (`%2F`, `%5C`, any case), or a raw `\`: an upstream
+/// that decodes before routing would see more segments than were matched.
+fn has_encoded_separator(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\')
+}
+
+/// The body length the request declares, if it declares one that parses.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -316,5 +367,26 @@ mod tests {
         assert!(has_dot_segment("/repos/%2E%2e/admin"));
         assert!(has_dot_segment("/repos/./x"));
         assert!(!has_dot_segment("/repos/a.b/pulls"));
+    }
+
+    #[test]
+    fn encoded_separators_are_found_in_any_case() {
+        assert!(has_encoded_separator("/repos/a%2Fb/pulls"));
+        assert!(has_encoded_separator("/repos/a%2fb"));
+        assert!(has_encoded_separator("/repos/a%5Cb"));
+        assert!(has_encoded_separator("/repos/a\\b"));
+        assert!(!has_encoded_separator("/repos/a%20b/pulls"));
+    }
+
+    #[test]
+    fn headers_named_in_connection_and_hop_by_hop_headers_are_stripped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "close, X-Secret".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert("proxy-connection", "keep-alive".parse().unwrap());
+        headers.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
     }
 }

@@ -20,6 +20,7 @@ mod verify;
 
 pub use error::GatewayError;
 pub use feed::{FeedCredential, FeedEntry, fetch_jwks, follow_feed};
+pub use http::PREFIX as HTTP_PREFIX;
 pub use record::Recorder;
 pub use uses::Remote;
 pub use verify::{DenyList, OfflineVerifier, Verifier};

@@ -26,6 +26,16 @@ pub enum ApiError {
     AccessDenied(Denial),
     #[error("not found")]
     NotFound,
+    #[error("the method is not allowed on this path")]
+    MethodNotAllowed,
+    #[error("the request body is larger than this endpoint accepts")]
+    BodyTooLarge,
+    #[error("the content type is not supported here")]
+    UnsupportedMediaType,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    #[error("the request line and headers are larger than {0} bytes")]
+    HeaderTooLarge(usize),
     #[error("{0}")]
     Pending(ServiceError),
     #[error("{0}")]
@@ -62,7 +72,12 @@ impl From<ServiceError> for ApiError {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The JSON body every refusal carries: the stable code and a safe description.
+    pub(crate) fn body(&self) -> serde_json::Value {
+        json!({ "error": self.status_and_code().1, "error_description": self.to_string() })
+    }
+
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
@@ -72,6 +87,16 @@ impl ApiError {
             Self::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
             Self::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::HeaderTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header_too_large",
+            ),
             Self::Pending(ServiceError::SlowDown { .. }) => (StatusCode::BAD_REQUEST, "slow_down"),
             Self::Pending(_) => (StatusCode::BAD_REQUEST, "authorization_pending"),
             Self::ExpiredToken(_) => (StatusCode::BAD_REQUEST, "expired_token"),

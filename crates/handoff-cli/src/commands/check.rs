@@ -25,5 +25,13 @@ pub fn run(args: &DeploymentArgs) -> anyhow::Result<ExitCode> {
         deployment.policies.len(),
         deployment.policies.hash().get(..12).unwrap_or_default(),
     );
+    let server = &config.server;
+    println!(
+        "  server: header_read_timeout {}s, body_read_timeout {}s, max_header_bytes {}, max_connections {}",
+        server.header_read_timeout.seconds(),
+        server.body_read_timeout.seconds(),
+        server.max_header_bytes,
+        server.max_connections,
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -72,6 +72,7 @@ async fn serve(
         upstream.system.to_owned(),
         upstream.secret.to_owned(),
     ));
+    let settings = config.server;
     let gateway = Gateway::new(Arc::new(config), Verifier::offline(verifier), recorder)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -81,9 +82,13 @@ async fn serve(
     let _ = writeln!(out, "handoff gateway listening on http://{address}");
     let _ = out.flush();
     drop(out);
-    axum::serve(listener, handoff_gateway::router(Arc::new(gateway)))
-        .with_graceful_shutdown(super::serve::shutdown())
-        .await
-        .context("the gateway stopped")?;
+    handoff_server::serve(
+        listener,
+        handoff_gateway::router(Arc::new(gateway)),
+        &settings,
+        super::serve::PASS_THROUGH,
+        super::serve::shutdown(),
+    )
+    .await;
     Ok(())
 }

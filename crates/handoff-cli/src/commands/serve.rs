@@ -14,6 +14,9 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// The gateway's relayed upstream answers are never rewritten into Handoff's refusals.
+pub(crate) const PASS_THROUGH: &[&str] = &[handoff_gateway::HTTP_PREFIX];
+
 pub fn run(
     deployment_args: &DeploymentArgs,
     data: &DataArgs,
@@ -145,11 +148,9 @@ async fn serve(
     });
     // The enforcement gateway (`/gateway/...`, `/mcp`) runs inside the same server.
     let gateway = handoff_gateway::Gateway::embedded(handoff.clone())?;
+    let settings = handoff.config().server;
     let app = handoff_server::app(handoff).merge(handoff_gateway::router(Arc::new(gateway)));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("the server stopped")?;
+    handoff_server::serve(listener, app, &settings, PASS_THROUGH, shutdown()).await;
     Ok(())
 }
 

@@ -118,7 +118,12 @@ pub fn start(dir: &Path, config: &Path) -> Server {
     )
 }
 
-async fn git_token(server: &Server, agent: &str, scope: &str, resource: &str) -> (String, String) {
+pub async fn git_token(
+    server: &Server,
+    agent: &str,
+    scope: &str,
+    resource: &str,
+) -> (String, String) {
     let (task, txn) = server.task(agent, "release", &["git"]).await;
     let (status, body) = server
         .exchange(agent, &txn, "git", scope, &[("resource", resource)])

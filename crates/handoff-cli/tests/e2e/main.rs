@@ -17,6 +17,7 @@ mod evidence;
 mod exchange;
 mod gateway;
 mod gateway_tls;
+mod hardening_http;
 mod hardening_sod;
 mod hardening_tokens;
 mod harness;

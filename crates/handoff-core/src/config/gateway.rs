@@ -31,6 +31,7 @@ pub(super) const GATEWAY_SHAPE: Shape = Shape::Fields(&[
     ("credential", CREDENTIAL_SHAPE),
     ("routes", Shape::ArrayOf(&ROUTE_SHAPE)),
     ("tools", Shape::ArrayOf(&TOOL_SHAPE)),
+    ("danger_allow_encoded_slashes", Shape::Leaf),
 ]);
 const CREDENTIAL_SHAPE: Shape = Shape::Fields(&[
     ("header", Shape::Leaf),
@@ -69,6 +70,7 @@ pub struct RawGateway {
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub tools: Vec<Spanned<RawTool>>,
+    pub danger_allow_encoded_slashes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,6 +340,10 @@ pub struct GatewayConfig {
     pub credential: Option<UpstreamCredential>,
     pub routes: Vec<Route>,
     pub tools: Vec<Tool>,
+    /// Forward `%2F` and `%5C` inside a path segment (refused by default: an upstream that decodes
+    /// before routing would see another path than the one matched). For APIs that take an
+    /// encoded path as one segment, such as GitLab's `projects/group%2Fproject`.
+    pub danger_allow_encoded_slashes: bool,
 }
 
 /// Validates every system's gateway table and attaches it to the validated system.
@@ -565,6 +571,7 @@ fn validate_gateway(
         credential,
         routes,
         tools,
+        danger_allow_encoded_slashes: raw.danger_allow_encoded_slashes.unwrap_or(false),
     })
 }
 

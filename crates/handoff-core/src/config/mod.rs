@@ -4,6 +4,7 @@
 mod gateway;
 mod history;
 mod raw;
+mod server;
 mod shape;
 mod validate;
 
@@ -18,6 +19,7 @@ use std::fmt;
 pub use gateway::{
     GatewayConfig, PathTemplate, Route, Secret, SecretSource, Template, Tool, UpstreamCredential,
 };
+pub use server::ServerSettings;
 pub use validate::load_config;
 
 /// Seconds of clock skew allowed past an identity's `exp` and before its `nbf`, by default.
@@ -313,6 +315,8 @@ pub struct Config {
     pub approver_issuers: Vec<IssuerConfig>,
     pub counters: BTreeMap<String, CounterConfig>,
     pub delegation: DelegationSettings,
+    /// The HTTP listener's limits (`[server]`).
+    pub server: ServerSettings,
 }
 
 /// The system and action a qualified name (`git:push`) names in `systems`, if both are declared.

@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub counters: BTreeMap<String, Spanned<RawCounter>>,
     #[serde(default)]
     pub delegation: RawDelegation,
+    #[serde(default)]
+    pub server: super::server::RawServer,
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,6 +87,7 @@ const ROOT: Shape = Shape::Fields(&[
     ("approver_issuers", Shape::ArrayOf(&ISSUER)),
     ("counters", Shape::MapOf(&COUNTER)),
     ("delegation", DELEGATION),
+    ("server", super::server::SERVER_SHAPE),
 ]);
 const APPROVALS: Shape = Shape::Fields(&[
     ("ttl", Shape::Leaf),

@@ -233,7 +233,9 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
         .collect();
     let counters = super::history::validate_counters(ctx, &raw.counters, &systems);
     let delegation = super::history::validate_delegation(ctx, &raw.delegation);
+    let server = super::server::validate_server(ctx, &raw.server);
     Some(Config {
+        server,
         counters,
         delegation,
         approvals,

@@ -54,5 +54,8 @@ pub fn app(handoff: Arc<Handoff>) -> Router {
         .route("/v1/approvals/{id}/cancel", post(approvals::cancel))
         .fallback(discovery::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(|request, next| {
+            crate::refusal::declared_length(MAX_BODY_BYTES, request, next)
+        }))
         .with_state(state)
 }
