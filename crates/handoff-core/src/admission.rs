@@ -9,7 +9,7 @@ use crate::error::ServiceError;
 use crate::identity::VerifiedIdentity;
 use crate::ids::{ActionName, DecisionId};
 use crate::notify::NoticeKind;
-use crate::policy::{Denial, DenyReason};
+use crate::policy::DenyReason;
 use crate::service::{Handoff, MAX_SCOPE_ITEMS, check_task};
 use crate::task::TaskSnapshot;
 use crate::time::Timestamp;
@@ -17,15 +17,6 @@ use std::collections::BTreeSet;
 
 /// Most actions one reachability question may name.
 pub const MAX_REACH_ITEMS: usize = 4 * MAX_SCOPE_ITEMS;
-
-fn denied(decision_id: &DecisionId, reason: DenyReason, description: String) -> ServiceError {
-    ServiceError::Denied(Denial {
-        decision_id: decision_id.clone(),
-        reason,
-        description,
-        policies: Vec::new(),
-    })
-}
 
 /// The notice a containment breach sends the system's owner; other refusals send none.
 pub(crate) fn breach_notice(reason: DenyReason) -> Option<NoticeKind> {
@@ -76,7 +67,7 @@ impl Handoff {
                 .iter()
                 .find(|a| !delegation.actions.contains(&a.name))
         {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::OutsideDelegation,
                 format!(
@@ -87,7 +78,7 @@ impl Handoff {
             ));
         }
         if self.store().is_frozen(&system.id).await? {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::SystemFrozen,
                 format!("`{}` is frozen", system.id),
@@ -95,7 +86,7 @@ impl Handoff {
         }
         let task = &snapshot.task;
         let Some(purpose) = self.config().purposes.get(&task.purpose) else {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::PolicyError,
                 format!("purpose `{}` is no longer declared", task.purpose),
@@ -109,7 +100,7 @@ impl Handoff {
             actions,
             now.seconds(),
         )
-        .map_err(|(reason, description)| denied(decision_id, reason, description))
+        .map_err(|(reason, description)| ServiceError::denied(decision_id, reason, description))
     }
 
     /// Which of `wanted` (`system:action` names) the caller could reach in the task its token

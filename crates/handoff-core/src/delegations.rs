@@ -6,7 +6,7 @@ use crate::delegation::Delegation;
 use crate::error::ServiceError;
 use crate::identity::VerifiedIdentity;
 use crate::ids::{ActionName, AgentId, DecisionId};
-use crate::policy::{Denial, DenyReason};
+use crate::policy::DenyReason;
 use crate::service::{Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, task_event};
 use crate::store::{Effect, TaskWrite, Write};
 use crate::text::check_identifier;
@@ -34,15 +34,6 @@ pub struct DelegateRequest {
 pub struct Delegated {
     pub delegation: Delegation,
     pub txn_token: String,
-}
-
-fn denied(decision_id: &DecisionId, reason: DenyReason, description: String) -> ServiceError {
-    ServiceError::Denied(Denial {
-        decision_id: decision_id.clone(),
-        reason,
-        description,
-        policies: Vec::new(),
-    })
 }
 
 impl Handoff {
@@ -78,14 +69,14 @@ impl Handoff {
         if identity.agent() != &delegation.delegate
             || identity.issuer() != delegation.delegate_issuer
         {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::OutsideDelegation,
                 "the actor is not the delegate this task token was issued to".to_owned(),
             ));
         }
         if now >= delegation.expires_at {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::DelegationExpired,
                 format!("delegation `{}` has expired", delegation.id),
@@ -96,14 +87,14 @@ impl Handoff {
             .any_delegation_revoked(&delegation.chain)
             .await?
         {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::DelegationRevoked,
                 format!("delegation `{}` or one above it was revoked", delegation.id),
             ));
         }
         if self.store().is_agent_revoked(&delegation.delegate).await? {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::AgentRevoked,
                 format!("the delegate `{}` was revoked", delegation.delegate),
@@ -167,7 +158,7 @@ impl Handoff {
         let depth = parent.as_ref().map_or(0, |p| p.depth).saturating_add(1);
         let max_depth = self.config().delegation.max_depth;
         if depth > max_depth {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 &decision_id,
                 DenyReason::DelegationDepth,
                 format!("delegation depth {depth} exceeds the configured maximum of {max_depth}"),
@@ -177,7 +168,7 @@ impl Handoff {
         if let Some(parent) = &parent
             && let Some(extra) = actions.iter().find(|a| !parent.actions.contains(*a))
         {
-            return Err(denied(
+            return Err(ServiceError::denied(
                 &decision_id,
                 DenyReason::OutsideDelegation,
                 format!("`{extra}` was not delegated to the delegator"),

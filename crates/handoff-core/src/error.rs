@@ -1,6 +1,7 @@
 //! What the service refuses with, in wire terms (the server maps each variant to a status).
 
-use crate::policy::Denial;
+use crate::ids::DecisionId;
+use crate::policy::{Denial, DenyReason};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,20 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A refusal decided before policy ran (containment, delegation, admission): no policies.
+    pub(crate) fn denied(
+        decision_id: &DecisionId,
+        reason: DenyReason,
+        description: String,
+    ) -> Self {
+        Self::Denied(Denial {
+            decision_id: decision_id.clone(),
+            reason,
+            description,
+            policies: Vec::new(),
+        })
+    }
+
     /// The stable reason code recorded in the audit log.
     pub fn code(&self) -> &'static str {
         match self {

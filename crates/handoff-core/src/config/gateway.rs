@@ -739,16 +739,7 @@ mod tests {
         assert!(path.matches("/repos/acme/app").is_none());
     }
 
-    struct NoFiles;
-
-    impl crate::config::SourceReader for NoFiles {
-        fn read(&self, path: &str) -> Result<String, String> {
-            Err(format!("`{path}` does not exist"))
-        }
-        fn policy_files(&self, _folder: &str) -> Result<Vec<(String, String)>, String> {
-            Ok(Vec::new())
-        }
-    }
+    use crate::config::test_support::NoFiles;
 
     const BASE: &str = r#"
 trust_domain = "https://handoff.local"

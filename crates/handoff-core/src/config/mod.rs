@@ -392,3 +392,18 @@ fn sorted(mut problems: Vec<Problem>) -> Problems {
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     Problems(problems)
 }
+
+/// A `SourceReader` with no files, for config unit tests that load inline TOML.
+#[cfg(test)]
+pub(crate) mod test_support {
+    pub(crate) struct NoFiles;
+
+    impl super::SourceReader for NoFiles {
+        fn read(&self, path: &str) -> Result<String, String> {
+            Err(format!("`{path}` does not exist"))
+        }
+        fn policy_files(&self, _folder: &str) -> Result<Vec<(String, String)>, String> {
+            Ok(Vec::new())
+        }
+    }
+}

@@ -127,16 +127,7 @@ fn bounded(
 mod tests {
     use super::*;
 
-    struct NoFiles;
-
-    impl crate::config::SourceReader for NoFiles {
-        fn read(&self, path: &str) -> Result<String, String> {
-            Err(format!("`{path}` does not exist"))
-        }
-        fn policy_files(&self, _folder: &str) -> Result<Vec<(String, String)>, String> {
-            Ok(Vec::new())
-        }
-    }
+    use crate::config::test_support::NoFiles;
 
     const BASE: &str = r#"
 trust_domain = "https://handoff.local"
