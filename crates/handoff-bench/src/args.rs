@@ -65,6 +65,13 @@ pub struct Args {
     /// Client runtime worker threads (the client shares the machine with the server).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Abuse the server instead of loading it: slow heads, slow bodies, then a flood of malformed
+    /// requests, each for `--duration`, reporting the server's memory (needs `--server-pid`).
+    #[arg(long)]
+    pub abuse: bool,
+    /// With `--abuse`: connections held open by the slow-head and slow-body phases.
+    #[arg(long, default_value_t = 1000)]
+    pub slow_connections: usize,
     /// A name for the run in the table's first column.
     #[arg(long)]
     pub label: Option<String>,

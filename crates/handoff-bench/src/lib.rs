@@ -1,6 +1,7 @@
 //! A load generator for a running Handoff server: N agents over keep-alive HTTP, closed or open
 //! loop, with latency percentiles and the server's CPU and memory per exchange.
 
+mod abuse;
 mod args;
 mod client;
 mod driver;
@@ -29,17 +30,16 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("`--mode open` needs `--rate N` (requests per second, N > 0)");
     }
     let authority = client::authority(&args.url)?;
+    if args.abuse {
+        return runtime(args)?.block_on(abuse::run(&authority, args));
+    }
     let needs_identities = !args.floor || args.tasks > 0;
     let identities = if needs_identities {
         identity::issue_all(args)?
     } else {
         vec![String::new(); args.agents]
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()
-        .context("cannot start the client runtime")?;
+    let runtime = runtime(args)?;
     let floor = std::sync::Arc::new((args.floor_path.clone(), args.floor_bearer.clone()));
     runtime.block_on(async {
         let agents: Vec<Agent> = identities
@@ -75,4 +75,12 @@ pub fn run(args: &Args) -> Result<()> {
         }
         Ok(())
     })
+}
+
+fn runtime(args: &Args) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the client runtime")
 }

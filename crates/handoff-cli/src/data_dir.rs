@@ -58,15 +58,21 @@ impl DataDir {
     /// The operator credential for the HTTP admin API, created on first use (file mode 0600).
     pub fn operator_secret(&self) -> Result<String> {
         let path = self.operator_secret_path();
-        match fs::read_to_string(&path) {
-            Ok(secret) => Ok(secret.trim().to_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let random = handoff_core::random::SystemRandomness::default();
-                let secret = handoff_core::random::new_id(&random, "hop")?;
-                write_private(&path, secret.as_bytes())?;
-                Ok(secret)
+        loop {
+            let read =
+                read_private(&path).with_context(|| format!("cannot use `{}`", path.display()))?;
+            if let Some(bytes) = read {
+                let secret = String::from_utf8(bytes)
+                    .with_context(|| format!("`{}` is not UTF-8", path.display()))?;
+                let secret = secret.trim();
+                anyhow::ensure!(!secret.is_empty(), "`{}` is empty", path.display());
+                return Ok(secret.to_owned());
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+            let random = handoff_core::random::SystemRandomness::default();
+            let secret = handoff_core::random::new_id(&random, "hop")?;
+            if write_private(&path, secret.as_bytes())? == WriteOutcome::Written {
+                return Ok(secret);
+            }
         }
     }
 
@@ -81,36 +87,95 @@ impl DataDir {
 
     fn key(&self, name: &str, algorithm: SigningAlgorithm) -> Result<SigningKey> {
         let path = self.root.join("keys").join(name);
-        let der = match fs::read(&path) {
-            Ok(der) => der,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let der = generate_pkcs8(algorithm)?;
-                write_private(&path, &der)?;
-                der
+        let der = loop {
+            let read = read_private(&path)
+                .with_context(|| format!("cannot use key `{}`", path.display()))?;
+            if let Some(der) = read {
+                break der;
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read key `{}`", path.display()));
+            let der = generate_pkcs8(algorithm)?;
+            if write_private(&path, &der)? == WriteOutcome::Written {
+                break der;
             }
         };
         SigningKey::from_pkcs8(algorithm, &der).with_context(|| format!("key `{}`", path.display()))
     }
 }
 
-/// Writes a private key readable by the owner only, refusing to overwrite.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
+/// Writes a secret readable by the owner only, all or nothing, refusing to overwrite: the bytes
+/// go to a temporary file in the same directory (mode 0600), which is fsynced, linked into place
+/// only if nothing is there yet, and the directory fsynced. A kill at any moment leaves either no
+/// file or the whole one, never a short key that would stop every later start. When another
+/// process wrote the file first, its secret is the one kept and read back.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<WriteOutcome> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("`{}` has no directory", path.display()))?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".handoff-secret-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{}`", dir.display()))?;
+    restrict(file.path(), 0o600)?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("cannot write `{}`", file.path().display()))?;
+    match file.persist_noclobber(path) {
+        Ok(_) => {}
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Ok(WriteOutcome::AlreadyThere);
+        }
+        Err(e) => {
+            return Err(e.error).with_context(|| format!("cannot create `{}`", path.display()));
+        }
+    }
+    sync_dir(dir)?;
+    Ok(WriteOutcome::Written)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum WriteOutcome {
+    Written,
+    AlreadyThere,
+}
+
+/// Makes a rename or link in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync `{}`", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Reads a secret, refusing one that group or others may read: a key another account could have
+/// copied is not a key to keep signing with.
+fn read_private(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "it is readable by group or others (mode {:o}); `chmod 600` it, and rotate \
+                     the key if another account could have read it",
+                    mode & 0o777
+                ),
+            ));
+        }
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create key `{}`", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+    Ok(Some(bytes))
 }
 
 fn restrict(path: &Path, mode: u32) -> Result<()> {

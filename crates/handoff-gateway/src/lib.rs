@@ -52,7 +52,7 @@ pub struct Gateway {
     /// Present inside `handoff serve`: MCP `tools/call` runs the exchange through it.
     handoff: Option<Arc<Handoff>>,
     credentials: BTreeMap<SystemId, Injector>,
-    mcp: BTreeMap<SystemId, upstream_mcp::McpUpstream>,
+    mcp: BTreeMap<SystemId, Arc<upstream_mcp::McpUpstream>>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_body_bytes: usize,
 }
@@ -111,7 +111,7 @@ impl Gateway {
             if let Some(url) = &gateway.mcp {
                 mcp.insert(
                     system.id.clone(),
-                    upstream_mcp::McpUpstream::new(url, calls.clone()),
+                    Arc::new(upstream_mcp::McpUpstream::new(url, calls.clone())),
                 );
             }
         }

@@ -1,5 +1,7 @@
-//! The MCP endpoint (Streamable HTTP, `POST /mcp`, JSON responses): one endpoint in front of
-//! every system's upstream MCP server.
+//! The MCP endpoint (Streamable HTTP, `POST /mcp`): one endpoint in front of every system's
+//! upstream MCP server. Answers are JSON, except a `tools/call` from a caller that accepts
+//! `text/event-stream`: that answer is a stream relaying the upstream's logging and progress
+//! notifications as they arrive, then the result.
 //!
 //! The client authenticates with its workload identity (`Authorization: Bearer`) and names its
 //! task with a `Txn-Token` header. Each `tools/call` is a handoff: the tool's system, action,
@@ -10,13 +12,15 @@
 //! caller can reach in the task (the exchange's admission checks, so a delegate sees what its
 //! delegation allows). Every other method fails closed.
 
-use crate::Gateway;
 use crate::details;
 use crate::record::Use;
+use crate::upstream_mcp::{McpUpstream, Relay};
+use crate::{Gateway, GatewayError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use handoff_core::ServiceError;
 use handoff_core::audit::UsageRecord;
@@ -29,6 +33,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::mpsc;
 
 pub const PATH: &str = "/mcp";
 /// RFC 9728 protected resource metadata for the endpoint (path-suffixed, as the MCP spec asks).
@@ -54,6 +59,8 @@ pub const ACCESS_DENIED: i64 = -32001;
 pub const APPROVAL_PENDING: i64 = -32003;
 /// Tools listed per upstream at most (pages followed).
 const MAX_LIST_PAGES: usize = 16;
+/// Notifications held for a slow caller before the upstream read waits for it.
+const RELAY_BUFFER: usize = 16;
 
 pub async fn metadata(State(gateway): State<Arc<Gateway>>) -> Response {
     let issuer = &gateway.config.trust_domain;
@@ -190,7 +197,7 @@ fn initialize(params: &Value) -> Value {
 }
 
 struct Call<'a> {
-    gateway: &'a Gateway,
+    gateway: &'a Arc<Gateway>,
     handoff: &'a handoff_core::Handoff,
     identity: &'a VerifiedIdentity,
     identity_token: &'a str,
@@ -382,46 +389,26 @@ impl Call<'_> {
         let Ok(claims) = peek_claims::<AccessClaims>(Unverified::new(&issued.token.token)) else {
             return rpc_error(self.id, INTERNAL_ERROR, "internal error", None);
         };
-        let Some(upstream) = self.gateway.mcp.get(&system.id) else {
+        let Some(upstream) = self.gateway.mcp.get(&system.id).cloned() else {
             return rpc_error(self.id, INTERNAL_ERROR, "the tool has no upstream", None);
         };
-        let forwarded = json!({ "name": name, "arguments": arguments });
-        let bytes_in = forwarded.to_string().len() as u64;
-        let outcome = match self.gateway.credential(system, &tool.action).await {
-            Ok(credential) => upstream.request("tools/call", forwarded, &credential).await,
-            Err(e) => Err(e),
-        };
-        let (status, bytes_out, refused, response) = match outcome {
-            Ok(answer) => {
-                let response = match (answer.message.get("result"), answer.message.get("error")) {
-                    (Some(result), _) => rpc_result(self.id, result.clone()),
-                    (None, Some(error)) => {
-                        Json(json!({ "jsonrpc": "2.0", "id": self.id, "error": error }))
-                            .into_response()
-                    }
-                    (None, None) => rpc_error(
-                        self.id,
-                        INTERNAL_ERROR,
-                        "the upstream answered nothing",
-                        None,
-                    ),
-                };
-                (answer.status, answer.bytes, None, response)
-            }
-            Err(error) => {
-                tracing::warn!(%error, tool = name, "an MCP tool call could not be forwarded");
-                let code = error.code().to_owned();
-                (
-                    0,
-                    0,
-                    Some(code),
-                    rpc_error(self.id, INTERNAL_ERROR, "the upstream is unavailable", None),
-                )
-            }
-        };
-        self.gateway.recorder.record(
-            &claims,
-            Use {
+        let credential = self.gateway.credential(system, &tool.action).await;
+        let streams = accepts_event_stream(self.headers);
+        let mut forwarded = json!({ "name": name, "arguments": arguments });
+        // The caller's progress token goes upstream only when its progress can come back.
+        if let (true, Some(token)) = (streams, params.pointer("/_meta/progressToken"))
+            && let Some(object) = forwarded.as_object_mut()
+        {
+            object.insert("_meta".to_owned(), json!({ "progressToken": token }));
+        }
+        let forward = Forward {
+            gateway: self.gateway.clone(),
+            upstream,
+            credential,
+            id: self.id.clone(),
+            forwarded,
+            claims,
+            call: Use {
                 system: system.id.to_string(),
                 action: format!("{}:{}", system.id, tool.action),
                 resource,
@@ -429,15 +416,32 @@ impl Call<'_> {
                 decision_id: Some(issued.decision_id.to_string()),
                 usage: UsageRecord {
                     call: format!("tool:{}", truncate(name, 128)),
-                    status,
-                    bytes_in,
-                    bytes_out,
-                    latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    status: 0,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    latency_us: 0,
                 },
-                refused,
+                refused: None,
             },
-        );
-        response
+            started,
+        };
+        if !streams {
+            return Json(forward.run(None).await).into_response();
+        }
+        // Streamable HTTP: the upstream's logging and progress notifications are relayed as they
+        // arrive, then the response closes the stream. The call runs to its end (and is recorded)
+        // even if the caller goes away.
+        let (relay, relayed) = mpsc::channel::<Value>(RELAY_BUFFER);
+        tokio::spawn(async move {
+            let last = forward.run(Some(&relay)).await;
+            let _ = relay.send(last).await;
+        });
+        let events = futures_util::stream::unfold(relayed, |mut relayed| async move {
+            let message = relayed.recv().await?;
+            let event = Event::default().event("message").data(message.to_string());
+            Some((Ok::<_, std::convert::Infallible>(event), relayed))
+        });
+        Sse::new(events).into_response()
     }
 
     fn find(&self, name: &str) -> Option<(&SystemConfig, &Tool)> {
@@ -514,6 +518,84 @@ impl Call<'_> {
             }
         }
     }
+}
+
+/// A permitted tool call on its way upstream: forwarded once, its use recorded once.
+struct Forward {
+    gateway: Arc<Gateway>,
+    upstream: Arc<McpUpstream>,
+    credential: Result<Option<(HeaderName, HeaderValue)>, GatewayError>,
+    id: Value,
+    forwarded: Value,
+    claims: AccessClaims,
+    call: Use,
+    started: Instant,
+}
+
+impl Forward {
+    /// Forwards the call (notifications to `relay`), records its use, and returns the JSON-RPC
+    /// message that answers the caller.
+    async fn run(self, relay: Option<&Relay>) -> Value {
+        let Self {
+            gateway,
+            upstream,
+            credential,
+            id,
+            forwarded,
+            claims,
+            mut call,
+            started,
+        } = self;
+        call.usage.bytes_in = forwarded.to_string().len() as u64;
+        let outcome = match credential {
+            Ok(credential) => {
+                upstream
+                    .request_relaying("tools/call", forwarded, &credential, relay)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let message = match outcome {
+            Ok(answer) => {
+                call.usage.status = answer.status;
+                call.usage.bytes_out = answer.bytes;
+                match (answer.message.get("result"), answer.message.get("error")) {
+                    (Some(result), _) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+                    (None, Some(error)) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
+                    (None, None) => {
+                        error_message(&id, INTERNAL_ERROR, "the upstream answered nothing")
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, call = %call.usage.call, "an MCP tool call could not be forwarded");
+                call.refused = Some(error.code().to_owned());
+                error_message(&id, INTERNAL_ERROR, "the upstream is unavailable")
+            }
+        };
+        call.usage.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        gateway.recorder.record(&claims, call);
+        message
+    }
+}
+
+fn error_message(id: &Value, code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+}
+
+/// Whether the caller takes a server-sent-event stream (Streamable HTTP clients send
+/// `Accept: application/json, text/event-stream`).
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -266,3 +266,23 @@ async fn the_gateway_refuses_encoded_slashes_in_a_segment_and_never_forwards_the
         "an encoded slash reached the upstream"
     );
 }
+
+#[test]
+fn a_route_that_binds_one_placeholder_twice_is_refused_at_load() {
+    // `/repos/{repo}/{repo}` would keep only the last value: a token scoped to one repository
+    // would reach another. Found by fuzzing the path matcher.
+    let dir = temp_dir();
+    let config = gateway_config(dir.path(), "http://127.0.0.1:9");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "path = \"/repos/{owner}/{repo}\"\n",
+        "path = \"/repos/{repo}/{repo}\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = crate::harness::cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64));
+    let report = crate::harness::stderr(&output);
+    assert!(
+        report.contains("placeholder `{repo}` appears more than once"),
+        "{report}"
+    );
+}

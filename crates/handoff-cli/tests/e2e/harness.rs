@@ -83,7 +83,7 @@ impl Server {
             child,
             base,
             data_dir: data_dir.to_path_buf(),
-            client: reqwest::Client::new(),
+            client: client(),
         }
     }
 
@@ -381,4 +381,15 @@ pub fn ci_evidence_key() -> EncodingKey {
 
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
+}
+
+/// The tests' HTTP client. The server closes a keep-alive connection idle for
+/// `header_read_timeout` (10 s by default); a pooled connection reused at that moment fails with
+/// an incomplete message, so pooled connections are dropped well before (as docs/security.md
+/// advises every client).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
+        .build()
+        .expect("an HTTP client")
 }

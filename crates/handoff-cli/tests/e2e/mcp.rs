@@ -115,6 +115,11 @@ mcp = "{upstream}"
 name = "close_ticket"
 action = "close"
 resource = "ticket:{{ticket}}"
+
+[[systems.tickets.gateway.tools]]
+name = "export_ticket"
+action = "read"
+resource = "ticket:{{ticket}}"
 "#
     );
     example_config(dir, |text| format!("{text}\n{extra}"))
@@ -166,7 +171,7 @@ async fn tool_calls_are_handoffs_allowed_denied_or_gated_by_their_arguments() {
     let small = run(&["call", "create_payment", &payment(5000)]);
     assert_eq!(
         small,
-        json!({ "result": "created payment of 5000 EUR to ACME GmbH", "is_error": false })
+        json!({ "result": "created payment of 5000 EUR to ACME GmbH", "is_error": false, "logs": [], "progress": [] })
     );
     // ...and denied for another (over the cap a forbid policy sets): AuthZEN's -32001.
     let huge = run(&["call", "create_payment", &payment(2_000_000)]);
@@ -206,7 +211,7 @@ async fn tool_calls_are_handoffs_allowed_denied_or_gated_by_their_arguments() {
     let retried = run(&["call", "create_payment", &payment(250_000), &approval]);
     assert_eq!(
         retried,
-        json!({ "result": "created payment of 250000 EUR to ACME GmbH", "is_error": false })
+        json!({ "result": "created payment of 250000 EUR to ACME GmbH", "is_error": false, "logs": [], "progress": [] })
     );
     // The approval was for that exact request: another amount cannot ride on it.
     let other = run(&["call", "create_payment", &payment(300_000), &approval]);
@@ -389,4 +394,39 @@ async fn a_delegate_lists_exactly_the_tools_its_delegation_allows_and_calls_agre
         listed["error"]["data"]["reason"], "outside_delegation",
         "{listed}"
     );
+}
+
+#[tokio::test]
+async fn a_tool_that_logs_and_reports_progress_streams_them_to_the_client_before_its_result() {
+    // An SDK tool that awaits `ctx.info(...)` and `ctx.report_progress(...)` answers with a
+    // server-sent-event stream (CRLF-framed by the SDK): notifications first, then the result.
+    let Some(python) = python() else { return };
+    let dir = temp_dir();
+    let upstream = Upstream::start(&python, dir.path());
+    let config = config(dir.path(), &upstream.url);
+    let server = Server::start_env(
+        dir.path(),
+        Some(&config),
+        &[("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY)],
+    );
+    let agent = server.identity("support-agent");
+    let (task, txn) = server.task(&agent, "support", &["tickets"]).await;
+    let exported = client(
+        &python,
+        &server,
+        &agent,
+        &txn,
+        &["call", "export_ticket", r#"{"ticket":"T-7"}"#],
+    );
+    assert_eq!(
+        exported,
+        json!({
+            "result": "exported T-7",
+            "is_error": false,
+            "logs": ["exporting T-7"],
+            "progress": [[1.0, 2.0, "fetched"], [2.0, 2.0, "written"]],
+        })
+    );
+    // The call was decided and recorded like any other.
+    wait_for_trace(&server, &task, "tool:export_ticket").await;
 }

@@ -68,3 +68,55 @@ fn private_keys_are_readable_by_the_owner_only() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_key_file_others_can_read_stops_the_start_and_no_temporary_file_is_left() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir();
+    let data_dir = dir.path().to_str().unwrap();
+    let issue = || cli(&["identity", "issue", "--agent", "a", "--data-dir", data_dir]);
+    assert!(issue().status.success());
+    // Secrets are written whole and linked into place: nothing but the secrets remains.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["dev-issuer-ES256.p8"], "{names:?}");
+
+    let key = dir.path().join("keys/dev-issuer-ES256.p8");
+    for mode in [0o640, 0o604] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let output = issue();
+        assert!(!output.status.success(), "mode {mode:o} was accepted");
+        let why = crate::harness::stderr(&output);
+        assert!(why.contains("readable by group or others"), "{why}");
+    }
+
+    // The server refuses the same way, before it listens.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = crate::harness::Server::start(dir.path());
+    server.stop();
+    let signing = dir.path().join("keys/signing-ES256.p8");
+    std::fs::set_permissions(&signing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = std::process::Command::new(crate::harness::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started on a key others can read");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut why = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut why).unwrap();
+    assert!(why.contains("readable by group or others"), "{why}");
+}

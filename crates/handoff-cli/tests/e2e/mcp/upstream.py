@@ -7,7 +7,7 @@ import json
 import sys
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 LOG = sys.argv[1]
 server = MCPServer("payments-and-tickets")
@@ -29,6 +29,15 @@ def list_payments() -> str:
 def close_ticket(ticket: str) -> str:
     """Close a support ticket."""
     return f"closed {ticket}"
+
+
+@server.tool()
+async def export_ticket(ticket: str, ctx: Context) -> str:
+    """Export a ticket, logging and reporting progress before the result (as real tools do)."""
+    await ctx.info(f"exporting {ticket}")
+    await ctx.report_progress(1, 2, "fetched")
+    await ctx.report_progress(2, 2, "written")
+    return f"exported {ticket}"
 
 
 @server.tool()
