@@ -194,9 +194,16 @@ impl Handoff {
             .store()
             .token_status(&claims.jti, &TaskId::new(claims.txn.as_str()), &system.id)
             .await?;
-        // A delegate's token dies with any delegation in its chain.
+        // A delegate's token dies with any delegation in its chain, and with the delegate itself
+        // (its task is not its own, so revoking the delegate revokes no task that would cut it).
         let delegation_revoked = match &claims.del {
-            Some(chain) => self.store().any_delegation_revoked(chain).await?,
+            Some(chain) => {
+                self.store().any_delegation_revoked(chain).await?
+                    || self
+                        .store()
+                        .is_agent_revoked(&AgentId::new(claims.client_id.as_str()))
+                        .await?
+            }
             None => false,
         };
         if status.is_active() && !delegation_revoked {
