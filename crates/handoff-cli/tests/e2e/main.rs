@@ -21,6 +21,7 @@ mod hardening_http;
 mod hardening_sod;
 mod hardening_tokens;
 mod harness;
+mod hostile;
 mod identity;
 mod mcp;
 mod restart;
