@@ -12,6 +12,7 @@ mod approvals;
 mod audit;
 mod check;
 mod containment;
+mod crash;
 mod delegation;
 mod evidence;
 mod exchange;
