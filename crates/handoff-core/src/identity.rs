@@ -237,18 +237,7 @@ impl IdentityVerifier {
         now: Timestamp,
     ) -> Result<(&TrustedIssuer, Value, TokenTimes), TokenError> {
         let header = decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
-        if header.jku.is_some() {
-            return Err(TokenError::ForbiddenHeader("jku"));
-        }
-        if header.x5u.is_some() {
-            return Err(TokenError::ForbiddenHeader("x5u"));
-        }
-        if header.jwk.is_some() {
-            return Err(TokenError::ForbiddenHeader("jwk"));
-        }
-        if header.crit.is_some() {
-            return Err(TokenError::ForbiddenHeader("crit"));
-        }
+        crate::token::refuse_key_headers(&header)?;
         // Explicit typing: Handoff's own token kinds are never identities.
         if let Some(typ) = header.typ.as_deref()
             && (typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)

@@ -31,6 +31,7 @@ pub async fn serve(
         .layer(axum::middleware::from_fn(move |request, next| {
             refusal::body_deadline(body_timeout, request, next)
         }))
+        .layer(axum::middleware::from_fn(refusal::single_authorization))
         .layer(axum::middleware::from_fn(move |request, next| {
             refusal::json_refusals(pass_through, request, next)
         }));

@@ -71,6 +71,23 @@ pub async fn declared_length(limit: usize, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
+/// Refuses a request carrying `Authorization` more than once, at every door (the gateway's
+/// too): it is a singleton field (RFC 9110 §11.6.2), and which copy a handler, a proxy or a log
+/// reads differs, so none is picked.
+pub async fn single_authorization(request: Request, next: Next) -> Response {
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return ApiError::InvalidRequest("the `Authorization` header is repeated".to_owned())
+            .into_response();
+    }
+    next.run(request).await
+}
+
 /// Gives the request body `timeout` from the head to arrive in full; past it, the body fails,
 /// and the answer is 408 `request_timeout` with the connection closed.
 pub async fn body_deadline(timeout: Duration, request: Request, next: Next) -> Response {

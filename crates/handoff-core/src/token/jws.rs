@@ -68,6 +68,25 @@ pub fn peek_claims<T: DeserializeOwned>(token: Unverified<'_>) -> Result<T, Toke
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
+/// Refuses a header that names its own key or where to fetch one (`jku`, `x5u`, `jwk`), or
+/// extensions it says must be understood (`crit`, RFC 7515 §4.1.11): none is ever honoured,
+/// whoever signed the token.
+pub fn refuse_key_headers(header: &jsonwebtoken::Header) -> Result<(), TokenError> {
+    if header.jku.is_some() {
+        return Err(TokenError::ForbiddenHeader("jku"));
+    }
+    if header.x5u.is_some() {
+        return Err(TokenError::ForbiddenHeader("x5u"));
+    }
+    if header.jwk.is_some() {
+        return Err(TokenError::ForbiddenHeader("jwk"));
+    }
+    if header.crit.is_some() {
+        return Err(TokenError::ForbiddenHeader("crit"));
+    }
+    Ok(())
+}
+
 /// Verifies a token Handoff signed itself: explicit `typ`, a `kid` of the key ring, the key's own
 /// algorithm, the signature, `iss` and (when given) `aud`. The time claims are parsed strictly and
 /// returned; checking them against the injected clock is the caller's.
@@ -79,6 +98,7 @@ pub fn verify_own<T: DeserializeOwned>(
     audience: Option<&str>,
 ) -> Result<(T, TokenTimes), TokenError> {
     let header = jsonwebtoken::decode_header(token.as_str()).map_err(|_| TokenError::Malformed)?;
+    refuse_key_headers(&header)?;
     if !header
         .typ
         .as_deref()
