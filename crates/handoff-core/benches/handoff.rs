@@ -145,7 +145,7 @@ fn decide_deploy_of(
     facts: &TaskFacts,
     commit: &str,
 ) -> Decision {
-    let details = serde_json::json!([{ "type": "deployment", "commit": commit }]);
+    let details = serde_json::json!([{ "type": "ci", "commit": commit }]);
     decide_with(deployment, task, facts, "ci", "deploy", Some(details))
 }
 

@@ -8,14 +8,13 @@ use crate::task::{Task, TaskFacts};
 /// Why containment refuses, with a sentence naming the limit.
 pub type Breach = (DenyReason, String);
 
-/// Checks one exchange of `actions` on `system` against the task's plan and budgets.
-pub fn check(
+/// Checks `system` is in the task's declared plan, when the task declared one and its purpose
+/// denies off-plan requests: for an exchange, and for a delegation (which may hand on nothing the
+/// task could not reach itself).
+pub fn check_plan(
     purpose: &PurposeConfig,
     task: &Task,
-    facts: &TaskFacts,
     system: &SystemConfig,
-    actions: &[ActionConfig],
-    now_seconds: i64,
 ) -> Result<(), Breach> {
     if purpose.off_plan == OffPlan::Deny && !task.plan.is_empty() && !task.plan.contains(&system.id)
     {
@@ -28,6 +27,19 @@ pub fn check(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Checks one exchange of `actions` on `system` against the task's plan and budgets.
+pub fn check(
+    purpose: &PurposeConfig,
+    task: &Task,
+    facts: &TaskFacts,
+    system: &SystemConfig,
+    actions: &[ActionConfig],
+    now_seconds: i64,
+) -> Result<(), Breach> {
+    check_plan(purpose, task, system)?;
     let budgets = &purpose.budgets;
     let over = |limit: Option<u64>, used: u64| limit.is_some_and(|max| used >= max);
     if over(budgets.max_exchanges, facts.exchanges) {

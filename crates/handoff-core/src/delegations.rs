@@ -164,7 +164,39 @@ impl Handoff {
                 format!("delegation depth {depth} exceeds the configured maximum of {max_depth}"),
             ));
         }
+        // Work is handed to another workload: never to the delegator itself, nor back up the
+        // chain (the task's agent, a delegate above), which would only relabel who acts.
+        let above = match &parent {
+            Some(parent) => parent.actors.clone(),
+            None => vec![task.agent.to_string()],
+        };
+        if let Some(actor) = above
+            .iter()
+            .chain(std::iter::once(&identity.agent().to_string()))
+            .find(|actor| actor.eq_ignore_ascii_case(&request.delegate))
+        {
+            return Err(ServiceError::denied(
+                &decision_id,
+                DenyReason::SelfDelegation,
+                format!("`{actor}` already acts in this task; delegate to another workload"),
+            ));
+        }
         let actions = self.delegated_actions(&request.scope)?;
+        // Nothing the task could not reach itself: every system in its plan.
+        let Some(purpose) = self.config().purposes.get(&task.purpose) else {
+            return Err(ServiceError::denied(
+                &decision_id,
+                DenyReason::PolicyError,
+                format!("purpose `{}` is no longer declared", task.purpose),
+            ));
+        };
+        for action in &actions {
+            if let Some((system, _)) = self.config().action(action.as_str()) {
+                crate::budget::check_plan(purpose, task, system).map_err(
+                    |(reason, description)| ServiceError::denied(&decision_id, reason, description),
+                )?;
+            }
+        }
         if let Some(parent) = &parent
             && let Some(extra) = actions.iter().find(|a| !parent.actions.contains(*a))
         {

@@ -9,6 +9,11 @@ pub enum ServiceError {
     /// Malformed or incomplete request (RFC 6749 `invalid_request`).
     #[error("{0}")]
     InvalidRequest(String),
+    /// Authorization details (RFC 9396) of another system's type, naming a field the system does
+    /// not declare, repeating a member or a field, or not shaped as the system declares them
+    /// (§5 `invalid_authorization_details`).
+    #[error("{0}")]
+    InvalidAuthorizationDetails(String),
     /// The audience names no registered system (RFC 8693 `invalid_target`).
     #[error("{0}")]
     InvalidTarget(String),
@@ -71,6 +76,7 @@ impl ServiceError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidAuthorizationDetails(_) => "invalid_authorization_details",
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidClient(_) => "invalid_client",

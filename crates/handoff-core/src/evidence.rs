@@ -60,12 +60,13 @@ struct Statement {
     /// JWT-only registered claims; `aud` is checked by the JWT library.
     #[serde(default, rename = "aud")]
     _aud: Option<Value>,
-    /// RFC 7519 NumericDates, parsed strictly: a string or out-of-range value is refused.
-    #[serde(default)]
+    /// RFC 7519 NumericDates, parsed strictly: a string, `null` or out-of-range value is
+    /// refused; only an absent claim is `None`.
+    #[serde(default, deserialize_with = "crate::token::present_or_refused")]
     iat: Option<NumericDate>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::token::present_or_refused")]
     exp: Option<NumericDate>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::token::present_or_refused")]
     nbf: Option<NumericDate>,
     /// Other registered claims a JWT library may add; carried by nothing.
     #[serde(default, rename = "sub")]

@@ -22,6 +22,7 @@ pub mod evidence;
 pub mod hash;
 pub mod identity;
 pub mod ids;
+pub mod json;
 pub mod keys;
 pub mod notify;
 pub mod policy;

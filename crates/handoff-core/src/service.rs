@@ -503,9 +503,8 @@ impl Handoff {
             check_identifier("resource", resource)?;
         }
         let details = match &request.authorization_details {
-            Some(details) => {
-                project_details(system, details).map_err(ServiceError::InvalidRequest)?
-            }
+            Some(details) => project_details(system, details)
+                .map_err(ServiceError::InvalidAuthorizationDetails)?,
             None => Default::default(),
         };
         let scope: Vec<String> = actions.iter().map(|a| a.name.to_string()).collect();

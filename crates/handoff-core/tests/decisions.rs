@@ -133,7 +133,11 @@ fn grant(deployment: &Deployment, facts: &mut TaskFacts, system: &str, action: &
 fn the_context_handoff_builds_conforms_to_the_generated_schema() {
     let deployment = example();
     let payments = &deployment.config.systems[&SystemId::new("payments")];
-    let details = project_details(payments, &json!([{ "type": "payment", "amount": 100, "currency": "EUR", "creditor": "ACME", "extra": [1] }])).unwrap();
+    let details = project_details(
+        payments,
+        &json!([{ "type": "payments", "amount": 100, "currency": "EUR", "creditor": "ACME" }]),
+    )
+    .unwrap();
     assert_eq!(details["amount"], DetailValue::Long(100));
     let mut facts = TaskFacts::default();
     grant(&deployment, &mut facts, "crm", "read_customer");
@@ -171,11 +175,17 @@ fn details_of_the_wrong_shape_or_type_are_rejected() {
     let deployment = example();
     let payments = &deployment.config.systems[&SystemId::new("payments")];
     for bad in [
-        json!({"type": "payment"}),
+        json!({"type": "payments"}),
         json!([1]),
         json!([{"amount": 1}]),
         json!([{"type": "p", "amount": "1"}]),
         json!([{"type": "p", "amount": 1.5}]),
+        json!([{"type": "payments", "amount": "1"}]),
+        json!([{"type": "payments", "amount": 1.5}]),
+        // Another system's type, an undeclared field, a field in two entries.
+        json!([{"type": "ci", "amount": 1}]),
+        json!([{"type": "payments", "amount": 1, "extra": [1]}]),
+        json!([{"type": "payments", "amount": 1}, {"type": "payments", "amount": 9}]),
     ] {
         assert!(project_details(payments, &bad).is_err(), "{bad}");
     }

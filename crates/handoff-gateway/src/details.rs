@@ -93,7 +93,7 @@ mod tests {
     fn a_body_matching_the_granted_amount_passes_and_another_amount_is_refused() {
         let mapping: BTreeMap<String, String> =
             [("amount".to_owned(), "/amount".to_owned())].into();
-        let granted = json!([{ "type": "payment", "amount": 5000 }]);
+        let granted = json!([{ "type": "payments", "amount": 5000 }]);
         assert!(check(&mapping, &json!({ "amount": 5000 }), Some(&granted)).is_ok());
         assert!(check(&mapping, &json!({ "amount": 5001 }), Some(&granted)).is_err());
         assert!(check(&mapping, &json!({}), Some(&granted)).is_err());

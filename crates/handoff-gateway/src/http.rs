@@ -321,7 +321,7 @@ fn has_encoded_separator(path: &str) -> bool {
 }
 
 /// The body length the request declares, if it declares one that parses.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

@@ -26,8 +26,9 @@ pub use uses::Remote;
 pub use verify::{DenyList, OfflineVerifier, Verifier};
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Uri};
-use axum::routing::{any, get};
+use axum::routing::{MethodRouter, any, get};
 use bytes::Bytes;
 use credential::Injector;
 use handoff_core::Handoff;
@@ -156,13 +157,43 @@ impl Gateway {
 
 /// The gateway's routes: HTTP systems under `/gateway/`, and the MCP endpoint with its protected
 /// resource metadata (RFC 9728) when the gateway runs inside `handoff serve`.
+///
+/// Each route has its own body limit (the gateway's for HTTP routes and MCP calls, whose
+/// arguments are the body it forwards; [`uses::MAX_BODY_BYTES`] for a batch of use records),
+/// and a request declaring a `Content-Length` over it is refused with 413 before anything reads
+/// the body, so a client that sent `Expect: 100-continue` never gets `100 Continue` for it.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let mut router = Router::new().route("/gateway/{*rest}", any(http::forward));
+    let limit = gateway.max_body_bytes;
+    let mut router = Router::new().route("/gateway/{*rest}", limited(any(http::forward), limit));
     if gateway.handoff.is_some() {
         router = router
-            .route(mcp::PATH, any(mcp::endpoint))
+            .route(mcp::PATH, limited(any(mcp::endpoint), limit))
             .route(mcp::METADATA_PATH, get(mcp::metadata))
-            .route(uses::PATH, axum::routing::post(uses::receive));
+            .route(
+                uses::PATH,
+                limited(axum::routing::post(uses::receive), uses::MAX_BODY_BYTES),
+            );
     }
     router.with_state(gateway)
+}
+
+/// `route` with a body limit of `limit` bytes, enforced on the declared length first.
+fn limited(route: MethodRouter<Arc<Gateway>>, limit: usize) -> MethodRouter<Arc<Gateway>> {
+    route
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            declared_length(limit, request, next)
+        }))
+}
+
+/// Refuses a request whose declared `Content-Length` is over `limit` before the body is read.
+async fn declared_length(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if http::declared_length(request.headers()).is_some_and(|n| n > limit as u64) {
+        return axum::response::IntoResponse::into_response(GatewayError::BodyTooLarge(limit));
+    }
+    next.run(request).await
 }

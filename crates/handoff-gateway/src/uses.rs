@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 pub const PATH: &str = "/v1/gateway/uses";
 /// Most records one post carries.
 pub const MAX_BATCH: usize = 500;
+/// Largest batch body Handoff reads: axum's default, stated so the early 413 check can use it.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Records waiting to be posted; past this, new ones are logged and dropped.
 const QUEUE: usize = 10_000;
 

@@ -15,6 +15,8 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedGrantType(String),
     #[error("{0}")]
+    InvalidAuthorizationDetails(String),
+    #[error("{0}")]
     InvalidTarget(String),
     #[error("{0}")]
     InvalidScope(String),
@@ -54,6 +56,7 @@ impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::InvalidRequest(m) => Self::InvalidRequest(m),
+            ServiceError::InvalidAuthorizationDetails(m) => Self::InvalidAuthorizationDetails(m),
             ServiceError::InvalidTarget(m) => Self::InvalidTarget(m),
             ServiceError::InvalidScope(m) => Self::InvalidScope(m),
             ServiceError::InvalidClient(m) => Self::InvalidClient(m),
@@ -81,6 +84,9 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+            Self::InvalidAuthorizationDetails(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_authorization_details")
+            }
             Self::InvalidTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
             Self::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
             Self::InvalidClient(_) => (StatusCode::UNAUTHORIZED, "invalid_client"),

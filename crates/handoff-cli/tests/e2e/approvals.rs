@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const LARGE: &str =
-    r#"[{"type":"payment","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    r#"[{"type":"payments","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
 /// The same request with its fields in another order: the binding is canonical.
 const LARGE_REORDERED: &str =
-    r#"[{"creditor":"ACME GmbH","currency":"EUR","amount":250000,"type":"payment"}]"#;
+    r#"[{"creditor":"ACME GmbH","currency":"EUR","amount":250000,"type":"payments"}]"#;
 const CHANGED: &str =
-    r#"[{"type":"payment","amount":990000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    r#"[{"type":"payments","amount":990000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
 
 async fn pending_payment(server: &Server) -> (String, String, String) {
     let payer = server.identity("payments-agent");
@@ -402,7 +402,7 @@ async fn config_can_gate_an_action_and_a_forbid_still_wins() {
     // Above the hard cap, nothing can be approved: the forbid decides first.
     let payer = server.identity("payments-agent");
     let (_, pay) = server.task(&payer, "payments", &["payments"]).await;
-    let huge = r#"[{"type":"payment","amount":5000000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    let huge = r#"[{"type":"payments","amount":5000000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let (status, body) = server
         .exchange(
             &payer,

@@ -316,7 +316,7 @@ async fn revoking_a_delegation_or_the_task_cuts_every_delegate_below_it() {
 #[tokio::test]
 async fn an_approval_granted_for_the_exact_request_is_usable_by_a_delegate_once() {
     const LARGE: &str =
-        r#"[{"type":"payment","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+        r#"[{"type":"payments","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let dir = temp_dir();
     let server = Server::start(dir.path());
     let payer = server.identity("payments-agent");
@@ -391,4 +391,79 @@ async fn an_approval_granted_for_the_exact_request_is_usable_by_a_delegate_once(
         )
         .await;
     assert_ne!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_delegation_outside_the_tasks_plan_or_to_an_actor_of_the_task_is_refused() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let agent = server.identity("release-agent");
+    let worker = server.identity("test-worker");
+    let (_, txn) = server.task(&agent, "release", &["ci", "git"]).await;
+
+    // The plan is [ci, git]: payments cannot be handed on, alone or beside a planned action.
+    for scope in [
+        &["payments:approve"][..],
+        &["ci:run_tests", "payments:read"][..],
+    ] {
+        let (status, body) = delegate(&server, &agent, &txn, "test-worker", scope, None).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (403, "outside_plan"),
+            "{scope:?}: {body}"
+        );
+        assert!(body.get("txn_token").is_none(), "{body}");
+    }
+
+    // Never to the delegator itself, in any case.
+    for delegate_id in ["release-agent", "Release-Agent"] {
+        let (status, body) =
+            delegate(&server, &agent, &txn, delegate_id, &["ci:run_tests"], None).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (403, "self_delegation"),
+            "{delegate_id}: {body}"
+        );
+        assert!(body.get("txn_token").is_none(), "{body}");
+    }
+
+    // A delegate hands on neither to itself nor back up its chain.
+    let (status, first) = delegate(
+        &server,
+        &agent,
+        &txn,
+        "test-worker",
+        &["ci:run_tests"],
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let child = first["txn_token"].as_str().unwrap();
+    for delegate_id in ["test-worker", "release-agent"] {
+        let (status, body) = delegate(
+            &server,
+            &worker,
+            child,
+            delegate_id,
+            &["ci:run_tests"],
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, reason(&body)),
+            (403, "self_delegation"),
+            "{delegate_id}: {body}"
+        );
+    }
+    // Another workload, within the plan, is still delegated to.
+    let (status, body) = delegate(
+        &server,
+        &worker,
+        child,
+        "sub-worker",
+        &["ci:run_tests"],
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 }

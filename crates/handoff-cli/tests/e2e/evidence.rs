@@ -65,7 +65,7 @@ async fn post_webhook(
 }
 
 async fn deploy(server: &Server, agent: &str, txn: &str, commit: &str) -> (u16, Value) {
-    let details = json!([{ "type": "deployment", "commit": commit, "environment": "production" }]);
+    let details = json!([{ "type": "ci", "commit": commit, "environment": "production" }]);
     server
         .exchange(
             agent,
@@ -362,4 +362,34 @@ async fn a_per_agent_counter_spans_tasks_and_holds_under_parallel_requests() {
     server.exchange(&other, &txn, "ci", "run_tests", &[]).await;
     let (status, body) = server.exchange(&other, &txn, "ci", "deploy", &[]).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn evidence_with_a_null_time_claim_is_refused_like_any_unreadable_one() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let agent = server.identity("release-agent");
+    let (task, txn) = server.task(&agent, "release", &["ci"]).await;
+    server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
+    let key = ci_evidence_key();
+
+    // `"exp": null` is not "no expiry", nor is a null `nbf` or `iat` "no limit".
+    for claim in ["exp", "nbf", "iat"] {
+        let mut claims = evidence_claims(&task, &format!("null-{claim}"), "tests_passed", "abc123");
+        claims[claim] = Value::Null;
+        let (status, body) = post_jwt(&server, &signed(&key, &claims)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_evidence")),
+            "{claim}: null: {body}"
+        );
+    }
+    let (status, body) = deploy(&server, &agent, &txn, "abc123").await;
+    assert_eq!(status, 403, "no refused evidence counts: {body}");
+
+    // The same statement with the claim absent is accepted.
+    let claims = evidence_claims(&task, "absent-exp", "tests_passed", "abc123");
+    assert!(claims.get("exp").is_none());
+    let (status, body) = post_jwt(&server, &signed(&key, &claims)).await;
+    assert_eq!(status, 201, "{body}");
 }

@@ -165,7 +165,7 @@ async fn payments_are_forbidden_outside_payments_tasks_and_above_the_cap() {
 
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
-    let small = r#"[{"type":"payment","amount":12000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    let small = r#"[{"type":"payments","amount":12000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let (status, body) = server
         .exchange(
             &payer,
@@ -186,7 +186,7 @@ async fn payments_are_forbidden_outside_payments_tasks_and_above_the_cap() {
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert!(lifetime <= 300, "payments caps tokens at 5 minutes");
 
-    let large = r#"[{"type":"payment","amount":5000000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    let large = r#"[{"type":"payments","amount":5000000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let (status, body) = server
         .exchange(
             &payer,
@@ -297,21 +297,21 @@ async fn malformed_requests_get_oauth_errors_never_a_server_error() {
             "run_tests",
             vec![("authorization_details", "{not json")],
             400,
-            "invalid_request",
+            "invalid_authorization_details",
         ),
         (
             "ci",
             "run_tests",
             vec![("authorization_details", r#"{"type":"x"}"#)],
             400,
-            "invalid_request",
+            "invalid_authorization_details",
         ),
         (
             "ci",
             "run_tests",
             vec![("authorization_details", r#"[{"type":"x","commit":42}]"#)],
             400,
-            "invalid_request",
+            "invalid_authorization_details",
         ),
         (
             "ci",

@@ -345,7 +345,7 @@ async fn a_body_that_differs_from_the_tokens_authorization_details_is_refused() 
     let server = start(dir.path(), &config);
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
-    let details = r#"[{"type":"payment","amount":5000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    let details = r#"[{"type":"payments","amount":5000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let (status, body) = server
         .exchange(
             &payer,

@@ -286,3 +286,52 @@ fn a_route_that_binds_one_placeholder_twice_is_refused_at_load() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn the_gateway_and_mcp_refuse_a_declared_oversized_body_with_413_before_100_continue() {
+    let dir = temp_dir();
+    let (upstream_url, seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let agent = server.identity("release-bot");
+    let (_, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
+    let ask = |path: &str, auth: Option<&str>, length: usize| {
+        let auth = auth.map_or_else(String::new, |t| format!("authorization: Bearer {t}\r\n"));
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}\
+             content-length: {length}\r\nexpect: 100-continue\r\n\r\n"
+        )
+    };
+    // 1.5 MB: over the gateway's 1 MiB, under the 2 MB `/mcp` used to read up to by default.
+    let over = 1_500_000;
+    for (path, auth) in [
+        ("/gateway/git/repos/acme/app/pulls", Some(token.as_str())),
+        ("/gateway/git/repos/acme/app/pulls", None),
+        ("/mcp", Some(agent.as_str())),
+        ("/mcp", None),
+    ] {
+        let mut stream = connect(&server).await;
+        stream
+            .write_all(ask(path, auth, over).as_bytes())
+            .await
+            .unwrap();
+        let (status, head, body) = response(&mut stream).await;
+        let case = format!("{path} (token: {})", auth.is_some());
+        assert_eq!(status, 413, "{case}: {head}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{case}: {head}"
+        );
+        assert_eq!(body["error"], "body_too_large", "{case}: {body}");
+    }
+    assert!(seen.lock().await.is_empty(), "nothing reached the upstream");
+
+    // Within the limit, the same request is told to go on: the check refuses only what is over.
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(ask("/mcp", Some(&agent), 1000).as_bytes())
+        .await
+        .unwrap();
+    let (status, head, _) = response(&mut stream).await;
+    assert_eq!(status, 100, "{head}");
+}

@@ -8,9 +8,9 @@ use crate::harness::{Server, example_config, temp_dir};
 use serde_json::{Value, json};
 
 const LARGE: &str =
-    r#"[{"type":"payment","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    r#"[{"type":"payments","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
 const OTHER: &str =
-    r#"[{"type":"payment","amount":260000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    r#"[{"type":"payments","amount":260000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
 
 /// A payments task of `payments-agent` (for `alice`), delegated to `pay-worker` and on to
 /// `sub-worker`; the first delegate's large payment waits for approval.

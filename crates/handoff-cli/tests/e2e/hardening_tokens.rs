@@ -361,7 +361,7 @@ async fn invisible_characters_in_identifiers_are_refused() {
         assert_eq!(body["error"], "invalid_request", "{shown}");
         assert!(body.get("access_token").is_none());
 
-        let details = json!([{ "type": "deployment", "commit": format!("abc{c}123") }]);
+        let details = json!([{ "type": "ci", "commit": format!("abc{c}123") }]);
         let (status, body) = server
             .exchange(
                 &agent,

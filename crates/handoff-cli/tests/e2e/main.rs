@@ -24,6 +24,7 @@ mod hardening_tokens;
 mod harness;
 mod hostile;
 mod identity;
+mod inputs;
 mod mcp;
 mod restart;
 mod tasks;

@@ -54,7 +54,7 @@ async fn a_per_task_rate_limit_allows_three_payments_then_denies() {
     let server = Server::start(dir.path());
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
-    let small = r#"[{"type":"payment","amount":1000,"currency":"EUR","creditor":"ACME"}]"#;
+    let small = r#"[{"type":"payments","amount":1000,"currency":"EUR","creditor":"ACME"}]"#;
     for _ in 0..3 {
         // Short-lived tokens, so the live-token budget (2) never decides.
         let (status, body) = server
@@ -114,7 +114,7 @@ async fn a_per_agent_spend_limit_counts_the_agents_payments_across_its_tasks() {
     );
     let payer = server.identity("payments-agent");
     let pay = |amount: i64| {
-        json!([{ "type": "payment", "amount": amount, "currency": "EUR", "creditor": "ACME" }])
+        json!([{ "type": "payments", "amount": amount, "currency": "EUR", "creditor": "ACME" }])
             .to_string()
     };
     let (_, first) = server.task(&payer, "payments", &["payments"]).await;

@@ -6,7 +6,7 @@ use crate::task::{Task, TaskFacts};
 use crate::time::Timestamp;
 use cedar_policy::{Context, RestrictedExpression};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One authorization-details field as policy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,9 +16,12 @@ pub enum DetailValue {
     Bool(bool),
 }
 
-/// Checks `details` is an RFC 9396 array of typed objects and picks out the fields the system
-/// declares, each from the first object that has it. A declared field of the wrong JSON type is an
-/// error; undeclared fields are carried in the token but invisible to policy.
+/// Checks `details` is an RFC 9396 array of objects of the system's own type (§5: any other
+/// type is refused), each naming only fields the system declares (`[systems.ID.details]`), none
+/// of them in two entries, and picks out those fields. A declared field of the wrong JSON type is
+/// an error too. So what the token carries is exactly what policy decided on: nothing undeclared
+/// rides along, and no second copy of a field says something else to whoever reads the token.
+/// A system that declares no fields takes no details beyond `{"type": SYSTEM}`.
 pub fn project_details(
     system: &SystemConfig,
     details: &Value,
@@ -26,12 +29,47 @@ pub fn project_details(
     let Value::Array(items) = details else {
         return Err("authorization_details must be a JSON array".to_owned());
     };
+    let mut seen = BTreeSet::new();
     for item in items {
         let Value::Object(object) = item else {
             return Err("each authorization_details entry must be an object".to_owned());
         };
-        if !matches!(object.get("type"), Some(Value::String(_))) {
-            return Err("each authorization_details entry needs a string `type`".to_owned());
+        match object.get("type") {
+            Some(Value::String(kind)) if kind == system.id.as_str() => {}
+            Some(Value::String(kind)) => {
+                return Err(format!(
+                    "authorization_details type `{}` is not `{}`, the system asked for",
+                    shown(kind),
+                    system.id
+                ));
+            }
+            _ => {
+                return Err("each authorization_details entry needs a string `type`".to_owned());
+            }
+        }
+        for field in object.keys().filter(|k| k.as_str() != "type") {
+            if !system.details.contains_key(field) {
+                let declared: Vec<&str> = system.details.keys().map(String::as_str).collect();
+                return Err(if declared.is_empty() {
+                    format!(
+                        "`{}` declares no authorization_details fields; `{}` is not one",
+                        system.id,
+                        shown(field)
+                    )
+                } else {
+                    format!(
+                        "`{}` is not an authorization_details field of `{}` (declared: {})",
+                        shown(field),
+                        system.id,
+                        declared.join(", ")
+                    )
+                });
+            }
+            if !seen.insert(field.as_str()) {
+                return Err(format!(
+                    "authorization_details `{field}` appears in more than one entry"
+                ));
+            }
         }
     }
     let mut projected = BTreeMap::new();
@@ -75,6 +113,15 @@ pub fn project_details(
         projected.insert(field.clone(), value);
     }
     Ok(projected)
+}
+
+/// A caller's name for an error message: at most 64 characters, control characters escaped.
+fn shown(text: &str) -> String {
+    text.chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
 }
 
 /// The request part of an exchange's context.

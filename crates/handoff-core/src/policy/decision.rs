@@ -51,6 +51,8 @@ pub enum DenyReason {
     DelegationExpired,
     /// Delegating once more would exceed the configured depth.
     DelegationDepth,
+    /// The delegate already acts in the task: the delegator itself, or an actor above it.
+    SelfDelegation,
     /// The approver acts in the task (its agent or a delegate), or is the user it acts for.
     SeparationOfDuties,
 }
@@ -80,6 +82,7 @@ impl DenyReason {
             Self::DelegationRevoked => "delegation_revoked",
             Self::DelegationExpired => "delegation_expired",
             Self::DelegationDepth => "delegation_depth",
+            Self::SelfDelegation => "self_delegation",
             Self::SeparationOfDuties => "separation_of_duties",
         }
     }

@@ -8,7 +8,9 @@ mod txn;
 
 pub use access::{AccessClaims, Actor, MintedToken, mint_access_token, verify_access_token};
 pub use jws::{TokenError, Unverified, peek_claims, refuse_key_headers};
-pub use numeric_date::{Leeway, MAX_NUMERIC_DATE, NumericDate, TokenTimes, floor_seconds};
+pub use numeric_date::{
+    Leeway, MAX_NUMERIC_DATE, NumericDate, TokenTimes, floor_seconds, present_or_refused,
+};
 pub use txn::{
     OWN_TOKEN_LEEWAY, TaskContext, TxnClaims, VerifiedTxn, mint_delegated_txn_token,
     mint_txn_token, verify_txn_token,

@@ -116,6 +116,15 @@ pub fn floor_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, 
     NumericDate::deserialize(deserializer).map(NumericDate::floor)
 }
 
+/// Deserializes an optional NumericDate claim (`#[serde(default, deserialize_with = ...)]`):
+/// absent is `None`, but a present `null` is refused like any other value that is not a
+/// NumericDate, never read as "no limit" (serde's `Option` would take `null` for absent).
+pub fn present_or_refused<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<NumericDate>, D::Error> {
+    NumericDate::deserialize(deserializer).map(Some)
+}
+
 /// How much clock skew a door tolerates, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Leeway {

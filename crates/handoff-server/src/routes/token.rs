@@ -68,10 +68,16 @@ async fn access_token(
         .collect();
     let authorization_details = params
         .optional("authorization_details")
-        .map(serde_json::from_str::<serde_json::Value>)
+        .map(handoff_core::json::from_str_unique)
         .transpose()
-        .map_err(|_| {
-            ApiError::InvalidRequest("authorization_details is not valid JSON".to_owned())
+        .map_err(|e| {
+            // A member named twice is not a JSON syntax error, and is said as such.
+            let reason = if e.is_data() {
+                format!("authorization_details is refused: {e}")
+            } else {
+                "authorization_details is not valid JSON".to_owned()
+            };
+            ApiError::InvalidAuthorizationDetails(reason)
         })?;
     let requested_lifetime = params
         .optional("requested_lifetime")
