@@ -367,6 +367,14 @@ async fn discovery_documents_list_the_endpoints_and_keys() {
         .unwrap();
     assert_eq!(metadata["issuer"], TRUST_DOMAIN);
     assert_eq!(metadata["grant_types_supported"], json!([EXCHANGE]));
+    // Each system's authorization details are of its own type (RFC 9396 §10), never "any".
+    let types = metadata["authorization_details_types_supported"]
+        .as_array()
+        .unwrap();
+    for system in ["ci", "git", "payments"] {
+        assert!(types.contains(&json!(system)), "{metadata}");
+    }
+    assert!(!types.contains(&json!("*")), "{metadata}");
     let jwks = server.jwks().await;
     assert_eq!(jwks.keys.len(), 1);
     let key: Value = serde_json::to_value(&jwks.keys[0]).unwrap();

@@ -31,7 +31,10 @@ pub async fn metadata(State(handoff): State<Arc<Handoff>>) -> Json<serde_json::V
         "token_exchange_subject_token_types_supported": [TYPE_TXN_TOKEN, TYPE_JWT],
         "token_exchange_requested_token_types_supported": [TYPE_ACCESS_TOKEN, TYPE_TXN_TOKEN],
         "token_exchange_actor_token_types_supported": [TYPE_JWT],
-        "authorization_details_types_supported": ["*"],
+        // RFC 9396 §10: each system's details are of its own type, its id.
+        "authorization_details_types_supported": handoff.config().systems.keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         "scopes_supported": handoff.config().systems.values()
             .flat_map(|s| s.actions.values().map(|a| a.name.to_string()))
             .collect::<Vec<_>>(),
