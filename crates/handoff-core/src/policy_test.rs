@@ -234,8 +234,9 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
         .transpose()?
         .map(|mut value| {
             if let serde_json::Value::Object(map) = &mut value {
+                // The system's own type, as the exchange requires.
                 map.entry("type")
-                    .or_insert_with(|| serde_json::Value::String("test".to_owned()));
+                    .or_insert_with(|| serde_json::Value::String(system.id.to_string()));
             }
             serde_json::Value::Array(vec![value])
         });
