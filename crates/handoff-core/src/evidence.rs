@@ -233,8 +233,10 @@ impl Handoff {
             .and_then(decode_hex)
             .ok_or_else(|| refused("x-handoff-signature must be `sha256=<hex>`"))?;
         // The system is named in the body; nothing in it is trusted until its key verifies.
-        let claimed: Value =
-            serde_json::from_slice(body).map_err(|_| refused("the evidence body is not JSON"))?;
+        let claimed: Value = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| crate::json::from_str_unique(text).ok())
+            .ok_or_else(|| refused("the evidence body is not JSON, or names a member twice"))?;
         let system_id = claimed
             .get("system")
             .and_then(Value::as_str)

@@ -43,7 +43,15 @@ async fn post_webhook(
     secret: &[u8],
     timestamp: i64,
 ) -> (u16, Value) {
-    let body = serde_json::to_vec(body).unwrap();
+    post_webhook_raw(server, serde_json::to_vec(body).unwrap(), secret, timestamp).await
+}
+
+async fn post_webhook_raw(
+    server: &Server,
+    body: Vec<u8>,
+    secret: &[u8],
+    timestamp: i64,
+) -> (u16, Value) {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
     let mut message = timestamp.to_string().into_bytes();
     message.push(b'.');
@@ -293,6 +301,31 @@ async fn hmac_signed_webhook_evidence_is_verified_and_replays_are_refused() {
     );
     let (status, answer) = deploy(&server, &agent, &txn, "abc123").await;
     assert_eq!(status, 200, "{answer}");
+
+    // Signed, but naming a member twice: which copy the signer meant is not guessed.
+    for (name, text) in [
+        (
+            "a member twice in data",
+            format!(
+                r#"{{"system":"ci","id":"hook-2","task":"{task}","kind":"tests_passed","data":{{"commit":"abc123","commit":"def456"}}}}"#
+            ),
+        ),
+        (
+            "the kind twice",
+            format!(
+                r#"{{"system":"ci","id":"hook-3","task":"{task}","kind":"tests_failed","kind":"tests_passed","data":{{"commit":"def456"}}}}"#
+            ),
+        ),
+    ] {
+        let (status, answer) = post_webhook_raw(&server, text.into_bytes(), secret, now()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("invalid_evidence")),
+            "{name}: {answer}"
+        );
+    }
+    let (status, answer) = deploy(&server, &agent, &txn, "def456").await;
+    assert_eq!(status, 403, "no refused evidence counts: {answer}");
 }
 
 #[tokio::test]

@@ -54,7 +54,9 @@ impl std::fmt::Debug for Unverified<'_> {
     }
 }
 
-/// Reads the payload without checking anything, only to choose which issuer's keys to verify with.
+/// Reads the payload without checking its signature, only to choose which issuer's keys to
+/// verify with. A payload naming a member twice (at any depth) is malformed: the verifier that
+/// reads it next must not take a different copy than this peek did.
 pub fn peek_claims<T: DeserializeOwned>(token: Unverified<'_>) -> Result<T, TokenError> {
     let mut parts = token.as_str().split('.');
     let (Some(_), Some(payload), Some(_), None) =
@@ -65,7 +67,9 @@ pub fn peek_claims<T: DeserializeOwned>(token: Unverified<'_>) -> Result<T, Toke
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+    let text = std::str::from_utf8(&bytes).map_err(|_| TokenError::Malformed)?;
+    let payload = crate::json::from_str_unique(text).map_err(|_| TokenError::Malformed)?;
+    serde_json::from_value(payload).map_err(|_| TokenError::Malformed)
 }
 
 /// Refuses a header that names its own key or where to fetch one (`jku`, `x5u`, `jwk`), or
