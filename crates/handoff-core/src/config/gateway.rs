@@ -258,6 +258,13 @@ impl PathTemplate {
                 if !is_var(name) {
                     return Err(format!("placeholder `{{{name}}}` must be an identifier"));
                 }
+                // Two segments bound to one name would keep only the last value, so a token
+                // scoped to one resource would reach another: refuse the route instead.
+                if segments.contains(&Segment::Var(name.to_owned())) {
+                    return Err(format!(
+                        "path `{text}`: placeholder `{{{name}}}` appears more than once"
+                    ));
+                }
                 segments.push(Segment::Var(name.to_owned()));
             } else if piece.contains('{') || piece.contains('}') {
                 return Err(format!(
@@ -847,5 +854,7 @@ colour = "blue"
         assert!(Template::parse("repo:{owner").is_err());
         assert!(Template::parse("repo:owner}").is_err());
         assert!(PathTemplate::parse("/a/x{b}").is_err());
+        let repeated = PathTemplate::parse("/repos/{repo}/{repo}").unwrap_err();
+        assert!(repeated.contains("more than once"), "{repeated}");
     }
 }
