@@ -18,6 +18,7 @@ mod form;
 mod json;
 mod path;
 mod policy;
+mod sse;
 mod token;
 
 pub use approval::approval_hash;
@@ -28,6 +29,7 @@ pub use form::exchange_form;
 pub use json::json_body;
 pub use path::gateway_path;
 pub use policy::policy_load;
+pub use sse::sse_reader;
 pub use token::{token_seed_verifies, token_verify};
 
 /// One fuzz target: its name (the folder of its corpus) and its body.
@@ -69,6 +71,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "gateway_path",
         run: gateway_path,
+    },
+    Target {
+        name: "sse_reader",
+        run: sse_reader,
     },
 ];
 

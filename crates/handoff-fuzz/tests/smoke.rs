@@ -168,6 +168,7 @@ smoke_tests! {
     audit_record: 2000,
     approval_hash: 3000,
     gateway_path: 3000,
+    sse_reader: 2000,
 }
 
 #[test]

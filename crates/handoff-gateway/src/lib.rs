@@ -25,6 +25,8 @@ pub use http::PREFIX as HTTP_PREFIX;
 #[doc(hidden)]
 pub use http::{route_for, split_path};
 pub use record::Recorder;
+#[doc(hidden)]
+pub use upstream_mcp::read_event_stream;
 pub use uses::Remote;
 pub use verify::{DenyList, OfflineVerifier, Verifier};
 
