@@ -1,8 +1,9 @@
 //! The HTTP enforcement gateway in front of a real upstream that records what it received: the
 //! agent's token never reaches it, the injected credential does; unmapped routes, routes outside
 //! the token and bodies that differ from the token's authorization details are refused; a
-//! revoked task's token stops working, inside `handoff serve` at once and in a standalone
-//! `handoff gateway` within its feed poll.
+//! revoked task's token, and a delegate's token whose delegation, delegate, task's agent or
+//! intermediate delegate was revoked, stop working inside `handoff serve` at once and in a
+//! standalone `handoff gateway` within its feed poll.
 
 use crate::harness::{Server, binary, cli, example_config, stderr, stdout, temp_dir};
 use serde_json::{Value, json};
