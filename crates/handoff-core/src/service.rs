@@ -436,6 +436,15 @@ impl Handoff {
                     facts: None,
                     state: Some(TaskState::Ended),
                 },
+                // The feed tells verifiers that cannot call back (a standalone gateway) that the
+                // task's tokens are done: a `task` entry, its reason `ended`. The task stays
+                // ended, not revoked (the entry's state change only applies to an open task).
+                effects: vec![Effect::Revoke(crate::revocation::Revocation {
+                    kind: crate::revocation::RevocationKind::Task,
+                    subject: task.id.to_string(),
+                    reason: "ended".to_owned(),
+                    actor: identity.agent().to_string(),
+                })],
                 ..Default::default()
             };
             match self.store.write(write).await {

@@ -832,3 +832,67 @@ async fn a_delegates_token_stops_at_a_standalone_gateway_within_its_poll_however
         }
     }
 }
+
+#[tokio::test]
+async fn an_ended_tasks_token_stops_at_a_standalone_gateway_within_its_poll() {
+    // Ending a task writes a `task` entry (reason `ended`) to the revocation feed, so a gateway
+    // that cannot call back refuses its tokens too, as introspection does.
+    let dir = temp_dir();
+    let (upstream_url, _seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let secret = server.system_secret("git");
+    let gateway = standalone(&config, &server.base, "git", &secret);
+    let agent = server.identity("release-bot");
+    let (task, token) = git_token(&server, &agent, "read", "repo:acme/app").await;
+    let path = "/git/repos/acme/app";
+    let (status, body) = call(
+        &gateway.base,
+        reqwest::Method::GET,
+        path,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let response = server
+        .client
+        .post(format!("{}/v1/tasks/{task}/end", server.base))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let ended = std::time::Instant::now();
+    loop {
+        let (status, body) = call(
+            &gateway.base,
+            reqwest::Method::GET,
+            path,
+            Some(&token),
+            None,
+        )
+        .await;
+        if status == 401 {
+            assert_eq!(body["error"], "invalid_token", "{body}");
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            ended.elapsed() < Duration::from_secs(5),
+            "the ended task's token still worked offline after {:?}",
+            ended.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The task is ended, not revoked: its state and the feed entry's reason say so.
+    let output = crate::harness::cli(&[
+        "trace",
+        &task,
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    let trace = crate::harness::stdout(&output);
+    assert!(trace.contains("task_end"), "{trace}");
+}
