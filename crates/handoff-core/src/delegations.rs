@@ -57,7 +57,8 @@ impl Handoff {
     }
 
     /// A delegate acts only as itself, within its delegation's lifetime, and only while no
-    /// delegation in its chain, nor the delegate itself, was revoked. (Which actions it may ask
+    /// delegation in its chain, nor any actor in it (the delegate, a delegate between, the
+    /// task's agent), was revoked. (Which actions it may ask
     /// for is checked per request, in [`Handoff::admit_actions`].)
     pub(crate) async fn check_delegation(
         &self,
@@ -93,11 +94,16 @@ impl Handoff {
                 format!("delegation `{}` or one above it was revoked", delegation.id),
             ));
         }
-        if self.store().is_agent_revoked(&delegation.delegate).await? {
+        // The delegate, any delegate between, and the task's agent: the same actors a token
+        // minted here names, checked as [`Handoff::why_inactive`] checks that token.
+        if let Some(agent) = self.first_revoked_agent(&delegation.actors).await? {
             return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::AgentRevoked,
-                format!("the delegate `{}` was revoked", delegation.delegate),
+                format!(
+                    "`{agent}`, an actor of delegation `{}`, was revoked",
+                    delegation.id
+                ),
             ));
         }
         Ok(())

@@ -89,7 +89,14 @@ pub struct Handoff {
     txn_cache: VerifiedCache<VerifiedTxn>,
     /// HMAC keys systems sign webhook evidence with, by system.
     evidence_secrets: std::collections::BTreeMap<crate::ids::SystemId, Vec<u8>>,
+    /// Exchanges of one task take turns on this node (striped by task id): each decides on the
+    /// facts the last one wrote instead of losing the write race and deciding again, so a busy
+    /// task never runs out of retries. Other nodes still meet at the store's version check.
+    task_turns: Box<[futures_util::lock::Mutex<()>]>,
 }
+
+/// Stripes of [`Handoff::task_turns`]: tasks that share one only wait for each other briefly.
+const TASK_TURN_STRIPES: usize = 256;
 
 /// What is known of a request when it is refused, for its audit record.
 #[derive(Default)]
@@ -123,7 +130,19 @@ impl Handoff {
             approvers: None,
             txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
             evidence_secrets: std::collections::BTreeMap::new(),
+            task_turns: (0..TASK_TURN_STRIPES)
+                .map(|_| futures_util::lock::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    /// The turn exchanges of `task` take on this node.
+    fn task_turn(&self, task: &TaskId) -> Option<&futures_util::lock::Mutex<()>> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        task.hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % TASK_TURN_STRIPES as u64).ok()?;
+        self.task_turns.get(stripe)
     }
 
     /// The HMAC keys of systems that sign evidence as webhooks (`hmac_secret_env`).
@@ -417,6 +436,15 @@ impl Handoff {
                     facts: None,
                     state: Some(TaskState::Ended),
                 },
+                // The feed tells verifiers that cannot call back (a standalone gateway) that the
+                // task's tokens are done: a `task` entry, its reason `ended`. The task stays
+                // ended, not revoked (the entry's state change only applies to an open task).
+                effects: vec![Effect::Revoke(crate::revocation::Revocation {
+                    kind: crate::revocation::RevocationKind::Task,
+                    subject: task.id.to_string(),
+                    reason: "ended".to_owned(),
+                    actor: identity.agent().to_string(),
+                })],
                 ..Default::default()
             };
             match self.store.write(write).await {
@@ -509,6 +537,10 @@ impl Handoff {
         };
         let scope: Vec<String> = actions.iter().map(|a| a.name.to_string()).collect();
         let delegation = self.delegation_of(&txn).await?;
+        let _turn = match self.task_turn(txn.task()) {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         for _ in 0..CONFLICT_RETRIES {
             let snapshot = self.store.task(txn.task()).await?.ok_or_else(|| {
                 ServiceError::InvalidGrant("the task token names an unknown task".to_owned())

@@ -13,10 +13,11 @@ use axum::http::{HeaderMap, HeaderName, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use handoff_core::audit::UsageRecord;
-use handoff_core::config::{Route, SystemConfig};
+use handoff_core::config::{GatewayConfig, Route, SystemConfig};
 use handoff_core::ids::SystemId;
 use handoff_core::token::AccessClaims;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -224,22 +225,7 @@ async fn authorize(
         method: method.chars().take(16).collect(),
         path: truncate(path, 256),
     };
-    let allow_encoded = system
-        .gateway
-        .as_ref()
-        .is_some_and(|g| g.danger_allow_encoded_slashes);
-    if has_dot_segment(path) || (!allow_encoded && has_encoded_separator(path)) {
-        return Err((not_mapped(), None));
-    }
-    let routes = system
-        .gateway
-        .as_ref()
-        .map_or(&[][..], |g| g.routes.as_slice());
-    let Some((route, values)) = routes
-        .iter()
-        .filter(|r| r.method == method)
-        .find_map(|r| r.path.matches(path).map(|v| (r, v)))
-    else {
+    let Some((route, values)) = route_for(system.gateway.as_ref(), method, path) else {
         return Err((not_mapped(), None));
     };
     let action = format!("{}:{}", system.id, route.action);
@@ -293,8 +279,28 @@ async fn authorize(
     Ok((route.clone(), resource, body))
 }
 
+/// The route `method path` maps to, with its placeholders' values. A path with a dot segment, or
+/// (unless the system allows them) an encoded separator, maps to no route.
+pub fn route_for<'g>(
+    gateway: Option<&'g GatewayConfig>,
+    method: &str,
+    path: &str,
+) -> Option<(&'g Route, BTreeMap<String, String>)> {
+    let gateway = gateway?;
+    if has_dot_segment(path)
+        || (!gateway.danger_allow_encoded_slashes && has_encoded_separator(path))
+    {
+        return None;
+    }
+    gateway
+        .routes
+        .iter()
+        .filter(|r| r.method == method)
+        .find_map(|r| r.path.matches(path).map(|v| (r, v)))
+}
+
 /// `/gateway/git/repos/a/b` → (`git`, `/repos/a/b`).
-fn split_path(path: &str) -> Result<(&str, &str), GatewayError> {
+pub fn split_path(path: &str) -> Result<(&str, &str), GatewayError> {
     let rest = path
         .strip_prefix(PREFIX)
         .ok_or_else(|| GatewayError::InvalidRequest("not a gateway path".to_owned()))?;

@@ -21,7 +21,12 @@ mod verify;
 pub use error::GatewayError;
 pub use feed::{FeedCredential, FeedEntry, fetch_jwks, follow_feed};
 pub use http::PREFIX as HTTP_PREFIX;
+/// The gateway's path matching, for the fuzz targets (`crates/handoff-fuzz`). Not an API.
+#[doc(hidden)]
+pub use http::{route_for, split_path};
 pub use record::Recorder;
+#[doc(hidden)]
+pub use upstream_mcp::read_event_stream;
 pub use uses::Remote;
 pub use verify::{DenyList, OfflineVerifier, Verifier};
 

@@ -232,6 +232,41 @@ async fn read_answer(
     }
 }
 
+/// The upstream reader on a stream with `body` (for the fuzz target): the response to request
+/// `id` or why there is none, and the notifications relayed before it. Never panics.
+#[doc(hidden)]
+pub fn read_event_stream(body: &[u8], id: u64) -> (Result<Value, String>, Vec<Value>) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return (Err("no runtime".to_owned()), Vec::new());
+    };
+    let response = axum::http::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body.to_vec())
+        .map(reqwest::Response::from);
+    let Ok(response) = response else {
+        return (Err("no response".to_owned()), Vec::new());
+    };
+    runtime.block_on(async {
+        let (relay, mut received) = mpsc::channel(16);
+        let read = async move { read_answer(response, id, Some(&relay)).await };
+        let collect = async {
+            let mut relayed = Vec::new();
+            while let Some(message) = received.recv().await {
+                relayed.push(message);
+            }
+            relayed
+        };
+        let (answer, relayed) = tokio::join!(read, collect);
+        (
+            answer.map(|a| a.message).map_err(|e| format!("{e:?}")),
+            relayed,
+        )
+    })
+}
+
 fn too_large() -> GatewayError {
     GatewayError::Upstream(format!(
         "the upstream answer is larger than {MAX_ANSWER_BYTES} bytes"

@@ -8,7 +8,7 @@ use handoff_core::Handoff;
 use handoff_core::cache::{DEFAULT_LIMIT, VerifiedCache};
 use handoff_core::clock::{Clock, SystemClock};
 use handoff_core::config::SystemConfig;
-use handoff_core::ids::TaskId;
+use handoff_core::containment::Inactive;
 use handoff_core::revocation::RevocationKind;
 use handoff_core::token::{
     ACCESS_TOKEN_TYP, AccessClaims, OWN_TOKEN_LEEWAY, TokenTimes, Unverified, verify_access_token,
@@ -84,20 +84,19 @@ impl Verifier {
                 system.id
             )));
         }
-        match &self.kind {
-            Kind::Online(handoff) => {
-                let status = handoff
-                    .store()
-                    .token_status(&claims.jti, &TaskId::new(claims.txn.as_str()), &system.id)
-                    .await
-                    .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
-                if !status.is_active() {
-                    return Err(GatewayError::InvalidToken(
-                        "the token is not active".to_owned(),
-                    ));
-                }
-            }
+        // Whether it was cut is the core's one answer (the same introspection gives), or the
+        // deny list's offline; never a check of the gateway's own.
+        let inactive = match &self.kind {
+            Kind::Online(handoff) => handoff
+                .why_inactive(&claims)
+                .await
+                .map_err(|e| GatewayError::Unavailable(e.to_string()))?,
             Kind::Offline(offline) => offline.check_deny_list(&claims, system)?,
+        };
+        if let Some(why) = inactive {
+            return Err(GatewayError::InvalidToken(format!(
+                "the token is not active ({why})"
+            )));
         }
         Ok(claims)
     }
@@ -152,16 +151,33 @@ impl DenyList {
         self.after = self.after.max(entry.seq);
     }
 
-    fn refuses(&self, claims: &AccessClaims, system: &SystemConfig) -> bool {
-        self.tokens.contains(&claims.jti)
-            || self.tasks.contains(&claims.txn)
-            || self.agents.contains(&claims.act.sub)
-            || self.frozen.contains(system.id.as_str())
-            || claims
-                .del
-                .iter()
-                .flatten()
-                .any(|d| self.delegations.contains(d))
+    /// Why the feed cut this token, if it did: its `jti`, its task (`txn`), its system's freeze,
+    /// any delegation in its `del` chain, or any agent in its actor chain. An agent's revocation
+    /// is one `agent` entry (no `task` entries for the tasks it cut), so the whole chain is
+    /// checked: the holder, every delegate between, and the task's agent, innermost.
+    fn refuses(&self, claims: &AccessClaims, system: &SystemConfig) -> Option<Inactive> {
+        if self.tokens.contains(&claims.jti) {
+            Some(Inactive::TokenRevoked)
+        } else if self.tasks.contains(&claims.txn) {
+            Some(Inactive::TaskRevoked)
+        } else if self.frozen.contains(system.id.as_str()) {
+            Some(Inactive::SystemFrozen)
+        } else if claims
+            .del
+            .iter()
+            .flatten()
+            .any(|d| self.delegations.contains(d))
+        {
+            Some(Inactive::DelegationRevoked)
+        } else if claims
+            .act
+            .chain()
+            .any(|actor| self.agents.contains(&actor.sub))
+        {
+            Some(Inactive::AgentRevoked)
+        } else {
+            None
+        }
     }
 }
 
@@ -248,13 +264,13 @@ impl OfflineVerifier {
         serde_json::from_value(claims).map_err(|e| invalid(&e))
     }
 
-    /// Refuses a token the revocation feed has cut, and every token when the feed is stale.
+    /// Why the revocation feed cut the token, if it did; every token is refused while the feed
+    /// is stale.
     fn check_deny_list(
         &self,
         claims: &AccessClaims,
         system: &SystemConfig,
-    ) -> Result<(), GatewayError> {
-        let refused = |why: &str| GatewayError::InvalidToken(why.to_owned());
+    ) -> Result<Option<Inactive>, GatewayError> {
         let deny = self
             .deny
             .read()
@@ -267,9 +283,6 @@ impl OfflineVerifier {
                 ));
             }
         }
-        if deny.refuses(claims, system) {
-            return Err(refused("the token was revoked"));
-        }
-        Ok(())
+        Ok(deny.refuses(claims, system))
     }
 }

@@ -1,6 +1,8 @@
 //! Handoff's HTTP interface: `app(handoff)` builds the axum router; each concern has its module.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod listener;
 mod refusal;
 mod routes;

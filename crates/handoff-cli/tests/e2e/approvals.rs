@@ -14,7 +14,8 @@ const LARGE_REORDERED: &str =
 const CHANGED: &str =
     r#"[{"type":"payments","amount":990000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
 
-async fn pending_payment(server: &Server) -> (String, String, String) {
+/// A payment waiting for approval, on a server whose approvals live `ttl` seconds.
+async fn pending_payment_ttl(server: &Server, ttl: i64) -> (String, String, String) {
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
     let (status, body) = server
@@ -30,8 +31,14 @@ async fn pending_payment(server: &Server) -> (String, String, String) {
     assert_eq!(body["error"], "authorization_pending");
     assert_eq!(body["approver_group"], "payments-owners");
     assert_eq!(body["interval"], 2);
-    assert!(body["expires_in"].as_i64().unwrap() > 500);
+    let expires_in = body["expires_in"].as_i64().unwrap();
+    assert!(expires_in > ttl - 60 && expires_in <= ttl, "{body}");
     (payer, txn, body["approval_id"].as_str().unwrap().to_owned())
+}
+
+/// A payment waiting for approval, with the example's 10-minute approvals.
+async fn pending_payment(server: &Server) -> (String, String, String) {
+    pending_payment_ttl(server, 600).await
 }
 
 async fn poll(
@@ -58,8 +65,13 @@ async fn poll(
 #[tokio::test]
 async fn a_large_payment_waits_for_an_owner_and_the_approval_mints_exactly_once() {
     let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let (payer, txn, approval) = pending_payment(&server).await;
+    // Approvals live 2 minutes here, under the 5 minutes payments tokens may otherwise live: the
+    // token an approval releases must not outlive it.
+    let config = example_config(dir.path(), |text| {
+        text.replace("ttl = \"10m\"", "ttl = \"2m\"")
+    });
+    let server = Server::start_with(dir.path(), Some(&config));
+    let (payer, txn, approval) = pending_payment_ttl(&server, 120).await;
 
     // Polling like an OAuth device client: pending, and slow_down when too fast.
     let (status, body) = poll(&server, &payer, &txn, &approval, LARGE).await;
@@ -130,9 +142,11 @@ async fn a_large_payment_waits_for_an_owner_and_the_approval_mints_exactly_once(
         .await;
     let approval_expiry = shown["expires_at"].as_str().unwrap().to_owned();
     assert_eq!(shown["used_by_token"], claims["jti"]);
+    // The approval was opened before the token's `iat` and lives 120 s, so a token capped by it
+    // expires within 120 s of its `iat` (uncapped it would live the payments maximum, 300 s).
     assert!(
-        claims["exp"].as_i64().unwrap() <= claims["iat"].as_i64().unwrap() + 600,
-        "within the approval ({approval_expiry})"
+        claims["exp"].as_i64().unwrap() <= claims["iat"].as_i64().unwrap() + 120,
+        "within the approval ({approval_expiry}): {claims}"
     );
 
     // Single use: the same approval gets nothing new.

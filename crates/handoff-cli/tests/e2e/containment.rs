@@ -566,3 +566,52 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
         "exactly the budget, however the requests interleave"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_task_answers_every_concurrent_exchange_and_never_runs_out_of_retries() {
+    // Exchanges of one task take turns on a node, so none loses the version race sixteen times
+    // and fails with 503 `temporarily_unavailable` (as 4 clients on one task did before).
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let agent = server.identity("release-bot");
+    let (_, txn) = server.task(&agent, "release", &["ci"]).await;
+    let clients: Vec<_> = (0..24)
+        .map(|_| {
+            let (client, base, agent, txn) = (
+                server.client.clone(),
+                server.base.clone(),
+                agent.clone(),
+                txn.clone(),
+            );
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..6 {
+                    let form = [
+                        ("grant_type", crate::harness::EXCHANGE),
+                        ("subject_token", txn.as_str()),
+                        ("subject_token_type", crate::harness::TXN),
+                        ("actor_token", agent.as_str()),
+                        ("actor_token_type", crate::harness::JWT),
+                        ("audience", "ci"),
+                        ("scope", "run_tests"),
+                    ];
+                    let response = client
+                        .post(format!("{base}/oauth/token"))
+                        .form(&form)
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    statuses.push((status, body["error"].clone()));
+                }
+                statuses
+            })
+        })
+        .collect();
+    for client in clients {
+        for (status, error) in client.await.unwrap() {
+            assert_eq!(status, 200, "{error}");
+        }
+    }
+}

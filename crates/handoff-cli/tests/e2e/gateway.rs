@@ -1,8 +1,9 @@
 //! The HTTP enforcement gateway in front of a real upstream that records what it received: the
 //! agent's token never reaches it, the injected credential does; unmapped routes, routes outside
 //! the token and bodies that differ from the token's authorization details are refused; a
-//! revoked task's token stops working, inside `handoff serve` at once and in a standalone
-//! `handoff gateway` within its feed poll.
+//! revoked task's token, and a delegate's token whose delegation, delegate, task's agent or
+//! intermediate delegate was revoked, stop working inside `handoff serve` at once and in a
+//! standalone `handoff gateway` within its feed poll.
 
 use crate::harness::{Server, binary, cli, example_config, stderr, stdout, temp_dir};
 use serde_json::{Value, json};
@@ -660,4 +661,238 @@ async fn a_client_credentials_upstream_gets_the_narrowest_scope_once_per_token_l
             Some("Bearer cc-pulls:write")
         );
     }
+}
+
+/// A `git:read` token for `repo:acme/app` held by the last of `actors`: the first opens a task,
+/// each hands `git:read` to the next, the last exchanges. Its task and delegation ids come along.
+struct DelegatedToken {
+    task: String,
+    delegations: Vec<String>,
+    /// The holder's identity and Transaction Token, to exchange again.
+    holder: String,
+    txn: String,
+    token: String,
+}
+
+async fn delegated_read(server: &Server, actors: &[&str]) -> DelegatedToken {
+    let agent = server.identity(actors[0]);
+    let (task, mut txn) = server.task(&agent, "release", &["git"]).await;
+    let mut identity = agent;
+    let mut delegations = Vec::new();
+    for delegate in &actors[1..] {
+        let (status, body) =
+            crate::delegation::delegate(server, &identity, &txn, delegate, &["git:read"], None)
+                .await;
+        assert_eq!(status, 201, "{body}");
+        delegations.push(body["delegation_id"].as_str().unwrap().to_owned());
+        txn = body["txn_token"].as_str().unwrap().to_owned();
+        identity = server.identity(delegate);
+    }
+    let (status, body) = server
+        .exchange(
+            &identity,
+            &txn,
+            "git",
+            "read",
+            &[("resource", "repo:acme/app")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    DelegatedToken {
+        task,
+        delegations,
+        holder: identity,
+        txn,
+        token: body["access_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// What each case revokes, given the chain's actors and its token: `(kind, id, why)`, `why`
+/// being the reason `handoff serve`'s gateway gives.
+type Revoke = fn(&[&str], &DelegatedToken) -> (&'static str, String, &'static str);
+
+/// Every way a delegate's token can lose its authority: its delegation, the delegate agent, the
+/// task's own agent (one `agent` entry in the feed, no `task` entries), or a delegate between the
+/// task's agent and the token's holder.
+const DELEGATE_CASES: [(&[&str], Revoke); 4] = [
+    (&["rv-agent-1", "rv-worker-1"], |_, t| {
+        ("delegation", t.delegations[0].clone(), "delegation_revoked")
+    }),
+    (&["rv-agent-2", "rv-worker-2"], |a, _| {
+        ("agent", a[1].to_owned(), "agent_revoked")
+    }),
+    (&["rv-agent-3", "rv-worker-3"], |a, _| {
+        ("agent", a[0].to_owned(), "task_revoked")
+    }),
+    (&["rv-agent-4", "rv-worker-4", "rv-sub-4"], |a, _| {
+        ("agent", a[1].to_owned(), "agent_revoked")
+    }),
+];
+
+#[tokio::test]
+async fn a_delegates_token_stops_at_the_gateway_inside_handoff_serve_at_once_however_it_is_cut() {
+    let dir = temp_dir();
+    let (upstream_url, _seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let secret = server.system_secret("git");
+    let path = "/git/repos/acme/app";
+    for (actors, revoke) in DELEGATE_CASES {
+        let delegated = delegated_read(&server, actors).await;
+        let token = delegated.token.as_str();
+        let (status, body) =
+            call(&server.base, reqwest::Method::GET, path, Some(token), None).await;
+        assert_eq!(status, 201, "{actors:?}: {body}");
+
+        let (kind, id, why) = revoke(actors, &delegated);
+        let (status, body) = server
+            .admin(
+                "revoke",
+                json!({ "kind": kind, "id": id, "reason": "cut the delegate" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) =
+            call(&server.base, reqwest::Method::GET, path, Some(token), None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_token")),
+            "{actors:?} after revoking {kind} {id}: {body}"
+        );
+        assert!(
+            body["error_description"].as_str().unwrap().contains(why),
+            "{actors:?}: {body}"
+        );
+        // The holder's next exchange is denied for the same reason.
+        let (status, body) = server
+            .exchange(
+                &delegated.holder,
+                &delegated.txn,
+                "git",
+                "read",
+                &[("resource", "repo:acme/app")],
+            )
+            .await;
+        assert_eq!(
+            (status, crate::delegation::reason(&body)),
+            (403, why),
+            "{actors:?}: {body}"
+        );
+        // Introspection answers from the same check, so it agrees.
+        assert_eq!(
+            server.introspect("git", &secret, token).await.1["active"],
+            false,
+            "{actors:?} (task {})",
+            delegated.task
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delegates_token_stops_at_a_standalone_gateway_within_its_poll_however_it_is_cut() {
+    let dir = temp_dir();
+    let (upstream_url, _seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let secret = server.system_secret("git");
+    let gateway = standalone(&config, &server.base, "git", &secret);
+    let path = "/git/repos/acme/app";
+    for (actors, revoke) in DELEGATE_CASES {
+        let delegated = delegated_read(&server, actors).await;
+        let token = delegated.token.as_str();
+        let (status, body) =
+            call(&gateway.base, reqwest::Method::GET, path, Some(token), None).await;
+        assert_eq!(status, 201, "{actors:?}: {body}");
+
+        let (kind, id, _) = revoke(actors, &delegated);
+        let (status, body) = server
+            .admin(
+                "revoke",
+                json!({ "kind": kind, "id": id, "reason": "cut the delegate" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        // Documented window: the poll interval (1 s here) plus one round trip; the deadline is
+        // generous for a loaded machine.
+        let revoked = std::time::Instant::now();
+        loop {
+            let (status, body) =
+                call(&gateway.base, reqwest::Method::GET, path, Some(token), None).await;
+            if status == 401 {
+                assert_eq!(body["error"], "invalid_token", "{body}");
+                break;
+            }
+            assert_eq!(status, 201, "{actors:?}: {body}");
+            assert!(
+                revoked.elapsed() < Duration::from_secs(5),
+                "{actors:?}: the token still worked offline {:?} after revoking {kind} {id}",
+                revoked.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_ended_tasks_token_stops_at_a_standalone_gateway_within_its_poll() {
+    // Ending a task writes a `task` entry (reason `ended`) to the revocation feed, so a gateway
+    // that cannot call back refuses its tokens too, as introspection does.
+    let dir = temp_dir();
+    let (upstream_url, _seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let secret = server.system_secret("git");
+    let gateway = standalone(&config, &server.base, "git", &secret);
+    let agent = server.identity("release-bot");
+    let (task, token) = git_token(&server, &agent, "read", "repo:acme/app").await;
+    let path = "/git/repos/acme/app";
+    let (status, body) = call(
+        &gateway.base,
+        reqwest::Method::GET,
+        path,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let response = server
+        .client
+        .post(format!("{}/v1/tasks/{task}/end", server.base))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let ended = std::time::Instant::now();
+    loop {
+        let (status, body) = call(
+            &gateway.base,
+            reqwest::Method::GET,
+            path,
+            Some(&token),
+            None,
+        )
+        .await;
+        if status == 401 {
+            assert_eq!(body["error"], "invalid_token", "{body}");
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            ended.elapsed() < Duration::from_secs(5),
+            "the ended task's token still worked offline after {:?}",
+            ended.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The task is ended, not revoked: its state and the feed entry's reason say so.
+    let output = crate::harness::cli(&[
+        "trace",
+        &task,
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    let trace = crate::harness::stdout(&output);
+    assert!(trace.contains("task_end"), "{trace}");
 }

@@ -20,6 +20,14 @@ pub struct Actor {
     pub act: Option<Box<Actor>>,
 }
 
+impl Actor {
+    /// This actor and every one it acts for, outermost (the acting one) first: for a delegate's
+    /// token `[delegate, ..., the task's agent]`, for an agent's own token just the agent.
+    pub fn chain(&self) -> impl Iterator<Item = &Actor> {
+        std::iter::successors(Some(self), |actor| actor.act.as_deref())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,

@@ -115,7 +115,7 @@ pub struct ReasonBody {
     reason: String,
 }
 
-fn reason(body: &[u8]) -> Result<String, ApiError> {
+pub(crate) fn reason(body: &[u8]) -> Result<String, ApiError> {
     let body: ReasonBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::InvalidRequest(format!("the body must be {{\"reason\": ...}}: {e}"))
     })?;

@@ -86,7 +86,7 @@ pub struct FreezeBody {
     reason: String,
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))
 }
@@ -109,23 +109,31 @@ async fn apply(
     .into_response())
 }
 
+impl RevokeBody {
+    /// A `POST /v1/admin/revoke` body: what kind of thing to revoke, which one, and why.
+    pub fn parse(body: &[u8]) -> Result<(RevocationKind, Self), ApiError> {
+        let body: Self = json_body(body)?;
+        let kind = match body.kind.as_str() {
+            "token" => RevocationKind::Token,
+            "task" => RevocationKind::Task,
+            "agent" => RevocationKind::Agent,
+            "delegation" => RevocationKind::Delegation,
+            _ => {
+                return Err(ApiError::InvalidRequest(
+                    "`kind` must be token, task, agent or delegation".to_owned(),
+                ));
+            }
+        };
+        Ok((kind, body))
+    }
+}
+
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body: RevokeBody = json_body(&body)?;
-    let kind = match body.kind.as_str() {
-        "token" => RevocationKind::Token,
-        "task" => RevocationKind::Task,
-        "agent" => RevocationKind::Agent,
-        "delegation" => RevocationKind::Delegation,
-        _ => {
-            return Err(ApiError::InvalidRequest(
-                "`kind` must be token, task, agent or delegation".to_owned(),
-            ));
-        }
-    };
+    let (kind, body) = RevokeBody::parse(&body)?;
     apply(&state, &headers, kind, &body.id, &body.reason).await
 }
 

@@ -26,23 +26,28 @@ struct DelegateBody {
     lifetime_seconds: Option<u32>,
 }
 
+/// The delegation a `POST /v1/delegations` body asks for, by the workload holding `actor_token`.
+pub fn delegate_request(actor_token: String, body: &[u8]) -> Result<DelegateRequest, ApiError> {
+    let body: DelegateBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
+    Ok(DelegateRequest {
+        actor_token,
+        subject_token: body.txn_token,
+        delegate: body.delegate,
+        delegate_issuer: body.delegate_issuer,
+        scope: body.scope,
+        lifetime_seconds: body.lifetime_seconds,
+    })
+}
+
 pub async fn delegate(
     State(handoff): State<Arc<Handoff>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let actor_token = bearer(&headers)?.to_owned();
-    let body: DelegateBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
     let delegated = handoff
-        .delegate(DelegateRequest {
-            actor_token,
-            subject_token: body.txn_token,
-            delegate: body.delegate,
-            delegate_issuer: body.delegate_issuer,
-            scope: body.scope,
-            lifetime_seconds: body.lifetime_seconds,
-        })
+        .delegate(delegate_request(actor_token, &body)?)
         .await?;
     let delegation = &delegated.delegation;
     Ok(token_response(

@@ -68,6 +68,11 @@ impl FormParams {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every parameter, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.optional(name)
             .ok_or_else(|| ApiError::InvalidRequest(format!("parameter `{name}` is required")))

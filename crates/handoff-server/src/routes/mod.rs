@@ -1,15 +1,15 @@
 //! The router: one module per concern.
 
-mod approvals;
+pub(crate) mod approvals;
 mod auth;
-mod containment;
-mod delegations;
+pub(crate) mod containment;
+pub(crate) mod delegations;
 mod discovery;
 mod evidence;
-mod form;
+pub(crate) mod form;
 mod no_store;
-mod tasks;
-mod token;
+pub(crate) mod tasks;
+pub(crate) mod token;
 
 use crate::state::AppState;
 use axum::Router;

@@ -27,6 +27,11 @@ pub struct OpenBody {
 }
 
 impl OpenBody {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))
+    }
+
     pub fn into_request(self) -> OpenTaskRequest {
         OpenTaskRequest {
             intent: self.intent,
@@ -82,8 +87,7 @@ pub async fn open(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let identity = handoff.authenticate(bearer(&headers)?)?;
-    let body: OpenBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
+    let body = OpenBody::parse(&body)?;
     let opened = handoff.open_task(&identity, body.into_request()).await?;
     Ok(token_response(
         StatusCode::CREATED,

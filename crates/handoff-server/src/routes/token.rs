@@ -21,25 +21,49 @@ pub async fn token(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = FormParams::parse(&headers, &body)?;
-    match params.required("grant_type")? {
-        GRANT_TOKEN_EXCHANGE => {}
-        other => {
-            return Err(ApiError::UnsupportedGrantType(format!(
-                "grant type `{}` is not supported",
-                other.chars().take(100).collect::<String>()
-            )));
-        }
-    }
-    let response = match params.optional("requested_token_type") {
-        Some(TYPE_TXN_TOKEN) => txn_token(&handoff, &params).await?,
-        None | Some(TYPE_ACCESS_TOKEN) => access_token(&handoff, &params).await?,
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "requested_token_type must be an access token or a txn_token".to_owned(),
-            ));
-        }
+    let response = match TokenRequest::parse(&params)? {
+        TokenRequest::Txn(request) => txn_token(&handoff, request).await?,
+        TokenRequest::Access(request) => access_token(&handoff, request).await?,
     };
     Ok(token_response(StatusCode::OK, response))
+}
+
+/// What a token request's form asks for, read without touching any state.
+pub enum TokenRequest<'a> {
+    /// A handoff: an access token for one system.
+    Access(ExchangeRequest),
+    /// Opening a task: a Transaction Token.
+    Txn(TxnRequest<'a>),
+}
+
+/// A Transaction Token request's parameters; `request_details` is parsed once the agent is known.
+pub struct TxnRequest<'a> {
+    pub subject_token: &'a str,
+    pub audience: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub request_details: Option<&'a str>,
+}
+
+impl<'a> TokenRequest<'a> {
+    /// Reads an RFC 8693 token exchange form (or a Transaction Token request).
+    pub fn parse(params: &'a FormParams) -> Result<Self, ApiError> {
+        match params.required("grant_type")? {
+            GRANT_TOKEN_EXCHANGE => {}
+            other => {
+                return Err(ApiError::UnsupportedGrantType(format!(
+                    "grant type `{}` is not supported",
+                    other.chars().take(100).collect::<String>()
+                )));
+            }
+        }
+        match params.optional("requested_token_type") {
+            Some(TYPE_TXN_TOKEN) => Ok(Self::Txn(TxnRequest::parse(params)?)),
+            None | Some(TYPE_ACCESS_TOKEN) => Ok(Self::Access(exchange_request(params)?)),
+            Some(_) => Err(ApiError::InvalidRequest(
+                "requested_token_type must be an access token or a txn_token".to_owned(),
+            )),
+        }
+    }
 }
 
 fn expect_type(params: &FormParams, name: &str, expected: &str) -> Result<(), ApiError> {
@@ -51,10 +75,7 @@ fn expect_type(params: &FormParams, name: &str, expected: &str) -> Result<(), Ap
     }
 }
 
-async fn access_token(
-    handoff: &Handoff,
-    params: &FormParams,
-) -> Result<serde_json::Value, ApiError> {
+fn exchange_request(params: &FormParams) -> Result<ExchangeRequest, ApiError> {
     let subject_token = params.required("subject_token")?;
     expect_type(params, "subject_token_type", TYPE_TXN_TOKEN)?;
     let actor_token = params.required("actor_token")?;
@@ -86,7 +107,7 @@ async fn access_token(
         .map_err(|_| {
             ApiError::InvalidRequest("requested_lifetime must be a number of seconds".to_owned())
         })?;
-    let request = ExchangeRequest {
+    Ok(ExchangeRequest {
         subject_token: subject_token.to_owned(),
         actor_token: actor_token.to_owned(),
         audience: audience.to_owned(),
@@ -95,7 +116,13 @@ async fn access_token(
         authorization_details,
         requested_lifetime,
         approval_id: params.optional("approval_id").map(str::to_owned),
-    };
+    })
+}
+
+async fn access_token(
+    handoff: &Handoff,
+    request: ExchangeRequest,
+) -> Result<serde_json::Value, ApiError> {
     let issued = handoff.exchange(request).await?;
     Ok(json!({
         "access_token": issued.token.token,
@@ -107,26 +134,49 @@ async fn access_token(
     }))
 }
 
+impl<'a> TxnRequest<'a> {
+    fn parse(params: &'a FormParams) -> Result<Self, ApiError> {
+        let subject_token = params.required("subject_token")?;
+        expect_type(params, "subject_token_type", TYPE_JWT)?;
+        Ok(Self {
+            subject_token,
+            audience: params.optional("audience"),
+            scope: params.optional("scope"),
+            // A missing one is refused by `details`, after the audience and identity checks.
+            request_details: params.optional("request_details"),
+        })
+    }
+
+    /// `request_details` as the body of `POST /v1/tasks`, with `scope` as its purpose.
+    pub fn details(&self) -> Result<OpenBody, ApiError> {
+        let details = self.request_details.ok_or_else(|| {
+            ApiError::InvalidRequest("parameter `request_details` is required".to_owned())
+        })?;
+        let mut body: OpenBody = serde_json::from_str(details)
+            .map_err(|e| ApiError::InvalidRequest(format!("request_details: {e}")))?;
+        if let Some(scope) = self.scope {
+            body.purpose = Some(scope.to_owned());
+        }
+        Ok(body)
+    }
+}
+
 /// A Transaction Token request (draft-ietf-oauth-transaction-tokens): the agent's identity as
 /// subject token, the purpose as scope, the task in `request_details`.
-async fn txn_token(handoff: &Handoff, params: &FormParams) -> Result<serde_json::Value, ApiError> {
-    let subject_token = params.required("subject_token")?;
-    expect_type(params, "subject_token_type", TYPE_JWT)?;
-    if params
-        .optional("audience")
+async fn txn_token(
+    handoff: &Handoff,
+    request: TxnRequest<'_>,
+) -> Result<serde_json::Value, ApiError> {
+    if request
+        .audience
         .is_some_and(|a| a != handoff.config().trust_domain)
     {
         return Err(ApiError::InvalidTarget(
             "a txn_token's audience is the trust domain".to_owned(),
         ));
     }
-    let identity = handoff.authenticate(subject_token)?;
-    let details = params.required("request_details")?;
-    let mut body: OpenBody = serde_json::from_str(details)
-        .map_err(|e| ApiError::InvalidRequest(format!("request_details: {e}")))?;
-    if let Some(scope) = params.optional("scope") {
-        body.purpose = Some(scope.to_owned());
-    }
+    let identity = handoff.authenticate(request.subject_token)?;
+    let body = request.details()?;
     let opened = handoff.open_task(&identity, body.into_request()).await?;
     let mut response = opened_json(handoff, &opened);
     response.insert("access_token".to_owned(), json!(opened.txn_token));
