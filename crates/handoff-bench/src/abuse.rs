@@ -292,14 +292,14 @@ fn malformed() -> Vec<Vec<u8>> {
         form(b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&resource=%FF"),
         form(b"grant_type=x&grant_type=y&subject_token=a.b.c"),
         format!(
-            "GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-pad: {}\r\n\r\n",
             "b".repeat(40 * 1024)
         )
         .into_bytes(),
-        b"POST /v1/tasks HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\n\r\n"
+        b"POST /v1/tasks HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\nconnection: close\r\n\r\n"
             .to_vec(),
-        b"GET /healthz HTTP/1.1\nhost: x\n\n".to_vec(),
-        b"POST /v1/tasks HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"GET /healthz HTTP/1.1\nhost: x\nconnection: close\n\n".to_vec(),
+        b"POST /v1/tasks HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n0\r\n\r\n"
             .to_vec(),
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage-tls-hello\r\n\r\n".to_vec(),
     ]
