@@ -332,9 +332,9 @@ async fn refuses_unmapped_routes_and_calls_outside_the_token() {
             "{path}: {answer}"
         );
     }
-    // A path that climbs out of its route is never mapped.
-    let (status, body) = call(base, post, "/git/repos/../../admin/pulls", token, None).await;
-    assert!(status == 403 || status == 404, "{status} {body}");
+    // Dot segments are sent raw in
+    // `hardening_http::the_gateway_refuses_dot_segments_sent_raw_and_never_forwards_them`
+    // (this client would resolve them before sending).
     assert!(seen.lock().await.is_empty(), "nothing reached the upstream");
 }
 

@@ -337,3 +337,37 @@ async fn the_gateway_and_mcp_refuse_a_declared_oversized_body_with_413_before_10
     let (status, head, _) = response(&mut stream).await;
     assert_eq!(status, 100, "{head}");
 }
+
+#[tokio::test]
+async fn the_gateway_refuses_dot_segments_sent_raw_and_never_forwards_them() {
+    // Sent over a raw connection, since HTTP clients resolve `..` before sending. Each path
+    // matches `GET /repos/{owner}/{repo}` with `{repo}` = `..` (so the token below, minted for
+    // exactly that resource, would cover it): only the dot-segment refusal keeps it from the
+    // upstream, which would resolve it to `/repos`.
+    let dir = temp_dir();
+    let (upstream_url, seen) = upstream().await;
+    let config = gateway_config(dir.path(), &upstream_url);
+    let server = start(dir.path(), &config);
+    let agent = server.identity("release-bot");
+    for (segment, resource) in [
+        ("..", "repo:acme/.."),
+        ("%2e%2e", "repo:acme/%2e%2e"),
+        (".%2E", "repo:acme/.%2E"),
+        (".", "repo:acme/."),
+    ] {
+        let (_, token) = git_token(&server, &agent, "read", resource).await;
+        let mut stream = connect(&server).await;
+        let request = format!(
+            "GET /gateway/git/repos/acme/{segment} HTTP/1.1\r\nhost: x\r\n\
+             authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (status, head, body) = response(&mut stream).await;
+        assert_eq!(status, 403, "{segment}: {head}");
+        assert_eq!(body["error"], "route_not_mapped", "{segment}: {body}");
+    }
+    assert!(
+        seen.lock().await.is_empty(),
+        "a dot segment reached the upstream"
+    );
+}
