@@ -381,16 +381,23 @@ async fn an_approval_granted_for_the_exact_request_is_usable_by_a_delegate_once(
 
     // Single use: neither the worker nor the agent can use it again.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, body) = server
-        .exchange(
-            &payer,
-            &txn,
-            "payments",
-            "create",
-            &[("authorization_details", LARGE), ("approval_id", &approval)],
-        )
-        .await;
-    assert_ne!(status, 200, "{body}");
+    for (who, identity, task_token) in [("agent", &payer, txn.as_str()), ("worker", &worker, child)]
+    {
+        let (status, body) = server
+            .exchange(
+                identity,
+                task_token,
+                "payments",
+                "create",
+                &[("authorization_details", LARGE), ("approval_id", &approval)],
+            )
+            .await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (403, Some("approval_used")),
+            "{who}: {body}"
+        );
+    }
 }
 
 #[tokio::test]
