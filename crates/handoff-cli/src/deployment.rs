@@ -4,7 +4,7 @@ use handoff_core::config::{Deployment, Problems, SourceReader, load_deployment};
 use std::path::{Path, PathBuf};
 
 /// The bundled example, so `handoff serve` works on a fresh clone with nothing else.
-const EXAMPLE_CONFIG: &str = include_str!("../../../examples/quickstart/handoff.toml");
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../examples/quickstart/handoff.toml");
 /// The public key the example's CI signs evidence with (its private key is a dev-only sample).
 const EXAMPLE_CI_JWKS: &str = include_str!("../../../examples/quickstart/evidence/ci-jwks.json");
 const EXAMPLE_POLICIES: &[(&str, &str)] = &[
@@ -77,13 +77,37 @@ impl SourceReader for FolderReader {
     }
 }
 
-/// Reads the example compiled into the binary.
-pub struct BundledReader;
+/// Reads the example compiled into the binary; its `handoff.toml` may be replaced (the fuzz
+/// targets load other config text against the example's policies and keys).
+pub struct BundledReader<'a> {
+    config: &'a str,
+}
 
-impl SourceReader for BundledReader {
+impl BundledReader<'static> {
+    pub const fn new() -> Self {
+        Self {
+            config: EXAMPLE_CONFIG,
+        }
+    }
+}
+
+impl Default for BundledReader<'static> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> BundledReader<'a> {
+    /// The example with `config` as its `handoff.toml`.
+    pub const fn with_config(config: &'a str) -> Self {
+        Self { config }
+    }
+}
+
+impl SourceReader for BundledReader<'_> {
     fn read(&self, path: &str) -> Result<String, String> {
         match path {
-            "handoff.toml" => return Ok(EXAMPLE_CONFIG.to_owned()),
+            "handoff.toml" => return Ok(self.config.to_owned()),
             "evidence/ci-jwks.json" => return Ok(EXAMPLE_CI_JWKS.to_owned()),
             _ => {}
         }
@@ -112,7 +136,7 @@ pub fn describe(config: Option<&Path>) -> String {
 /// Loads the deployment at `config`, or the bundled example.
 pub fn load(config: Option<&Path>) -> Result<Deployment, Problems> {
     match config {
-        None => load_deployment(&BundledReader, "handoff.toml"),
+        None => load_deployment(&BundledReader::new(), "handoff.toml"),
         Some(path) => {
             let root = path
                 .parent()

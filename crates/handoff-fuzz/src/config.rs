@@ -1,7 +1,7 @@
 //! `config_load`: TOML text as `handoff.toml`, through the loader `handoff check` runs (config,
 //! then the example's policy folder and files, read from memory).
 
-use crate::fixtures::Example;
+use handoff_cli::deployment::BundledReader;
 use handoff_core::config::{Problems, load_deployment};
 
 /// Loading never panics; a refused config names at least one problem, each in a known file and
@@ -10,7 +10,7 @@ pub fn config_load(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let reader = Example { config: text };
+    let reader = BundledReader::with_config(text);
     if let Err(Problems(problems)) = load_deployment(&reader, "handoff.toml") {
         assert!(!problems.is_empty(), "a refusal without a problem");
         let lines = text.lines().count().max(1) + 1;

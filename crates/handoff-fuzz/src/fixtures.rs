@@ -1,7 +1,8 @@
 //! What the targets verify and load against: a fixed signing key and the bundled example
-//! deployment, read from memory. Built once per process.
+//! deployment (the binary's own compiled-in copy, `handoff_cli::deployment::BundledReader`). Built once per process.
 
-use handoff_core::config::{Deployment, SigningAlgorithm, SourceReader, load_deployment};
+use handoff_cli::deployment::BundledReader;
+use handoff_core::config::{Deployment, SigningAlgorithm, load_deployment};
 use handoff_core::keys::{KeyRing, SigningKey};
 use handoff_core::token::{
     ACCESS_TOKEN_TYP, AccessClaims, Actor, TXN_TOKEN_TYP, TaskContext, TxnClaims,
@@ -15,60 +16,6 @@ pub const NOW: i64 = 1_800_000_000;
 /// A P-256 PKCS#8 key made for fuzzing only; it signs the seed tokens.
 const FUZZ_KEY: &[u8] = include_bytes!("fuzz-signing-key.pk8");
 
-pub(crate) const EXAMPLE_CONFIG: &str = include_str!("../../../examples/quickstart/handoff.toml");
-const EXAMPLE_CI_JWKS: &str = include_str!("../../../examples/quickstart/evidence/ci-jwks.json");
-const EXAMPLE_POLICIES: &[(&str, &str)] = &[
-    (
-        "policies/tasks.cedar",
-        include_str!("../../../examples/quickstart/policies/tasks.cedar"),
-    ),
-    (
-        "policies/tickets.cedar",
-        include_str!("../../../examples/quickstart/policies/tickets.cedar"),
-    ),
-    (
-        "policies/git.cedar",
-        include_str!("../../../examples/quickstart/policies/git.cedar"),
-    ),
-    (
-        "policies/ci.cedar",
-        include_str!("../../../examples/quickstart/policies/ci.cedar"),
-    ),
-    (
-        "policies/payments.cedar",
-        include_str!("../../../examples/quickstart/policies/payments.cedar"),
-    ),
-    (
-        "policies/data.cedar",
-        include_str!("../../../examples/quickstart/policies/data.cedar"),
-    ),
-];
-
-/// The bundled example's files, with `handoff.toml` replaced by `config` when given.
-pub(crate) struct Example<'a> {
-    pub config: &'a str,
-}
-
-impl SourceReader for Example<'_> {
-    fn read(&self, path: &str) -> Result<String, String> {
-        match path {
-            "handoff.toml" => Ok(self.config.to_owned()),
-            "evidence/ci-jwks.json" => Ok(EXAMPLE_CI_JWKS.to_owned()),
-            _ => Err(format!("no file `{path}`")),
-        }
-    }
-
-    fn policy_files(&self, folder: &str) -> Result<Vec<(String, String)>, String> {
-        if folder != "policies" {
-            return Err(format!("no folder `{folder}`"));
-        }
-        Ok(EXAMPLE_POLICIES
-            .iter()
-            .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
-            .collect())
-    }
-}
-
 pub(crate) fn keys() -> &'static KeyRing {
     static KEYS: OnceLock<KeyRing> = OnceLock::new();
     KEYS.get_or_init(|| {
@@ -80,13 +27,7 @@ pub(crate) fn keys() -> &'static KeyRing {
 pub(crate) fn deployment() -> &'static Deployment {
     static DEPLOYMENT: OnceLock<Deployment> = OnceLock::new();
     DEPLOYMENT.get_or_init(|| {
-        load_deployment(
-            &Example {
-                config: EXAMPLE_CONFIG,
-            },
-            "handoff.toml",
-        )
-        .expect("the bundled example loads")
+        load_deployment(&BundledReader::new(), "handoff.toml").expect("the bundled example loads")
     })
 }
 

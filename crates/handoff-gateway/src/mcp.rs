@@ -92,11 +92,16 @@ fn unauthorized(gateway: &Gateway, why: &str) -> Response {
 }
 
 fn rpc_error(id: &Value, code: i64, message: &str, data: Option<Value>) -> Response {
+    Json(error_message(id, code, message, data)).into_response()
+}
+
+/// A JSON-RPC error response message.
+fn error_message(id: &Value, code: i64, message: &str, data: Option<Value>) -> Value {
     let mut error = json!({ "code": code, "message": message });
     if let (Some(data), Some(object)) = (data, error.as_object_mut()) {
         object.insert("data".to_owned(), data);
     }
-    Json(json!({ "jsonrpc": "2.0", "id": id, "error": error })).into_response()
+    json!({ "jsonrpc": "2.0", "id": id, "error": error })
 }
 
 fn rpc_result(id: &Value, result: Value) -> Response {
@@ -563,24 +568,20 @@ impl Forward {
                     (Some(result), _) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
                     (None, Some(error)) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
                     (None, None) => {
-                        error_message(&id, INTERNAL_ERROR, "the upstream answered nothing")
+                        error_message(&id, INTERNAL_ERROR, "the upstream answered nothing", None)
                     }
                 }
             }
             Err(error) => {
                 tracing::warn!(%error, call = %call.usage.call, "an MCP tool call could not be forwarded");
                 call.refused = Some(error.code().to_owned());
-                error_message(&id, INTERNAL_ERROR, "the upstream is unavailable")
+                error_message(&id, INTERNAL_ERROR, "the upstream is unavailable", None)
             }
         };
         call.usage.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         gateway.recorder.record(&claims, call);
         message
     }
-}
-
-fn error_message(id: &Value, code: i64, message: &str) -> Value {
-    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
 }
 
 /// Whether the caller takes a server-sent-event stream (Streamable HTTP clients send

@@ -522,34 +522,11 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
     // payments allows at most two live tokens per task; fire twelve exchanges at once.
+    let exchange = server.exchanger(&payer, &txn, "payments", "read");
     let attempts: Vec<_> = (0..12)
         .map(|_| {
-            let (client, base, payer, txn) = (
-                server.client.clone(),
-                server.base.clone(),
-                payer.clone(),
-                txn.clone(),
-            );
-            tokio::spawn(async move {
-                let form = [
-                    ("grant_type", crate::harness::EXCHANGE),
-                    ("subject_token", txn.as_str()),
-                    ("subject_token_type", crate::harness::TXN),
-                    ("actor_token", payer.as_str()),
-                    ("actor_token_type", crate::harness::JWT),
-                    ("audience", "payments"),
-                    ("scope", "read"),
-                ];
-                let response = client
-                    .post(format!("{base}/oauth/token"))
-                    .form(&form)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap();
-                (status, body)
-            })
+            let exchange = exchange.clone();
+            tokio::spawn(async move { exchange.send().await })
         })
         .collect();
     let mut permitted = 0;
@@ -575,34 +552,14 @@ async fn a_busy_task_answers_every_concurrent_exchange_and_never_runs_out_of_ret
     let server = Server::start(dir.path());
     let agent = server.identity("release-bot");
     let (_, txn) = server.task(&agent, "release", &["ci"]).await;
+    let exchange = server.exchanger(&agent, &txn, "ci", "run_tests");
     let clients: Vec<_> = (0..24)
         .map(|_| {
-            let (client, base, agent, txn) = (
-                server.client.clone(),
-                server.base.clone(),
-                agent.clone(),
-                txn.clone(),
-            );
+            let exchange = exchange.clone();
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
                 for _ in 0..6 {
-                    let form = [
-                        ("grant_type", crate::harness::EXCHANGE),
-                        ("subject_token", txn.as_str()),
-                        ("subject_token_type", crate::harness::TXN),
-                        ("actor_token", agent.as_str()),
-                        ("actor_token_type", crate::harness::JWT),
-                        ("audience", "ci"),
-                        ("scope", "run_tests"),
-                    ];
-                    let response = client
-                        .post(format!("{base}/oauth/token"))
-                        .form(&form)
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = response.status().as_u16();
-                    let body: serde_json::Value = response.json().await.unwrap();
+                    let (status, body) = exchange.send().await;
                     statuses.push((status, body["error"].clone()));
                 }
                 statuses

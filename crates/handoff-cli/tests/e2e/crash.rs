@@ -5,7 +5,7 @@
 //! audit log, the served JWKS is the one from the first start (the keys survived) and no key file
 //! is empty. `HANDOFF_CRASH_SEED=N` replays a run; the seed is printed and named on failure.
 
-use crate::harness::{EXCHANGE, JWT, Server, TXN, binary, cli, stdout, temp_dir};
+use crate::harness::{Exchanger, Server, binary, cli, stdout, temp_dir};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
@@ -70,30 +70,12 @@ fn jti(token: &str) -> String {
 
 /// One client: exchanges until told to stop or the server goes away, keeping every 200.
 async fn client(
-    base: String,
-    identity: String,
-    txn: String,
+    exchange: Exchanger,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Acknowledged>>,
 ) {
-    let http = reqwest::Client::new();
     while !stop.load(Ordering::Relaxed) {
-        let sent = http
-            .post(format!("{base}/oauth/token"))
-            .form(&[
-                ("grant_type", EXCHANGE),
-                ("subject_token", txn.as_str()),
-                ("subject_token_type", TXN),
-                ("actor_token", identity.as_str()),
-                ("actor_token_type", JWT),
-                ("audience", "ci"),
-                ("scope", "run_tests"),
-            ])
-            .send()
-            .await;
-        let Ok(response) = sent else { break };
-        let status = response.status().as_u16();
-        let Ok(body) = response.json::<Value>().await else {
+        let Ok((status, body)) = exchange.try_send().await else {
             break;
         };
         let mut acknowledged = acknowledged.lock().await;
@@ -259,9 +241,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_token_and_no_key() {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 tokio::spawn(client(
-                    running.base.clone(),
-                    identity.clone(),
-                    txn.clone(),
+                    running.exchanger(&identity, &txn, "ci", "run_tests"),
                     stop.clone(),
                     shared.clone(),
                 ))

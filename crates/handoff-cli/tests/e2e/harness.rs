@@ -249,17 +249,18 @@ impl Server {
         scope: &str,
         extra: &[(&str, &str)],
     ) -> (u16, Value) {
-        let mut form = vec![
-            ("grant_type", EXCHANGE),
-            ("subject_token", txn),
-            ("subject_token_type", TXN),
-            ("actor_token", identity),
-            ("actor_token_type", JWT),
-            ("audience", audience),
-            ("scope", scope),
-        ];
+        let mut form = exchange_form(identity, txn, audience, scope);
         form.extend_from_slice(extra);
         self.token_form(&form).await
+    }
+
+    /// The same exchange, owned, so concurrent tasks can each send it.
+    pub fn exchanger(&self, identity: &str, txn: &str, audience: &str, scope: &str) -> Exchanger {
+        Exchanger {
+            client: self.client.clone(),
+            url: format!("{}/oauth/token", self.base),
+            fields: [identity, txn, audience, scope].map(str::to_owned),
+        }
     }
 
     pub async fn jwks(&self) -> JwkSet {
@@ -392,4 +393,50 @@ pub fn client() -> reqwest::Client {
         .pool_idle_timeout(std::time::Duration::from_secs(4))
         .build()
         .expect("an HTTP client")
+}
+
+/// The form of an RFC 8693 exchange: `identity` as actor, `txn` as subject.
+pub fn exchange_form<'a>(
+    identity: &'a str,
+    txn: &'a str,
+    audience: &'a str,
+    scope: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("grant_type", EXCHANGE),
+        ("subject_token", txn),
+        ("subject_token_type", TXN),
+        ("actor_token", identity),
+        ("actor_token_type", JWT),
+        ("audience", audience),
+        ("scope", scope),
+    ]
+}
+
+/// One exchange request that can be sent again and again, from any task.
+#[derive(Clone)]
+pub struct Exchanger {
+    client: reqwest::Client,
+    url: String,
+    /// identity, txn, audience, scope
+    fields: [String; 4],
+}
+
+impl Exchanger {
+    /// Sends it; `Err` when the server cannot be reached or stops mid-answer.
+    pub async fn try_send(&self) -> Result<(u16, Value), reqwest::Error> {
+        let [identity, txn, audience, scope] = &self.fields;
+        let response = self
+            .client
+            .post(&self.url)
+            .form(&exchange_form(identity, txn, audience, scope))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    pub async fn send(&self) -> (u16, Value) {
+        self.try_send().await.expect("the server answers")
+    }
 }
