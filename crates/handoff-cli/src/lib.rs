@@ -6,7 +6,7 @@ pub mod data_dir;
 pub mod deployment;
 
 use clap::{Parser, Subcommand};
-use handoff_core::revocation::RevocationKind;
+use handoff_core::containment::RevocationKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

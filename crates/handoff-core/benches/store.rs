@@ -15,8 +15,8 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use handoff_core::audit::{AuditEvent, EventKind, Outcome, TokenRecord};
+use handoff_core::containment::{Revocation, RevocationKind};
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
-use handoff_core::revocation::{Revocation, RevocationKind};
 use handoff_core::store::{Effect, Store, TaskWrite, Write};
 use handoff_core::task::{Task, TaskFacts, TaskState};
 use handoff_core::time::Timestamp;

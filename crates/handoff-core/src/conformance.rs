@@ -6,10 +6,10 @@
 
 use crate::audit::{AuditEvent, ChainVerifier, EventKind, Outcome};
 use crate::config::ActionConfig;
+use crate::containment::{Revocation, RevocationKind};
 use crate::counters::AgentFacts;
 use crate::delegation::Delegation;
 use crate::ids::{ActionName, AgentId, Purpose, SystemId, TaskId, UserId};
-use crate::revocation::{Revocation, RevocationKind};
 use crate::store::{Effect, Rejection, Store, StoreError, TaskWrite, Write};
 use crate::task::{Task, TaskFacts, TaskState};
 use crate::time::Timestamp;

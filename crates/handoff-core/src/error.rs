@@ -1,7 +1,10 @@
-//! What the service refuses with, in wire terms (the server maps each variant to a status).
+//! What the service refuses with, in wire terms: each [`ServiceError`] names its stable
+//! [`ErrorCode`] here, once; the server maps each code to a status.
 
 use crate::ids::DecisionId;
+use crate::keys::KeyError;
 use crate::policy::{Denial, DenyReason};
+use crate::random::RandomError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,7 @@ pub enum ServiceError {
     Denied(Denial),
     /// The store could not be reached or answered badly; authorization fails closed.
     #[error("the store is unavailable")]
-    Unavailable(String),
+    Unavailable(#[source] StoreError),
     /// The request waits for a person (RFC 8628 `authorization_pending`).
     #[error("the request waits for approval by `{group}`")]
     ApprovalPending {
@@ -52,9 +55,91 @@ pub enum ServiceError {
     /// Evidence whose id was already received.
     #[error("{0}")]
     EvidenceReplayed(String),
-    /// A fault on Handoff's side (signing failed); never caused by input.
+    /// A fault on Handoff's side (no randomness, signing failed); never caused by input.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[from] InternalError),
+}
+
+/// A fault on Handoff's side, with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error("no fresh identifier")]
+    Random(#[from] RandomError),
+    #[error("signing failed")]
+    Signing(#[from] KeyError),
+}
+
+impl From<RandomError> for ServiceError {
+    fn from(error: RandomError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<KeyError> for ServiceError {
+    fn from(error: KeyError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+/// The stable error code a refusal carries on the wire (OAuth `error`, JSON `error`), spelled
+/// once for every door.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    UnsupportedGrantType,
+    InvalidAuthorizationDetails,
+    InvalidTarget,
+    InvalidScope,
+    InvalidClient,
+    InvalidGrant,
+    AccessDenied,
+    NotFound,
+    MethodNotAllowed,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    RequestTimeout,
+    HeaderTooLarge,
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
+    InvalidEvidence,
+    EvidenceReplayed,
+    TemporarilyUnavailable,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidAuthorizationDetails => "invalid_authorization_details",
+            Self::InvalidTarget => "invalid_target",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::AccessDenied => "access_denied",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout => "request_timeout",
+            Self::HeaderTooLarge => "header_too_large",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
+            Self::InvalidEvidence => "invalid_evidence",
+            Self::EvidenceReplayed => "evidence_replayed",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ServiceError {
@@ -62,44 +147,49 @@ impl ServiceError {
     pub(crate) fn denied(
         decision_id: &DecisionId,
         reason: DenyReason,
-        description: String,
+        description: impl Into<String>,
     ) -> Self {
         Self::Denied(Denial {
             decision_id: decision_id.clone(),
             reason,
-            description,
+            description: description.into(),
             policies: Vec::new(),
         })
     }
 
-    /// The stable reason code recorded in the audit log.
+    /// The code this refusal carries on the wire.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::InvalidAuthorizationDetails(_) => ErrorCode::InvalidAuthorizationDetails,
+            Self::InvalidTarget(_) => ErrorCode::InvalidTarget,
+            Self::InvalidScope(_) => ErrorCode::InvalidScope,
+            Self::InvalidClient(_) => ErrorCode::InvalidClient,
+            Self::InvalidGrant(_) => ErrorCode::InvalidGrant,
+            Self::Denied(_) => ErrorCode::AccessDenied,
+            Self::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
+            Self::ApprovalPending { .. } => ErrorCode::AuthorizationPending,
+            Self::SlowDown { .. } => ErrorCode::SlowDown,
+            Self::ExpiredToken(_) => ErrorCode::ExpiredToken,
+            Self::InvalidEvidence(_) => ErrorCode::InvalidEvidence,
+            Self::EvidenceReplayed(_) => ErrorCode::EvidenceReplayed,
+            Self::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// The stable reason code recorded in the audit log: a denial's reason, else the wire code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidAuthorizationDetails(_) => "invalid_authorization_details",
-            Self::InvalidTarget(_) => "invalid_target",
-            Self::InvalidScope(_) => "invalid_scope",
-            Self::InvalidClient(_) => "invalid_client",
-            Self::InvalidGrant(_) => "invalid_grant",
             Self::Denied(denial) => denial.reason.as_str(),
-            Self::Unavailable(_) => "temporarily_unavailable",
-            Self::ApprovalPending { .. } => "authorization_pending",
-            Self::SlowDown { .. } => "slow_down",
-            Self::ExpiredToken(_) => "expired_token",
-            Self::InvalidEvidence(_) => "invalid_evidence",
-            Self::EvidenceReplayed(_) => "evidence_replayed",
-            Self::Internal(_) => "server_error",
+            other => other.error_code().as_str(),
         }
     }
 }
 
 impl From<StoreError> for ServiceError {
+    /// A conflict that outlived its retries, a rejection the caller did not map to a denial, or
+    /// an unreachable or corrupt store: all fail closed as unavailable, the cause kept.
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict => Self::Unavailable("the task is busy; retry".to_owned()),
-            StoreError::Unavailable(e) | StoreError::Corrupt(e) => Self::Unavailable(e),
-            // Callers that can be refused this way map it to a denial themselves.
-            StoreError::Rejected(rejection) => Self::Unavailable(rejection.to_string()),
-        }
+        Self::Unavailable(error)
     }
 }

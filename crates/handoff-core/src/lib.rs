@@ -2,13 +2,16 @@
 //!
 //! Nothing here speaks HTTP or SQL. Storage, time, keys and randomness come in through traits
 //! ([`store::Store`], [`clock::Clock`], [`random::Randomness`]) so every rule can be tested alone.
+//!
+//! [`Handoff`] ([`handoff`]) holds what a request needs; each operation lives with its concept:
+//! [`exchange`] (one handoff, top to bottom), [`task`], [`approval`], [`delegation`],
+//! [`containment`], [`evidence`]. [`refusal`] records every refusal of a known caller.
 
-pub mod admission;
 pub mod approval;
-pub mod approvals;
 pub mod audit;
 pub mod budget;
 pub mod cache;
+mod caller;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "conformance")]
@@ -16,25 +19,26 @@ pub mod conformance;
 pub mod containment;
 pub mod counters;
 pub mod delegation;
-pub mod delegations;
 pub mod error;
 pub mod evidence;
+pub mod exchange;
+pub mod handoff;
 pub mod hash;
 pub mod identity;
 pub mod ids;
 pub mod json;
 pub mod keys;
+pub mod limits;
 pub mod notify;
 pub mod policy;
-pub mod policy_test;
 pub mod random;
-pub mod revocation;
-pub mod service;
+mod refusal;
 pub mod store;
 pub mod task;
+pub mod template;
 pub mod text;
 pub mod time;
 pub mod token;
 
 pub use error::ServiceError;
-pub use service::Handoff;
+pub use handoff::Handoff;

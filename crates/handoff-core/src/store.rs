@@ -3,10 +3,10 @@
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, SealedRecord};
+use crate::containment::{Revocation, RevocationEntry, TokenStatus};
 use crate::counters::AgentFacts;
 use crate::delegation::Delegation;
 use crate::ids::{AgentId, SystemId, TaskId};
-use crate::revocation::{Revocation, RevocationEntry, TokenStatus};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use crate::time::Timestamp;
 use async_trait::async_trait;

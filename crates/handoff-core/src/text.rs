@@ -6,7 +6,7 @@
 //! name in an audit record, a console or an approval prompt, so they are refused, never stripped.
 
 use crate::error::ServiceError;
-use crate::service::MAX_NAME_CHARS;
+use crate::limits::MAX_NAME_CHARS;
 use unicode_general_category::{GeneralCategory, get_general_category};
 
 /// The first character of `text` that would render as nothing or move other text around:
@@ -43,6 +43,16 @@ pub fn check_identifier(field: &str, value: &str) -> Result<(), ServiceError> {
         )));
     }
     Ok(())
+}
+
+/// At most `max` characters of `text`, for a record or a message that quotes a request.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// `text`, unless it is empty.
+pub(crate) fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 #[cfg(test)]

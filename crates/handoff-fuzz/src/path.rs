@@ -3,7 +3,8 @@
 //! `ANY /gateway/{system}{path}`. The resource template (third line, if any) is parsed and rendered
 //! from the matched values.
 
-use handoff_core::config::{GatewayConfig, PathTemplate, Route, Template};
+use handoff_core::config::{GatewayConfig, Route};
+use handoff_core::template::{PathTemplate, Template};
 use handoff_gateway::{route_for, split_path};
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! arguments, by the JSON pointers and templates declared in config.
 
 use crate::error::GatewayError;
-use handoff_core::config::Template;
+use handoff_core::template::Template;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! polled into the deny list.
 
 use crate::verify::OfflineVerifier;
-use handoff_core::revocation::RevocationKind;
+use handoff_core::containment::RevocationKind;
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use handoff_core::cache::{DEFAULT_LIMIT, VerifiedCache};
 use handoff_core::clock::{Clock, SystemClock};
 use handoff_core::config::SystemConfig;
 use handoff_core::containment::Inactive;
-use handoff_core::revocation::RevocationKind;
+use handoff_core::containment::RevocationKind;
 use handoff_core::token::{
     ACCESS_TOKEN_TYP, AccessClaims, OWN_TOKEN_LEEWAY, TokenTimes, Unverified, verify_access_token,
 };

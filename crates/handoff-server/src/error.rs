@@ -1,31 +1,22 @@
-//! The one HTTP error type: every variant has an explicit status and a stable OAuth error code;
-//! the cause goes to the log, the client gets a safe message.
+//! The one HTTP error type: a refusal core decided ([`ServiceError`]) or one only the HTTP layer
+//! makes (routing, body limits, timeouts). Each carries its stable [`ErrorCode`], spelled once in
+//! core; each code has an explicit status here. The cause goes to the log, the client gets a safe
+//! message.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use handoff_core::ServiceError;
-use handoff_core::policy::Denial;
+use handoff_core::error::ErrorCode;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    InvalidRequest(String),
+    /// A refusal core decided (or a request the HTTP layer found malformed in core's terms).
+    #[error(transparent)]
+    Service(#[from] ServiceError),
     #[error("{0}")]
     UnsupportedGrantType(String),
-    #[error("{0}")]
-    InvalidAuthorizationDetails(String),
-    #[error("{0}")]
-    InvalidTarget(String),
-    #[error("{0}")]
-    InvalidScope(String),
-    #[error("{0}")]
-    InvalidClient(String),
-    #[error("{0}")]
-    InvalidGrant(String),
-    #[error("{}", .0.description)]
-    AccessDenied(Denial),
     #[error("not found")]
     NotFound,
     #[error("the method is not allowed on this path")]
@@ -38,95 +29,110 @@ pub enum ApiError {
     RequestTimeout,
     #[error("the request line and headers are larger than {0} bytes")]
     HeaderTooLarge(usize),
-    #[error("{0}")]
-    Pending(ServiceError),
-    #[error("{0}")]
-    ExpiredToken(String),
-    #[error("{0}")]
-    InvalidEvidence(String),
-    #[error("{0}")]
-    EvidenceReplayed(String),
-    #[error("the service is temporarily unavailable")]
-    Unavailable(String),
+    /// A fault in the HTTP layer (a plain 5xx answer from below); the text goes to the log.
     #[error("internal error")]
     Internal(String),
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::InvalidRequest(m) => Self::InvalidRequest(m),
-            ServiceError::InvalidAuthorizationDetails(m) => Self::InvalidAuthorizationDetails(m),
-            ServiceError::InvalidTarget(m) => Self::InvalidTarget(m),
-            ServiceError::InvalidScope(m) => Self::InvalidScope(m),
-            ServiceError::InvalidClient(m) => Self::InvalidClient(m),
-            ServiceError::InvalidGrant(m) => Self::InvalidGrant(m),
-            ServiceError::Denied(denial) => Self::AccessDenied(denial),
-            ServiceError::Unavailable(m) => Self::Unavailable(m),
-            ServiceError::Internal(m) => Self::Internal(m),
-            pending @ (ServiceError::ApprovalPending { .. } | ServiceError::SlowDown { .. }) => {
-                Self::Pending(pending)
+impl ApiError {
+    /// `invalid_request`: the request is malformed.
+    pub(crate) fn invalid_request(message: impl Into<String>) -> Self {
+        Self::Service(ServiceError::InvalidRequest(message.into()))
+    }
+
+    /// `invalid_client`: the caller's credential is missing or refused.
+    pub(crate) fn invalid_client(message: impl Into<String>) -> Self {
+        Self::Service(ServiceError::InvalidClient(message.into()))
+    }
+
+    /// `invalid_target`: the audience names no registered system.
+    pub(crate) fn invalid_target(message: impl Into<String>) -> Self {
+        Self::Service(ServiceError::InvalidTarget(message.into()))
+    }
+
+    /// `invalid_authorization_details`: the details do not parse.
+    pub(crate) fn invalid_authorization_details(message: impl Into<String>) -> Self {
+        Self::Service(ServiceError::InvalidAuthorizationDetails(message.into()))
+    }
+
+    /// `invalid_evidence`: the evidence is unsigned or wrongly signed.
+    pub(crate) fn invalid_evidence(message: impl Into<String>) -> Self {
+        Self::Service(ServiceError::InvalidEvidence(message.into()))
+    }
+
+    /// The stable code the client gets.
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            Self::Service(error) => error.error_code(),
+            Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::BodyTooLarge => ErrorCode::BodyTooLarge,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::RequestTimeout => ErrorCode::RequestTimeout,
+            Self::HeaderTooLarge(_) => ErrorCode::HeaderTooLarge,
+            Self::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// The JSON body every refusal carries: the stable code and a safe description.
+    pub(crate) fn body(&self) -> serde_json::Value {
+        json!({ "error": self.code().as_str(), "error_description": self.description() })
+    }
+
+    /// What the client is told: core's message, except that a store fault says only that the
+    /// service is unavailable.
+    fn description(&self) -> String {
+        match self {
+            Self::Service(ServiceError::Unavailable(_)) => {
+                "the service is temporarily unavailable".to_owned()
             }
-            ServiceError::ExpiredToken(m) => Self::ExpiredToken(m),
-            ServiceError::InvalidEvidence(m) => Self::InvalidEvidence(m),
-            ServiceError::EvidenceReplayed(m) => Self::EvidenceReplayed(m),
+            other => other.to_string(),
         }
     }
 }
 
-impl ApiError {
-    /// The JSON body every refusal carries: the stable code and a safe description.
-    pub(crate) fn body(&self) -> serde_json::Value {
-        json!({ "error": self.status_and_code().1, "error_description": self.to_string() })
-    }
-
-    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
-            Self::InvalidAuthorizationDetails(_) => {
-                (StatusCode::BAD_REQUEST, "invalid_authorization_details")
-            }
-            Self::InvalidTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
-            Self::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
-            Self::InvalidClient(_) => (StatusCode::UNAUTHORIZED, "invalid_client"),
-            Self::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
-            Self::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            Self::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            Self::HeaderTooLarge(_) => (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "header_too_large",
-            ),
-            Self::Pending(ServiceError::SlowDown { .. }) => (StatusCode::BAD_REQUEST, "slow_down"),
-            Self::Pending(_) => (StatusCode::BAD_REQUEST, "authorization_pending"),
-            Self::ExpiredToken(_) => (StatusCode::BAD_REQUEST, "expired_token"),
-            Self::InvalidEvidence(_) => (StatusCode::UNAUTHORIZED, "invalid_evidence"),
-            Self::EvidenceReplayed(_) => (StatusCode::CONFLICT, "evidence_replayed"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+/// The HTTP status of each code.
+fn status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidRequest
+        | ErrorCode::UnsupportedGrantType
+        | ErrorCode::InvalidAuthorizationDetails
+        | ErrorCode::InvalidTarget
+        | ErrorCode::InvalidScope
+        | ErrorCode::AuthorizationPending
+        | ErrorCode::SlowDown
+        | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidClient | ErrorCode::InvalidGrant | ErrorCode::InvalidEvidence => {
+            StatusCode::UNAUTHORIZED
         }
+        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorCode::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ErrorCode::EvidenceReplayed => StatusCode::CONFLICT,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
+        let code = self.code();
+        let status = status(code);
         let mut body = serde_json::Map::new();
-        body.insert("error".to_owned(), json!(code));
-        body.insert("error_description".to_owned(), json!(self.to_string()));
+        body.insert("error".to_owned(), json!(code.as_str()));
+        body.insert("error_description".to_owned(), json!(self.description()));
         match &self {
-            Self::AccessDenied(denial) => {
+            Self::Service(ServiceError::Denied(denial)) => {
                 body.insert("decision_id".to_owned(), json!(denial.decision_id.as_str()));
                 body.insert("reason".to_owned(), json!(denial.reason.as_str()));
                 body.insert("policies".to_owned(), json!(denial.policies));
             }
-            Self::Pending(ServiceError::ApprovalPending {
+            Self::Service(ServiceError::ApprovalPending {
                 approval_id,
                 group,
                 interval,
@@ -137,16 +143,39 @@ impl IntoResponse for ApiError {
                 body.insert("interval".to_owned(), json!(interval));
                 body.insert("expires_in".to_owned(), json!(expires_in));
             }
-            Self::Pending(ServiceError::SlowDown {
+            Self::Service(ServiceError::SlowDown {
                 approval_id,
                 interval,
             }) => {
                 body.insert("approval_id".to_owned(), json!(approval_id));
                 body.insert("interval".to_owned(), json!(interval));
             }
-            Self::Unavailable(cause) => tracing::warn!(%cause, "request failed closed"),
+            Self::Service(ServiceError::Unavailable(cause)) => {
+                tracing::warn!(cause = %cause, "request failed closed");
+            }
+            Self::Service(ServiceError::Internal(cause)) => {
+                let source = std::error::Error::source(cause).map(ToString::to_string);
+                tracing::error!(cause = %cause, source, "internal error");
+            }
             Self::Internal(cause) => tracing::error!(%cause, "internal error"),
-            _ => {}
+            Self::Service(
+                ServiceError::InvalidRequest(_)
+                | ServiceError::InvalidAuthorizationDetails(_)
+                | ServiceError::InvalidTarget(_)
+                | ServiceError::InvalidScope(_)
+                | ServiceError::InvalidClient(_)
+                | ServiceError::InvalidGrant(_)
+                | ServiceError::ExpiredToken(_)
+                | ServiceError::InvalidEvidence(_)
+                | ServiceError::EvidenceReplayed(_),
+            )
+            | Self::UnsupportedGrantType(_)
+            | Self::NotFound
+            | Self::MethodNotAllowed
+            | Self::BodyTooLarge
+            | Self::UnsupportedMediaType
+            | Self::RequestTimeout
+            | Self::HeaderTooLarge(_) => {}
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

@@ -15,12 +15,12 @@ use std::collections::BTreeMap;
 #[derive(Debug)]
 pub enum TokenForm {
     /// A handoff: the exchange request the service would be given.
-    Access(handoff_core::service::ExchangeRequest),
+    Access(handoff_core::exchange::ExchangeRequest),
     /// A Transaction Token request, with its `request_details` read as a task.
     Txn {
         subject_token: String,
         audience: Option<String>,
-        details: Result<handoff_core::service::OpenTaskRequest, ApiError>,
+        details: Result<handoff_core::task::OpenTaskRequest, ApiError>,
     },
 }
 

@@ -38,7 +38,7 @@ pub async fn json_refusals(pass_through: &[&str], request: Request, next: Next) 
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout,
         s if s.is_server_error() => ApiError::Internal(format!("a plain {s} answer")),
-        _ => ApiError::InvalidRequest("the request could not be read".to_owned()),
+        _ => ApiError::invalid_request("the request could not be read".to_owned()),
     };
     let allow = response.headers().get(header::ALLOW).cloned();
     let mut json = error.into_response();
@@ -82,7 +82,7 @@ pub async fn single_authorization(request: Request, next: Next) -> Response {
         .nth(1)
         .is_some()
     {
-        return ApiError::InvalidRequest("the `Authorization` header is repeated".to_owned())
+        return ApiError::invalid_request("the `Authorization` header is repeated".to_owned())
             .into_response();
     }
     next.run(request).await
@@ -172,9 +172,9 @@ impl<T> JsonHeadErrors<T> {
         let error = if head.starts_with(b"HTTP/1.1 431 ") {
             ApiError::HeaderTooLarge(self.max_header_bytes)
         } else if head.starts_with(b"HTTP/1.1 414 ") {
-            ApiError::InvalidRequest("the request target is too long".to_owned())
+            ApiError::invalid_request("the request target is too long".to_owned())
         } else if head.starts_with(b"HTTP/1.1 400 ") {
-            ApiError::InvalidRequest("the request head does not parse".to_owned())
+            ApiError::invalid_request("the request head does not parse".to_owned())
         } else {
             return None;
         };

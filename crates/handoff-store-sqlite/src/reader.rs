@@ -2,10 +2,10 @@
 
 use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
+use handoff_core::containment::{RevocationEntry, RevocationKind, TokenStatus};
 use handoff_core::counters::AgentFacts;
 use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
-use handoff_core::revocation::{RevocationEntry, RevocationKind, TokenStatus};
 use handoff_core::store::StoreError;
 use handoff_core::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use handoff_core::time::Timestamp;

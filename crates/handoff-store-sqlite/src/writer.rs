@@ -3,7 +3,7 @@
 
 use crate::unavailable;
 use handoff_core::audit::{GENESIS, SealedRecord, seal};
-use handoff_core::revocation::{Revocation, RevocationKind};
+use handoff_core::containment::{Revocation, RevocationKind};
 use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write};
 use handoff_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};

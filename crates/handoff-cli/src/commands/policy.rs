@@ -26,7 +26,7 @@ pub fn test(deployment: &DeploymentArgs, dir: &Path) -> anyhow::Result<ExitCode>
         eprintln!("no .toml test files in `{}`", dir.display());
         return Ok(ExitCode::FAILURE);
     }
-    let results = handoff_core::policy_test::run(&loaded, &files);
+    let results = handoff_core::policy::testing::run(&loaded, &files);
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
     for result in &results {
         match &result.failure {

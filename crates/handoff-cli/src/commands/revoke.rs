@@ -5,7 +5,7 @@
 use crate::data_dir::DataDir;
 use crate::{DataArgs, DeploymentArgs};
 use handoff_core::containment::Operator;
-use handoff_core::revocation::RevocationKind;
+use handoff_core::containment::RevocationKind;
 use std::process::ExitCode;
 
 fn operator() -> Operator {

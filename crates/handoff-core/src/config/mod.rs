@@ -1,8 +1,11 @@
 //! A deployment described in one TOML file plus a folder of Cedar policies, loaded and validated
 //! in one pass that reports every problem at once.
 
+mod check;
+mod counters;
+mod delegation;
+mod evidence;
 mod gateway;
-mod history;
 mod raw;
 mod server;
 mod shape;
@@ -16,9 +19,7 @@ use jsonwebtoken::jwk::JwkSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-pub use gateway::{
-    GatewayConfig, PathTemplate, Route, Secret, SecretSource, Template, Tool, UpstreamCredential,
-};
+pub use gateway::{GatewayConfig, Route, Secret, SecretSource, Tool, UpstreamCredential};
 pub use server::ServerSettings;
 pub use validate::load_config;
 

@@ -114,7 +114,7 @@ pub struct RawSystem {
     pub details: BTreeMap<String, Spanned<String>>,
     pub require_approval: Option<Spanned<Vec<String>>>,
     pub user_may_approve: Option<bool>,
-    pub gateway: Option<Spanned<super::gateway::RawGateway>>,
+    pub gateway: Option<Spanned<super::gateway::raw::RawGateway>>,
     pub evidence: Option<Spanned<RawEvidence>>,
 }
 

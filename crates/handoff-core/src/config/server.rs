@@ -9,8 +9,8 @@
 //! max_connections = 1024        # past this, new connections wait in the accept backlog
 //! ```
 
+use super::check::Ctx;
 use super::shape::Shape;
-use super::validate::Ctx;
 use crate::time::Ttl;
 use serde::Deserialize;
 use toml::Spanned;

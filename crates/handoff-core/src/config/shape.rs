@@ -49,7 +49,7 @@ const SYSTEM: Shape = Shape::Fields(&[
     ("details", Shape::MapOf(&Shape::Leaf)),
     ("require_approval", Shape::Leaf),
     ("user_may_approve", Shape::Leaf),
-    ("gateway", super::gateway::GATEWAY_SHAPE),
+    ("gateway", super::gateway::raw::GATEWAY_SHAPE),
     ("evidence", EVIDENCE),
 ]);
 const EVIDENCE: Shape = Shape::Fields(&[

@@ -1,5 +1,6 @@
 //! Raw config to validated [`Config`]: every rule, every problem collected.
 
+use super::check::{Ctx, is_identifier, read_jwks};
 use super::raw::{RawConfig, RawIssuer, RawSystem};
 use super::shape::strip_unknown_keys;
 use super::{
@@ -11,7 +12,6 @@ use super::{
 use crate::ids::{ActionName, Purpose, SystemId};
 use crate::time::Ttl;
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,29 +27,6 @@ const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::PS256,
     Algorithm::EdDSA,
 ];
-
-pub(super) struct Ctx<'a> {
-    file: &'a str,
-    text: &'a str,
-    pub(super) problems: Vec<Problem>,
-}
-
-impl Ctx<'_> {
-    pub(super) fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
-        let line = line_of(self.text, at.span().start);
-        self.problems.push(Problem::at(self.file, line, message));
-    }
-
-    pub(super) fn ttl(&mut self, value: &Spanned<String>, what: &str) -> Option<Ttl> {
-        match Ttl::parse(value.get_ref()) {
-            Ok(ttl) => Some(ttl),
-            Err(e) => {
-                self.report(value, format!("{what}: {e}"));
-                None
-            }
-        }
-    }
-}
 
 /// Parses and validates the config text; returns the config when it could be built at all, and
 /// every problem found on the way (the config is usable only when the list is empty).
@@ -231,8 +208,8 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
         .iter()
         .filter_map(|i| validate_issuer(ctx, reader, i))
         .collect();
-    let counters = super::history::validate_counters(ctx, &raw.counters, &systems);
-    let delegation = super::history::validate_delegation(ctx, &raw.delegation);
+    let counters = super::counters::validate_counters(ctx, &raw.counters, &systems);
+    let delegation = super::delegation::validate_delegation(ctx, &raw.delegation);
     let server = super::server::validate_server(ctx, &raw.server);
     Some(Config {
         server,
@@ -286,32 +263,6 @@ fn validate_tokens(ctx: &mut Ctx<'_>, raw: &super::raw::RawTokens) -> Option<Tok
         max_lifetime,
         algorithm,
     })
-}
-
-/// Reads and parses a JWKS file, reporting why it cannot be used.
-pub(super) fn read_jwks(
-    ctx: &mut Ctx<'_>,
-    reader: &dyn SourceReader,
-    file: &Spanned<String>,
-    what: &str,
-) -> Option<JwkSet> {
-    match reader.read(file.get_ref()) {
-        Ok(text) => match serde_json::from_str::<JwkSet>(&text) {
-            Ok(set) if !set.keys.is_empty() => Some(set),
-            Ok(_) => {
-                ctx.report(file, format!("{what}: the JWKS holds no keys"));
-                None
-            }
-            Err(e) => {
-                ctx.report(file, format!("{what}: the JWKS does not parse: {e}"));
-                None
-            }
-        },
-        Err(e) => {
-            ctx.report(file, format!("{what}: {e}"));
-            None
-        }
-    }
 }
 
 fn validate_issuer(
@@ -499,7 +450,7 @@ fn validate_system(
     }
     let evidence = match &raw.evidence {
         Some(evidence) => {
-            let valid = super::history::validate_evidence(ctx, reader, id, evidence);
+            let valid = super::evidence::validate_evidence(ctx, reader, id, evidence);
             ok &= valid.is_some();
             valid
         }
@@ -525,10 +476,4 @@ fn validate_system(
         user_may_approve: raw.user_may_approve.unwrap_or(false),
         gateway: None,
     })
-}
-
-pub(super) fn is_identifier(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }

@@ -4,6 +4,7 @@
 mod context;
 pub mod decision;
 pub mod schema;
+pub mod testing;
 
 pub use context::{
     DetailValue, RequestFacts, exchange_context as context_for_exchange,

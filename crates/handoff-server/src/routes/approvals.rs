@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use handoff_core::Handoff;
 use handoff_core::approval::{Approval, ApprovalStatus};
-use handoff_core::approvals::{ApprovalView, Canceller, Viewer};
+use handoff_core::approval::{ApprovalView, Canceller, Viewer};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
         .map(str::trim)
         .ok_or_else(|| {
-            ApiError::InvalidClient(
+            ApiError::invalid_client(
                 "an approver's or operator's bearer token is required".to_owned(),
             )
         })
@@ -87,7 +87,7 @@ pub async fn list(
     let status = match query.status.as_deref() {
         None => None,
         Some(text) => Some(ApprovalStatus::parse(text).ok_or_else(|| {
-            ApiError::InvalidRequest(
+            ApiError::invalid_request(
                 "status must be pending, approved, denied, expired or cancelled".to_owned(),
             )
         })?),
@@ -117,7 +117,7 @@ pub struct ReasonBody {
 
 pub(crate) fn reason(body: &[u8]) -> Result<String, ApiError> {
     let body: ReasonBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::InvalidRequest(format!("the body must be {{\"reason\": ...}}: {e}"))
+        ApiError::invalid_request(format!("the body must be {{\"reason\": ...}}: {e}"))
     })?;
     Ok(body.reason)
 }

@@ -29,13 +29,13 @@ fn credential(headers: &HeaderMap) -> Option<Credential> {
 }
 
 fn unauthenticated() -> ApiError {
-    ApiError::InvalidClient("authentication is required".to_owned())
+    ApiError::invalid_client("authentication is required".to_owned())
 }
 
 pub fn operator(handoff: &Handoff, headers: &HeaderMap) -> Result<Operator, ApiError> {
     match credential(headers) {
         Some(Credential::Bearer(secret)) => Ok(handoff.authenticate_operator(&secret)?),
-        _ => Err(ApiError::InvalidClient(
+        _ => Err(ApiError::invalid_client(
             "operator credentials are required".to_owned(),
         )),
     }

@@ -13,7 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use handoff_core::containment::{Introspection, MAX_FEED_PAGE};
-use handoff_core::revocation::{RevocationEntry, RevocationKind};
+use handoff_core::containment::{RevocationEntry, RevocationKind};
 use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
@@ -88,7 +88,7 @@ pub struct FreezeBody {
 
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))
+        .map_err(|e| ApiError::invalid_request(format!("the body does not parse: {e}")))
 }
 
 async fn apply(
@@ -119,7 +119,7 @@ impl RevokeBody {
             "agent" => RevocationKind::Agent,
             "delegation" => RevocationKind::Delegation,
             _ => {
-                return Err(ApiError::InvalidRequest(
+                return Err(ApiError::invalid_request(
                     "`kind` must be token, task, agent or delegation".to_owned(),
                 ));
             }

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use handoff_core::Handoff;
-use handoff_core::delegations::DelegateRequest;
+use handoff_core::delegation::DelegateRequest;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ struct DelegateBody {
 /// The delegation a `POST /v1/delegations` body asks for, by the workload holding `actor_token`.
 pub fn delegate_request(actor_token: String, body: &[u8]) -> Result<DelegateRequest, ApiError> {
     let body: DelegateBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))?;
+        .map_err(|e| ApiError::invalid_request(format!("the body does not parse: {e}")))?;
     Ok(DelegateRequest {
         actor_token,
         subject_token: body.txn_token,

@@ -28,7 +28,7 @@ pub async fn report(
     let content_type = header_text(&headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
     let submission = if content_type.starts_with("application/jwt") {
         let token = std::str::from_utf8(&body)
-            .map_err(|_| ApiError::InvalidEvidence("the JWT is not text".to_owned()))?;
+            .map_err(|_| ApiError::invalid_evidence("the JWT is not text".to_owned()))?;
         EvidenceSubmission::Jwt(Unverified::new(token))
     } else {
         match (
@@ -41,7 +41,7 @@ pub async fn report(
                 body: &body,
             },
             _ => {
-                return Err(ApiError::InvalidEvidence(
+                return Err(ApiError::invalid_evidence(
                     "evidence must be signed: send a JWT as application/jwt, or JSON with \
                      x-handoff-timestamp and x-handoff-signature"
                         .to_owned(),

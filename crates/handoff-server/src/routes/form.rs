@@ -30,7 +30,7 @@ fn decode(component: &[u8]) -> Result<String, ApiError> {
         .collect();
     let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
     String::from_utf8(bytes).map_err(|_| {
-        ApiError::InvalidRequest("the form body is not UTF-8 once percent-decoded".to_owned())
+        ApiError::invalid_request("the form body is not UTF-8 once percent-decoded".to_owned())
     })
 }
 
@@ -44,14 +44,14 @@ impl FormParams {
                     .starts_with("application/x-www-form-urlencoded")
             });
         if !form_type {
-            return Err(ApiError::InvalidRequest(
+            return Err(ApiError::invalid_request(
                 "the body must be application/x-www-form-urlencoded".to_owned(),
             ));
         }
         let mut params = HashMap::new();
         for (name, value) in pairs(body)? {
             if params.contains_key(&name) {
-                return Err(ApiError::InvalidRequest(format!(
+                return Err(ApiError::invalid_request(format!(
                     "parameter `{name}` is repeated"
                 )));
             }
@@ -75,6 +75,6 @@ impl FormParams {
 
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.optional(name)
-            .ok_or_else(|| ApiError::InvalidRequest(format!("parameter `{name}` is required")))
+            .ok_or_else(|| ApiError::invalid_request(format!("parameter `{name}` is required")))
     }
 }

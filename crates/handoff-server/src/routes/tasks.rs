@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use handoff_core::Handoff;
 use handoff_core::ids::TaskId;
-use handoff_core::service::{OpenTaskRequest, OpenedTask};
+use handoff_core::task::{OpenTaskRequest, OpenedTask};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub struct OpenBody {
 impl OpenBody {
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         serde_json::from_slice(body)
-            .map_err(|e| ApiError::InvalidRequest(format!("the body does not parse: {e}")))
+            .map_err(|e| ApiError::invalid_request(format!("the body does not parse: {e}")))
     }
 
     pub fn into_request(self) -> OpenTaskRequest {
@@ -54,7 +54,7 @@ pub(super) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::InvalidClient(
+            ApiError::invalid_client(
                 "an `Authorization: Bearer` agent identity is required".to_owned(),
             )
         })

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use handoff_core::Handoff;
-use handoff_core::service::ExchangeRequest;
+use handoff_core::exchange::ExchangeRequest;
 use handoff_core::token::{GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_JWT, TYPE_TXN_TOKEN};
 use serde_json::json;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ impl<'a> TokenRequest<'a> {
         match params.optional("requested_token_type") {
             Some(TYPE_TXN_TOKEN) => Ok(Self::Txn(TxnRequest::parse(params)?)),
             None | Some(TYPE_ACCESS_TOKEN) => Ok(Self::Access(exchange_request(params)?)),
-            Some(_) => Err(ApiError::InvalidRequest(
+            Some(_) => Err(ApiError::invalid_request(
                 "requested_token_type must be an access token or a txn_token".to_owned(),
             )),
         }
@@ -69,7 +69,7 @@ impl<'a> TokenRequest<'a> {
 fn expect_type(params: &FormParams, name: &str, expected: &str) -> Result<(), ApiError> {
     match params.optional(name) {
         Some(found) if found == expected => Ok(()),
-        _ => Err(ApiError::InvalidRequest(format!(
+        _ => Err(ApiError::invalid_request(format!(
             "`{name}` must be `{expected}`"
         ))),
     }
@@ -98,14 +98,14 @@ fn exchange_request(params: &FormParams) -> Result<ExchangeRequest, ApiError> {
             } else {
                 "authorization_details is not valid JSON".to_owned()
             };
-            ApiError::InvalidAuthorizationDetails(reason)
+            ApiError::invalid_authorization_details(reason)
         })?;
     let requested_lifetime = params
         .optional("requested_lifetime")
         .map(str::parse::<u32>)
         .transpose()
         .map_err(|_| {
-            ApiError::InvalidRequest("requested_lifetime must be a number of seconds".to_owned())
+            ApiError::invalid_request("requested_lifetime must be a number of seconds".to_owned())
         })?;
     Ok(ExchangeRequest {
         subject_token: subject_token.to_owned(),
@@ -150,10 +150,10 @@ impl<'a> TxnRequest<'a> {
     /// `request_details` as the body of `POST /v1/tasks`, with `scope` as its purpose.
     pub fn details(&self) -> Result<OpenBody, ApiError> {
         let details = self.request_details.ok_or_else(|| {
-            ApiError::InvalidRequest("parameter `request_details` is required".to_owned())
+            ApiError::invalid_request("parameter `request_details` is required".to_owned())
         })?;
         let mut body: OpenBody = serde_json::from_str(details)
-            .map_err(|e| ApiError::InvalidRequest(format!("request_details: {e}")))?;
+            .map_err(|e| ApiError::invalid_request(format!("request_details: {e}")))?;
         if let Some(scope) = self.scope {
             body.purpose = Some(scope.to_owned());
         }
@@ -171,7 +171,7 @@ async fn txn_token(
         .audience
         .is_some_and(|a| a != handoff.config().trust_domain)
     {
-        return Err(ApiError::InvalidTarget(
+        return Err(ApiError::invalid_target(
             "a txn_token's audience is the trust domain".to_owned(),
         ));
     }

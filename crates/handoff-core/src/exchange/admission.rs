@@ -1,17 +1,19 @@
 //! Admission: what a request must pass before policy is asked (the task is open and the caller's,
 //! or a delegate's within its delegation; the system is not frozen; the plan and the purpose's
-//! budgets leave room), decided in one place for the exchange and for a listing of what a caller
-//! can reach, so the two never disagree.
+//! budgets leave room), decided in one place for the exchange, a delegation and a listing of
+//! what a caller can reach, so they never disagree.
 
+use super::request::Resolved;
 use crate::config::{ActionConfig, SystemConfig};
 use crate::delegation::Delegation;
 use crate::error::ServiceError;
+use crate::handoff::Handoff;
 use crate::identity::VerifiedIdentity;
 use crate::ids::{ActionName, DecisionId};
-use crate::notify::NoticeKind;
+use crate::limits::MAX_SCOPE_ITEMS;
+use crate::notify::{Notice, NoticeKind};
 use crate::policy::DenyReason;
-use crate::service::{Handoff, MAX_SCOPE_ITEMS, check_task};
-use crate::task::TaskSnapshot;
+use crate::task::{TaskSnapshot, TaskState};
 use crate::time::Timestamp;
 use std::collections::BTreeSet;
 
@@ -19,7 +21,7 @@ use std::collections::BTreeSet;
 pub const MAX_REACH_ITEMS: usize = 4 * MAX_SCOPE_ITEMS;
 
 /// The notice a containment breach sends the system's owner; other refusals send none.
-pub(crate) fn breach_notice(reason: DenyReason) -> Option<NoticeKind> {
+fn breach_notice(reason: DenyReason) -> Option<NoticeKind> {
     match reason {
         DenyReason::OutsidePlan => Some(NoticeKind::OutsidePlan),
         DenyReason::BudgetExchanges
@@ -30,7 +32,80 @@ pub(crate) fn breach_notice(reason: DenyReason) -> Option<NoticeKind> {
     }
 }
 
+/// The task must be this agent's, open and unexpired.
+/// `delegated`: the actor is a delegate, checked against its delegation instead.
+fn check_task(
+    snapshot: &TaskSnapshot,
+    identity: &VerifiedIdentity,
+    delegated: bool,
+    decision_id: &DecisionId,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let deny = |reason, description| Err(ServiceError::denied(decision_id, reason, description));
+    let task = &snapshot.task;
+    if !delegated && (&task.agent != identity.agent() || task.agent_issuer != identity.issuer()) {
+        return deny(
+            DenyReason::NotTaskAgent,
+            "the actor is not the task's agent",
+        );
+    }
+    match task.state {
+        TaskState::Open => {}
+        TaskState::Ended => return deny(DenyReason::TaskEnded, "the task has ended"),
+        TaskState::Revoked => return deny(DenyReason::TaskRevoked, "the task was revoked"),
+    }
+    if now >= task.expires_at {
+        return deny(DenyReason::TaskExpired, "the task has expired");
+    }
+    Ok(())
+}
+
 impl Handoff {
+    /// An exchange's admission: the caller may act in the task, and the requested actions are
+    /// within its reach. A breach of the plan or a budget tells the system's owner.
+    pub(super) async fn admit(
+        &self,
+        identity: &VerifiedIdentity,
+        resolved: &Resolved<'_>,
+        snapshot: &TaskSnapshot,
+        decision_id: &DecisionId,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let delegation = resolved.delegation.as_ref();
+        self.admit_caller(snapshot, identity, delegation, decision_id, now)
+            .await?;
+        let admitted = self
+            .admit_actions(
+                snapshot,
+                delegation,
+                resolved.system,
+                &resolved.actions,
+                decision_id,
+                now,
+            )
+            .await;
+        if let Err(ServiceError::Denied(denial)) = &admitted
+            && let Some(kind) = breach_notice(denial.reason)
+        {
+            let (task, system) = (&snapshot.task, resolved.system);
+            self.notifier().notify(Notice {
+                kind,
+                system: Some(system.id.to_string()),
+                owner: Some(system.owner.clone()),
+                escalation: Some(system.escalation.clone()),
+                task: Some(task.id.to_string()),
+                agent: Some(task.agent.to_string()),
+                user: Some(task.user.to_string()),
+                intent: Some(task.intent.clone()),
+                reason: denial.reason.as_str().to_owned(),
+                description: denial.description.clone(),
+                decision_id: Some(denial.decision_id.to_string()),
+                approval_id: None,
+            });
+        }
+        admitted
+    }
+
     /// The caller may act in the task at all: the task is open and unexpired, and the caller is
     /// its agent, or the delegate `delegation` names (unexpired, nothing above it revoked, the
     /// delegate not revoked).
@@ -50,10 +125,63 @@ impl Handoff {
         Ok(())
     }
 
+    /// A delegate acts only as itself, within its delegation's lifetime, and only while no
+    /// delegation in its chain, nor any actor in it (the delegate, a delegate between, the
+    /// task's agent), was revoked. (Which actions it may ask
+    /// for is checked per request, in [`Handoff::admit_actions`].)
+    async fn check_delegation(
+        &self,
+        delegation: &Delegation,
+        identity: &VerifiedIdentity,
+        decision_id: &DecisionId,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        if identity.agent() != &delegation.delegate
+            || identity.issuer() != delegation.delegate_issuer
+        {
+            return Err(ServiceError::denied(
+                decision_id,
+                DenyReason::OutsideDelegation,
+                "the actor is not the delegate this task token was issued to".to_owned(),
+            ));
+        }
+        if now >= delegation.expires_at {
+            return Err(ServiceError::denied(
+                decision_id,
+                DenyReason::DelegationExpired,
+                format!("delegation `{}` has expired", delegation.id),
+            ));
+        }
+        if self
+            .store()
+            .any_delegation_revoked(&delegation.chain)
+            .await?
+        {
+            return Err(ServiceError::denied(
+                decision_id,
+                DenyReason::DelegationRevoked,
+                format!("delegation `{}` or one above it was revoked", delegation.id),
+            ));
+        }
+        // The delegate, any delegate between, and the task's agent: the same actors a token
+        // minted here names, checked as [`Handoff::why_inactive`] checks that token.
+        if let Some(agent) = self.first_revoked_agent(&delegation.actors).await? {
+            return Err(ServiceError::denied(
+                decision_id,
+                DenyReason::AgentRevoked,
+                format!(
+                    "`{agent}`, an actor of delegation `{}`, was revoked",
+                    delegation.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `actions` on `system` are within the caller's reach: delegated (for a delegate), the
     /// system not frozen, inside the task's plan and the purpose's budgets. Sends no notice:
     /// the exchange tells the owner of a breach ([`breach_notice`]), a listing does not.
-    pub(crate) async fn admit_actions(
+    async fn admit_actions(
         &self,
         snapshot: &TaskSnapshot,
         delegation: Option<&Delegation>,

@@ -1,16 +1,20 @@
-//! Handing part of a task to another workload, and checking a delegate's every exchange against
-//! what it was handed. See [`crate::delegation`] for the record itself.
+//! Handing part of a task to another workload: a child Transaction Token for the delegate, and
+//! the delegation a task token carries. (A delegate's every exchange is checked against what it
+//! was handed in [`crate::exchange::admission`].)
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::delegation::Delegation;
 use crate::error::ServiceError;
+use crate::handoff::Handoff;
 use crate::identity::VerifiedIdentity;
 use crate::ids::{ActionName, AgentId, DecisionId};
+use crate::limits::{MAX_NAME_CHARS, MAX_SCOPE_ITEMS};
 use crate::policy::DenyReason;
-use crate::service::{Handoff, MAX_NAME_CHARS, MAX_SCOPE_ITEMS, task_event};
+use crate::refusal::Refused;
 use crate::store::{Effect, TaskWrite, Write};
-use crate::text::check_identifier;
-use crate::time::{Timestamp, Ttl};
+use crate::task::{TaskSnapshot, task_event};
+use crate::text::{check_identifier, truncate};
+use crate::time::Ttl;
 use crate::token::{VerifiedTxn, mint_delegated_txn_token};
 use std::collections::BTreeSet;
 
@@ -56,64 +60,24 @@ impl Handoff {
         Ok(Some(delegation))
     }
 
-    /// A delegate acts only as itself, within its delegation's lifetime, and only while no
-    /// delegation in its chain, nor any actor in it (the delegate, a delegate between, the
-    /// task's agent), was revoked. (Which actions it may ask
-    /// for is checked per request, in [`Handoff::admit_actions`].)
-    pub(crate) async fn check_delegation(
-        &self,
-        delegation: &Delegation,
-        identity: &VerifiedIdentity,
-        decision_id: &DecisionId,
-        now: Timestamp,
-    ) -> Result<(), ServiceError> {
-        if identity.agent() != &delegation.delegate
-            || identity.issuer() != delegation.delegate_issuer
-        {
-            return Err(ServiceError::denied(
-                decision_id,
-                DenyReason::OutsideDelegation,
-                "the actor is not the delegate this task token was issued to".to_owned(),
-            ));
-        }
-        if now >= delegation.expires_at {
-            return Err(ServiceError::denied(
-                decision_id,
-                DenyReason::DelegationExpired,
-                format!("delegation `{}` has expired", delegation.id),
-            ));
-        }
-        if self
-            .store()
-            .any_delegation_revoked(&delegation.chain)
-            .await?
-        {
-            return Err(ServiceError::denied(
-                decision_id,
-                DenyReason::DelegationRevoked,
-                format!("delegation `{}` or one above it was revoked", delegation.id),
-            ));
-        }
-        // The delegate, any delegate between, and the task's agent: the same actors a token
-        // minted here names, checked as [`Handoff::why_inactive`] checks that token.
-        if let Some(agent) = self.first_revoked_agent(&delegation.actors).await? {
-            return Err(ServiceError::denied(
-                decision_id,
-                DenyReason::AgentRevoked,
-                format!(
-                    "`{agent}`, an actor of delegation `{}`, was revoked",
-                    delegation.id
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Hands part of a task to another workload: a child Transaction Token for the delegate,
     /// never more than the delegator holds, never outliving it, at most `max_depth` deep.
     pub async fn delegate(&self, request: DelegateRequest) -> Result<Delegated, ServiceError> {
         let identity = self.authenticate(&request.actor_token)?;
-        let mut event = AuditEvent {
+        match self.delegate_as(&identity, &request).await {
+            Ok(delegated) => Ok(delegated),
+            Err(refused) => Err(self.record_refusal(&identity, refused).await),
+        }
+    }
+
+    /// Resolves the task the delegator acts in, then delegates; a refusal names as much of the
+    /// request as was known.
+    async fn delegate_as(
+        &self,
+        identity: &VerifiedIdentity,
+        request: &DelegateRequest,
+    ) -> Result<Delegated, Refused> {
+        let mut about = AuditEvent {
             kind: Some(EventKind::Delegate),
             actions: request
                 .scope
@@ -123,49 +87,69 @@ impl Handoff {
                 .collect(),
             ..AuditEvent::default()
         };
-        match self
-            .delegate_authenticated(&identity, &request, &mut event)
+        let txn = self
+            .verify_task_token(&request.subject_token)
+            .map_err(|error| Refused::new(error, about.clone()))?;
+        about.task = Some(txn.task().to_string());
+        let (parent, snapshot) = self
+            .delegation_task(&txn, request)
             .await
-        {
-            Ok(delegated) => Ok(delegated),
-            Err(error @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => Err(error),
-            Err(error) => Err(self.record_refusal(&identity, error, event).await),
-        }
+            .map_err(|error| Refused::new(error, about.clone()))?;
+        let about = AuditEvent {
+            kind: Some(EventKind::Delegate),
+            actions: about.actions,
+            ..task_event(&snapshot.task)
+        };
+        let decision_id = DecisionId::new(
+            self.id("dec")
+                .map_err(|error| Refused::new(error, about.clone()))?,
+        );
+        let about = AuditEvent {
+            decision_id: Some(decision_id.to_string()),
+            ..about
+        };
+        let delegated = self
+            .delegate_checked(identity, request, parent, &snapshot, &decision_id, &about)
+            .await;
+        delegated.map_err(|error| Refused::new(error, about))
     }
 
-    async fn delegate_authenticated(
+    /// The delegate's name checked, and the task and parent delegation the token names.
+    async fn delegation_task(
         &self,
-        identity: &VerifiedIdentity,
+        txn: &VerifiedTxn,
         request: &DelegateRequest,
-        event: &mut AuditEvent,
-    ) -> Result<Delegated, ServiceError> {
-        let txn = self.verify_task_token(&request.subject_token)?;
-        event.task = Some(txn.task().to_string());
+    ) -> Result<(Option<Delegation>, TaskSnapshot), ServiceError> {
         check_identifier("delegate", &request.delegate)?;
         if let Some(issuer) = &request.delegate_issuer {
             check_identifier("delegate_issuer", issuer)?;
         }
-        let parent = self.delegation_of(&txn).await?;
+        let parent = self.delegation_of(txn).await?;
         let snapshot = self.store().task(txn.task()).await?.ok_or_else(|| {
             ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
         })?;
+        Ok((parent, snapshot))
+    }
+
+    async fn delegate_checked(
+        &self,
+        identity: &VerifiedIdentity,
+        request: &DelegateRequest,
+        parent: Option<Delegation>,
+        snapshot: &TaskSnapshot,
+        decision_id: &DecisionId,
+        about: &AuditEvent,
+    ) -> Result<Delegated, ServiceError> {
         let task = &snapshot.task;
-        *event = AuditEvent {
-            kind: Some(EventKind::Delegate),
-            actions: std::mem::take(&mut event.actions),
-            ..task_event(task)
-        };
         let now = self.now();
-        let decision_id = DecisionId::new(self.id("dec")?);
-        event.decision_id = Some(decision_id.to_string());
         // The delegator is the task's agent, or the delegate its child token names.
-        self.admit_caller(&snapshot, identity, parent.as_ref(), &decision_id, now)
+        self.admit_caller(snapshot, identity, parent.as_ref(), decision_id, now)
             .await?;
         let depth = parent.as_ref().map_or(0, |p| p.depth).saturating_add(1);
         let max_depth = self.config().delegation.max_depth;
         if depth > max_depth {
             return Err(ServiceError::denied(
-                &decision_id,
+                decision_id,
                 DenyReason::DelegationDepth,
                 format!("delegation depth {depth} exceeds the configured maximum of {max_depth}"),
             ));
@@ -182,7 +166,7 @@ impl Handoff {
             .find(|actor| actor.eq_ignore_ascii_case(&request.delegate))
         {
             return Err(ServiceError::denied(
-                &decision_id,
+                decision_id,
                 DenyReason::SelfDelegation,
                 format!("`{actor}` already acts in this task; delegate to another workload"),
             ));
@@ -191,7 +175,7 @@ impl Handoff {
         // Nothing the task could not reach itself: every system in its plan.
         let Some(purpose) = self.config().purposes.get(&task.purpose) else {
             return Err(ServiceError::denied(
-                &decision_id,
+                decision_id,
                 DenyReason::PolicyError,
                 format!("purpose `{}` is no longer declared", task.purpose),
             ));
@@ -199,7 +183,7 @@ impl Handoff {
         for action in &actions {
             if let Some((system, _)) = self.config().action(action.as_str()) {
                 crate::budget::check_plan(purpose, task, system).map_err(
-                    |(reason, description)| ServiceError::denied(&decision_id, reason, description),
+                    |(reason, description)| ServiceError::denied(decision_id, reason, description),
                 )?;
             }
         }
@@ -207,7 +191,7 @@ impl Handoff {
             && let Some(extra) = actions.iter().find(|a| !parent.actions.contains(*a))
         {
             return Err(ServiceError::denied(
-                &decision_id,
+                decision_id,
                 DenyReason::OutsideDelegation,
                 format!("`{extra}` was not delegated to the delegator"),
             ));
@@ -244,8 +228,7 @@ impl Handoff {
             expires_at,
         };
         let txn_token =
-            mint_delegated_txn_token(self.keys(), &self.config().trust_domain, task, &delegation)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            mint_delegated_txn_token(self.keys(), &self.config().trust_domain, task, &delegation)?;
         let record = AuditEvent {
             outcome: Some(Outcome::Permit),
             agent: Some(identity.agent().to_string()),
@@ -258,7 +241,7 @@ impl Handoff {
                 delegation.delegate,
                 delegation.expires_at.seconds()
             )),
-            ..event.clone()
+            ..about.clone()
         };
         let mut write = Write::new(now, record, TaskWrite::None);
         write
@@ -281,8 +264,10 @@ impl Handoff {
         let mut actions = BTreeSet::new();
         for item in scope {
             let (_, action) = self.config().action(item).ok_or_else(|| {
-                let shown: String = item.chars().take(MAX_NAME_CHARS).collect();
-                ServiceError::InvalidScope(format!("`{shown}` is not a declared `system:action`"))
+                ServiceError::InvalidScope(format!(
+                    "`{}` is not a declared `system:action`",
+                    truncate(item, MAX_NAME_CHARS)
+                ))
             })?;
             actions.insert(action.name.clone());
         }

@@ -1,21 +1,19 @@
-//! The approval workflow around a [`GatedPermit`]: opening a request bound to the exact request,
-//! answering polls the way RFC 8628 clients expect, releasing once, and the owners' side
-//! (list, show, approve, deny, cancel), with escalation and expiry swept in the background.
+//! The owners' side of approvals: list, show (with the task's intent and history), approve or
+//! deny with separation of duties, and cancel. A person's refused decision is recorded.
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::config::{RiskTier, SystemConfig};
+use crate::config::RiskTier;
 use crate::containment::Operator;
 use crate::error::ServiceError;
+use crate::handoff::Handoff;
 use crate::identity::{VerifiedIdentity, VerifiedPerson};
-use crate::ids::SystemId;
+use crate::ids::{DecisionId, SystemId};
+use crate::limits::MAX_REASON_CHARS;
 use crate::notify::{Notice, NoticeKind};
-use crate::policy::{Denial, DenyReason, GatedPermit, Permit, ReleaseRefusal};
-use crate::random::new_id;
-use crate::service::Handoff;
+use crate::policy::DenyReason;
+use crate::refusal::Refused;
 use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
-use crate::task::Task;
-use crate::time::Timestamp;
 use crate::token::Unverified;
 
 /// Most approvals one listing returns.
@@ -61,21 +59,8 @@ pub struct ApprovalView {
     pub history: Vec<HistoryItem>,
 }
 
-fn deny(
-    decision_id: &crate::ids::DecisionId,
-    reason: DenyReason,
-    description: &str,
-) -> ServiceError {
-    ServiceError::Denied(Denial {
-        decision_id: decision_id.clone(),
-        reason,
-        description: description.to_owned(),
-        policies: Vec::new(),
-    })
-}
-
 fn check_reason(reason: &str) -> Result<(), ServiceError> {
-    if reason.trim().is_empty() || reason.chars().count() > crate::containment::MAX_REASON_CHARS {
+    if reason.trim().is_empty() || reason.chars().count() > MAX_REASON_CHARS {
         return Err(ServiceError::InvalidRequest(
             "a reason (at most 1024 characters) is required".to_owned(),
         ));
@@ -84,176 +69,6 @@ fn check_reason(reason: &str) -> Result<(), ServiceError> {
 }
 
 impl Handoff {
-    /// Turns a gated permit into a permit through an approval, or says why not yet.
-    pub(crate) async fn through_approval(
-        &self,
-        gated: GatedPermit,
-        approval_id: Option<&str>,
-        task: &Task,
-        system: &SystemConfig,
-        now: Timestamp,
-    ) -> Result<(Permit, String), ServiceError> {
-        let hash = gated.request_hash();
-        let decision_id = gated.decision_id().clone();
-        let interval = self.config().approvals.poll_interval_seconds;
-        let approval = match approval_id {
-            Some(id) => match self.store().approval(id).await? {
-                Some(approval) => approval,
-                None => {
-                    return Err(ServiceError::InvalidGrant(format!(
-                        "approval `{}` is unknown",
-                        id.chars().take(64).collect::<String>()
-                    )));
-                }
-            },
-            None => match self.store().pending_approval(&task.id, &hash).await? {
-                Some(existing) => existing,
-                None => return Err(self.open_approval(gated, task, system, hash, now).await?),
-            },
-        };
-        // Bound to one exact request in its task: another amount, resource, system or task is
-        // refused. Not to the actor: a delegate may release what was approved for the task.
-        if approval.request_hash != hash || approval.task != task.id {
-            return Err(deny(
-                &decision_id,
-                DenyReason::ApprovalMismatch,
-                "the approval is for a different request",
-            ));
-        }
-        match approval.status_at(now) {
-            ApprovalStatus::Pending => {
-                if !self
-                    .store()
-                    .poll_approval(&approval.id, now, interval)
-                    .await?
-                {
-                    return Err(ServiceError::SlowDown {
-                        approval_id: approval.id,
-                        interval: interval.saturating_add(5),
-                    });
-                }
-                Err(ServiceError::ApprovalPending {
-                    expires_in: (approval.expires_at.seconds() - now.seconds()).max(0),
-                    approval_id: approval.id,
-                    group: approval.group,
-                    interval,
-                })
-            }
-            ApprovalStatus::Approved => match gated.release(&approval, now) {
-                Ok(permit) => Ok((permit, approval.id)),
-                Err(ReleaseRefusal::Used) => Err(deny(
-                    &decision_id,
-                    DenyReason::ApprovalUsed,
-                    "the approval was already used",
-                )),
-                Err(ReleaseRefusal::Mismatch) => Err(deny(
-                    &decision_id,
-                    DenyReason::ApprovalMismatch,
-                    "the approval is for a different request",
-                )),
-                Err(ReleaseRefusal::NotApproved(_)) => Err(ServiceError::ExpiredToken(
-                    "the approval has expired".to_owned(),
-                )),
-            },
-            ApprovalStatus::Denied => Err(deny(
-                &decision_id,
-                DenyReason::ApprovalDenied,
-                "the owner denied the request",
-            )),
-            ApprovalStatus::Cancelled => Err(deny(
-                &decision_id,
-                DenyReason::ApprovalCancelled,
-                "the approval was cancelled",
-            )),
-            ApprovalStatus::Expired => Err(ServiceError::ExpiredToken(
-                "the approval has expired".to_owned(),
-            )),
-        }
-    }
-
-    /// Opens an approval request for the gated request and tells the owners; the answer to the
-    /// agent is always `authorization_pending`.
-    async fn open_approval(
-        &self,
-        gated: GatedPermit,
-        task: &Task,
-        system: &SystemConfig,
-        hash: String,
-        now: Timestamp,
-    ) -> Result<ServiceError, ServiceError> {
-        let grant = gated.grant();
-        let approvals = self.config().approvals;
-        let approval = Approval {
-            id: new_id(self.random(), "apr").map_err(|e| ServiceError::Internal(e.to_string()))?,
-            task: task.id.clone(),
-            agent: grant.agent.clone(),
-            user: task.user.clone(),
-            system: system.id.clone(),
-            actions: grant.actions.iter().map(|a| a.name.to_string()).collect(),
-            resource: grant.resource.clone(),
-            details: grant.details.clone(),
-            request_hash: hash,
-            group: gated.group().to_owned(),
-            risk: system.risk.as_str().to_owned(),
-            status: ApprovalStatus::Pending,
-            created_at: now,
-            expires_at: now.plus(approvals.ttl),
-            decided_by: None,
-            decided_at: None,
-            reason: None,
-            consumed_by: None,
-            escalated: false,
-        };
-        let event = AuditEvent {
-            kind: Some(EventKind::ApprovalRequest),
-            decision_id: Some(gated.decision_id().to_string()),
-            agent: Some(grant.agent.to_string()),
-            user: Some(task.user.to_string()),
-            task: Some(task.id.to_string()),
-            intent: Some(task.intent.clone()),
-            purpose: Some(task.purpose.to_string()),
-            system: Some(system.id.to_string()),
-            actions: approval.actions.clone(),
-            resource: approval.resource.clone(),
-            authorization_details: approval.details.clone(),
-            policies: gated.policies().to_vec(),
-            policy_set: Some(self.policy_engine().hash().to_owned()),
-            approval: Some(approval.id.clone()),
-            target: Some(format!("group:{}", approval.group)),
-            description: Some(format!("waits for approval by `{}`", approval.group)),
-            ..AuditEvent::default()
-        };
-        let mut write = Write::new(now, event, TaskWrite::None);
-        write
-            .effects
-            .push(Effect::InsertApproval(Box::new(approval.clone())));
-        self.store().write(write).await?;
-        self.notifier().notify(Notice {
-            kind: NoticeKind::ApprovalRequested,
-            system: Some(system.id.to_string()),
-            owner: Some(approval.group.clone()),
-            escalation: Some(system.escalation.clone()),
-            task: Some(task.id.to_string()),
-            agent: Some(approval.agent.to_string()),
-            user: Some(task.user.to_string()),
-            intent: Some(task.intent.clone()),
-            reason: "approval_requested".to_owned(),
-            description: format!(
-                "{} on `{}` waits for approval",
-                approval.actions.join(" "),
-                system.id
-            ),
-            decision_id: Some(gated.decision_id().to_string()),
-            approval_id: Some(approval.id.clone()),
-        });
-        Ok(ServiceError::ApprovalPending {
-            expires_in: (approval.expires_at.seconds() - now.seconds()).max(0),
-            approval_id: approval.id,
-            group: approval.group,
-            interval: approvals.poll_interval_seconds,
-        })
-    }
-
     /// Verifies a person's (approver's) token.
     pub fn authenticate_approver(&self, token: &str) -> Result<VerifiedPerson, ServiceError> {
         let verifier = self.approvers().ok_or_else(|| {
@@ -460,14 +275,8 @@ impl Handoff {
         person: &VerifiedPerson,
         approval: &Approval,
     ) -> Result<(), ServiceError> {
-        let refuse = |reason: DenyReason, why: String| {
-            ServiceError::Denied(Denial {
-                decision_id: crate::ids::DecisionId::new(format!("approval:{}", approval.id)),
-                reason,
-                description: why,
-                policies: Vec::new(),
-            })
-        };
+        let decision_id = DecisionId::new(format!("approval:{}", approval.id));
+        let refuse = |reason, why: String| ServiceError::denied(&decision_id, reason, why);
         if !person.is_member(&approval.group) {
             return Err(refuse(
                 DenyReason::NoPermit,
@@ -515,13 +324,8 @@ impl Handoff {
         approval: &Approval,
         error: ServiceError,
     ) -> ServiceError {
-        let decision_id = match &error {
-            ServiceError::Denied(denial) => Some(denial.decision_id.to_string()),
-            _ => None,
-        };
-        let event = AuditEvent {
+        let about = AuditEvent {
             kind: Some(EventKind::ApprovalDecision),
-            decision_id,
             task: Some(approval.task.to_string()),
             agent: Some(approval.agent.to_string()),
             user: Some(approval.user.to_string()),
@@ -529,19 +333,9 @@ impl Handoff {
             actions: approval.actions.clone(),
             approval: Some(approval.id.clone()),
             actor: Some(format!("{} ({})", person.user(), person.issuer())),
-            outcome: Some(Outcome::Deny),
-            reason: Some(error.code().to_owned()),
-            description: Some(error.to_string()),
             ..AuditEvent::default()
         };
-        match self
-            .store()
-            .write(Write::new(self.now(), event, TaskWrite::None))
-            .await
-        {
-            Ok(_) => error,
-            Err(store) => store.into(),
-        }
+        self.record(Refused::new(error, about)).await
     }
 
     /// Cancels a pending approval (the task's agent no longer needs it, or an operator stops it).
@@ -596,84 +390,6 @@ impl Handoff {
             ),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Expires undecided approvals past their time and escalates those undecided for longer than
-    /// `approvals.escalate_after`. Returns how many were (expired, escalated).
-    pub async fn sweep_approvals(&self) -> Result<(usize, usize), ServiceError> {
-        let now = self.now();
-        let pending = self
-            .store()
-            .approvals(Some(ApprovalStatus::Pending), None, MAX_LIST)
-            .await?;
-        let escalate_after = self.config().approvals.escalate_after;
-        let (mut expired, mut escalated) = (0, 0);
-        for approval in pending {
-            let base = AuditEvent {
-                task: Some(approval.task.to_string()),
-                system: Some(approval.system.to_string()),
-                approval: Some(approval.id.clone()),
-                actor: Some("handoff".to_owned()),
-                ..AuditEvent::default()
-            };
-            if now >= approval.expires_at {
-                let event = AuditEvent {
-                    kind: Some(EventKind::ApprovalDecision),
-                    outcome: Some(Outcome::Deny),
-                    reason: Some("expired".to_owned()),
-                    description: Some("nobody decided in time".to_owned()),
-                    ..base
-                };
-                let mut write = Write::new(now, event, TaskWrite::None);
-                write.effects.push(Effect::ExpireApproval {
-                    id: approval.id.clone(),
-                });
-                match self.store().write(write).await {
-                    Ok(_) => expired += 1,
-                    Err(StoreError::Rejected(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            } else if !approval.escalated && now >= approval.created_at.plus(escalate_after) {
-                let system = self.config().systems.get(&approval.system);
-                let contact = system.map_or_else(String::new, |s| s.escalation.clone());
-                let event = AuditEvent {
-                    kind: Some(EventKind::ApprovalEscalate),
-                    target: Some(format!("escalation:{contact}")),
-                    description: Some(format!(
-                        "undecided after {}s; escalated to {contact}",
-                        escalate_after.seconds()
-                    )),
-                    ..base
-                };
-                let mut write = Write::new(now, event, TaskWrite::None);
-                write.effects.push(Effect::EscalateApproval {
-                    id: approval.id.clone(),
-                });
-                self.store().write(write).await?;
-                escalated += 1;
-                self.notifier().notify(Notice {
-                    kind: NoticeKind::ApprovalEscalated,
-                    system: Some(approval.system.to_string()),
-                    owner: Some(approval.group.clone()),
-                    escalation: Some(contact.clone()),
-                    task: Some(approval.task.to_string()),
-                    agent: Some(approval.agent.to_string()),
-                    user: Some(approval.user.to_string()),
-                    intent: None,
-                    reason: "approval_escalated".to_owned(),
-                    description: format!(
-                        "{} on `{}` has waited {}s for `{}`",
-                        approval.actions.join(" "),
-                        approval.system,
-                        escalate_after.seconds(),
-                        approval.group
-                    ),
-                    decision_id: None,
-                    approval_id: Some(approval.id.clone()),
-                });
-            }
-        }
-        Ok((expired, escalated))
     }
 }
 

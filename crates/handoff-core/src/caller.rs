@@ -1,0 +1,41 @@
+//! Who is asking, for every operation of an agent: its identity token verified against the
+//! trusted issuers, and the task token it presents verified as Handoff's own.
+
+use crate::cache::VerifiedCache;
+use crate::error::ServiceError;
+use crate::handoff::Handoff;
+use crate::identity::VerifiedIdentity;
+use crate::token::{Unverified, VerifiedTxn, verify_txn_token};
+
+impl Handoff {
+    /// Verifies an agent identity token.
+    pub fn authenticate(&self, token: &str) -> Result<VerifiedIdentity, ServiceError> {
+        if token.is_empty() {
+            return Err(ServiceError::InvalidClient(
+                "an agent identity token is required".to_owned(),
+            ));
+        }
+        self.identities()
+            .verify(Unverified::new(token), self.now())
+            .map_err(|e| ServiceError::InvalidClient(format!("identity token refused: {e}")))
+    }
+
+    /// The task token is Handoff's own: its signature is checked once, then recognised by hash
+    /// until it expires. The task's state is read from the store on every use regardless.
+    pub(crate) fn verify_task_token(&self, token: &str) -> Result<VerifiedTxn, ServiceError> {
+        let now_seconds = self.now().seconds();
+        let key = VerifiedCache::<VerifiedTxn>::key(token);
+        if let Some(txn) = self.txn_cache().get(&key, now_seconds) {
+            return Ok(txn);
+        }
+        let txn = verify_txn_token(
+            self.keys(),
+            &self.config().trust_domain,
+            Unverified::new(token),
+            now_seconds,
+        )
+        .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
+        self.txn_cache().insert(key, txn.clone(), txn.claims().exp);
+        Ok(txn)
+    }
+}

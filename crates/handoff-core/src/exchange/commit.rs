@@ -1,0 +1,142 @@
+//! The commit of one attempt: mint from the permit, fold the grant into the task's (and the
+//! agent's) facts, and append the record with its effects in one write. A freeze or a used
+//! approval that commits first rejects the write atomically and becomes a denial; a concurrent
+//! change to the task sends the attempt round again.
+
+use super::decide::Decided;
+use super::request::{Issued, Resolved};
+use crate::audit::{AuditEvent, EventKind, Outcome, TokenRecord};
+use crate::counters;
+use crate::error::ServiceError;
+use crate::handoff::Handoff;
+use crate::identity::VerifiedIdentity;
+use crate::ids::TokenId;
+use crate::policy::DenyReason;
+use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
+use crate::task::{TaskSnapshot, task_event};
+use crate::time::Timestamp;
+use crate::token::mint_access_token;
+
+impl Handoff {
+    /// Mints and records; `None` when another exchange of the task committed first.
+    pub(super) async fn commit(
+        &self,
+        identity: &VerifiedIdentity,
+        resolved: &Resolved<'_>,
+        snapshot: &TaskSnapshot,
+        decided: Decided,
+        now: Timestamp,
+    ) -> Result<Option<Issued>, ServiceError> {
+        let Decided {
+            permit,
+            approval,
+            agent: mut agent_counters,
+        } = decided;
+        let (system, request, delegation) = (
+            resolved.system,
+            resolved.request,
+            resolved.delegation.as_ref(),
+        );
+        let jti = TokenId::new(self.id("tok")?);
+        let minted = mint_access_token(
+            self.keys(),
+            &self.config().trust_domain,
+            identity.issuer(),
+            &permit,
+            jti,
+        )?;
+        let mut new_facts = snapshot.facts.clone();
+        new_facts.record_grant(&system.id, &resolved.actions, now);
+        new_facts.record_token(
+            minted.jti.as_str(),
+            minted.expires_at.seconds(),
+            now.seconds(),
+        );
+        let agent_changed = counters::record(
+            self.config(),
+            &resolved.actions,
+            &resolved.details,
+            &mut new_facts,
+            &mut agent_counters.facts,
+            now,
+        );
+        let event = AuditEvent {
+            kind: Some(EventKind::Exchange),
+            decision_id: Some(permit.decision_id().to_string()),
+            system: Some(system.id.to_string()),
+            actions: resolved.scope.clone(),
+            resource: request.resource.clone(),
+            authorization_details: request.authorization_details.clone(),
+            outcome: Some(Outcome::Permit),
+            policies: permit.policies().to_vec(),
+            policy_set: Some(self.policy_engine().hash().to_owned()),
+            token: Some(TokenRecord {
+                jti: minted.jti.to_string(),
+                aud: minted.audience.clone(),
+                scope: minted.scope.clone(),
+                exp: minted.expires_at.seconds(),
+            }),
+            agent_issuer: Some(identity.issuer().to_owned()),
+            approval: approval.clone(),
+            actor: delegation.map(|d| format!("delegate:{}", d.delegate)),
+            delegation: delegation.map(|d| d.id.clone()),
+            ..task_event(&snapshot.task)
+        };
+        let mut effects: Vec<Effect> = approval
+            .iter()
+            .map(|id| Effect::ConsumeApproval {
+                id: id.clone(),
+                jti: minted.jti.to_string(),
+            })
+            .collect();
+        if let (true, Some(key)) = (agent_changed, agent_counters.key) {
+            effects.push(Effect::AgentFacts {
+                key,
+                expected_version: agent_counters.version,
+                facts: Box::new(agent_counters.facts),
+            });
+        }
+        let write = Write {
+            at: now,
+            event,
+            task: TaskWrite::Update {
+                id: snapshot.task.id.clone(),
+                expected_version: snapshot.version,
+                facts: Some(Box::new(new_facts)),
+                state: None,
+            },
+            // A freeze that commits first wins: the token is never handed out.
+            unless_frozen: Some(system.id.clone()),
+            // An approval releases one token, used here atomically with the record; an agent's
+            // counters change only if no other exchange changed them first.
+            effects,
+        };
+        let deny = |reason, description: String| {
+            Err(ServiceError::denied(
+                permit.decision_id(),
+                reason,
+                description,
+            ))
+        };
+        match self.store().write(write).await {
+            Ok(_) => {
+                let expires_in = (minted.expires_at.seconds() - now.seconds()).max(0);
+                Ok(Some(Issued {
+                    decision_id: permit.decision_id().clone(),
+                    token: minted,
+                    expires_in,
+                }))
+            }
+            Err(StoreError::Conflict) => Ok(None),
+            Err(StoreError::Rejected(Rejection::ApprovalUsed)) => deny(
+                DenyReason::ApprovalUsed,
+                "the approval was already used".to_owned(),
+            ),
+            Err(StoreError::Rejected(Rejection::SystemFrozen)) => deny(
+                DenyReason::SystemFrozen,
+                format!("`{}` is frozen", system.id),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The decision on one attempt: the grant (lifetime clamped to the system, the deployment, the
+//! task and the delegation), the request's facts (counters spanning the task and its agent),
+//! the policy decision, and a gated permit taken through its approval.
+
+use super::request::Resolved;
+use crate::counters::{self, AgentFacts};
+use crate::error::ServiceError;
+use crate::handoff::Handoff;
+use crate::identity::VerifiedIdentity;
+use crate::ids::DecisionId;
+use crate::policy::{Decision, Grant, Permit, RequestFacts};
+use crate::task::TaskSnapshot;
+use crate::time::{Timestamp, Ttl};
+
+/// What an attempt was permitted, and what its commit must update alongside.
+pub(super) struct Decided {
+    pub(super) permit: Box<Permit>,
+    /// The approval the permit was released through, consumed by the commit.
+    pub(super) approval: Option<String>,
+    pub(super) agent: AgentCounters,
+}
+
+/// The agent's facts, read only when some counter spans an agent's tasks.
+pub(super) struct AgentCounters {
+    pub(super) key: Option<String>,
+    pub(super) facts: AgentFacts,
+    pub(super) version: u64,
+}
+
+impl Handoff {
+    pub(super) async fn decide(
+        &self,
+        identity: &VerifiedIdentity,
+        resolved: &Resolved<'_>,
+        snapshot: &TaskSnapshot,
+        decision_id: DecisionId,
+        now: Timestamp,
+    ) -> Result<Decided, ServiceError> {
+        let (config, system, request) = (self.config(), resolved.system, resolved.request);
+        let delegation = resolved.delegation.as_ref();
+        // Counters spanning tasks count the task's agent: delegating never resets a limit.
+        let agent_key = config.has_agent_counters().then(|| {
+            counters::agent_key(&snapshot.task.agent_issuer, snapshot.task.agent.as_str())
+        });
+        let (agent_facts, agent_version) = match &agent_key {
+            Some(key) => self.store().agent_facts(key).await?,
+            None => (AgentFacts::default(), 0),
+        };
+        let counter_values = counters::values(config, &snapshot.facts, &agent_facts, now);
+        let requested = request
+            .requested_lifetime
+            .map_or(config.tokens.default_lifetime.seconds(), |s| s.max(1));
+        let cap = requested
+            .min(system.max_token_lifetime.seconds())
+            .min(config.tokens.max_lifetime.seconds());
+        let mut expires_at = now
+            .plus(Ttl::from_seconds(cap))
+            .min(snapshot.task.expires_at);
+        if let Some(delegation) = delegation {
+            expires_at = expires_at.min(delegation.expires_at);
+        }
+        let grant = Grant {
+            task: snapshot.task.id.clone(),
+            agent: identity.agent().clone(),
+            user: snapshot.task.user.clone(),
+            system: system.id.clone(),
+            audience: system.audience.clone(),
+            actions: resolved.actions.clone(),
+            resource: request.resource.clone(),
+            details: request.authorization_details.clone(),
+            issued_at: now,
+            expires_at,
+            delegation: delegation.cloned().map(Box::new),
+        };
+        let facts = RequestFacts {
+            scope: &resolved.scope,
+            lifetime_seconds: cap,
+            resource: request.resource.as_deref(),
+            details: &resolved.details,
+            counters: &counter_values,
+            delegation: delegation.map(|d| (d.depth, d.actors.get(1).map_or("", String::as_str))),
+        };
+        let decision = self.policy_engine().decide(
+            decision_id,
+            &snapshot.task,
+            &snapshot.facts,
+            &facts,
+            grant,
+            now,
+        );
+        let (permit, approval) = match decision {
+            Decision::Allow(permit) => (permit, None),
+            Decision::Gate(gated) => {
+                let (permit, approval) = self
+                    .through_approval(
+                        *gated,
+                        request.approval_id.as_deref(),
+                        &snapshot.task,
+                        system,
+                        now,
+                    )
+                    .await?;
+                (Box::new(permit), Some(approval))
+            }
+            Decision::Deny(denial) => return Err(ServiceError::Denied(denial)),
+        };
+        Ok(Decided {
+            permit,
+            approval,
+            agent: AgentCounters {
+                key: agent_key,
+                facts: agent_facts,
+                version: agent_version,
+            },
+        })
+    }
+}

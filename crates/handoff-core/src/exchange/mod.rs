@@ -1,0 +1,90 @@
+//! One handoff, step by step: verify the agent, resolve the request once, then, on the task's
+//! current facts, admit, decide, mint from the permit and append the record durably before
+//! answering; a concurrent write to the task sends the attempt round again. Every refusal after
+//! the caller was authenticated is recorded ([`crate::refusal`]).
+//!
+//! - [`request`]: the request and what it resolves to (task token, system, actions, details).
+//! - [`admission`]: the task, delegation and containment checks before policy.
+//! - [`decide`]: the grant, the policy decision and the approval gate.
+//! - [`commit`]: the token, the record and its effects, and rejections as denials.
+
+pub mod admission;
+mod commit;
+mod decide;
+mod request;
+
+pub use admission::MAX_REACH_ITEMS;
+pub use request::{ExchangeRequest, Issued};
+
+use crate::error::ServiceError;
+use crate::handoff::Handoff;
+use crate::identity::VerifiedIdentity;
+use crate::ids::DecisionId;
+use crate::limits::CONFLICT_RETRIES;
+use crate::refusal::Refused;
+use crate::store::StoreError;
+use request::Resolved;
+
+impl Handoff {
+    /// One RFC 8693 exchange: the agent's identity as actor, the task's Transaction Token as
+    /// subject, one system as audience.
+    pub async fn exchange(&self, request: ExchangeRequest) -> Result<Issued, ServiceError> {
+        let identity = self.authenticate(&request.actor_token)?;
+        match self.exchange_as(&identity, &request).await {
+            Ok(issued) => Ok(issued),
+            Err(refused) => Err(self.record_refusal(&identity, refused).await),
+        }
+    }
+
+    async fn exchange_as(
+        &self,
+        identity: &VerifiedIdentity,
+        request: &ExchangeRequest,
+    ) -> Result<Issued, Refused> {
+        let resolved = self.resolve(request).await?;
+        let _turn = match self.task_turn(resolved.txn.task()) {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
+        for _ in 0..CONFLICT_RETRIES {
+            match self.attempt(identity, &resolved).await? {
+                Some(issued) => return Ok(issued),
+                // Another exchange of this task committed first: decide again on its facts.
+                None => continue,
+            }
+        }
+        Err(resolved.refusal(StoreError::Conflict.into(), None))
+    }
+
+    /// One attempt on the task's current facts: `None` when a concurrent write got there first.
+    async fn attempt(
+        &self,
+        identity: &VerifiedIdentity,
+        resolved: &Resolved<'_>,
+    ) -> Result<Option<Issued>, Refused> {
+        let snapshot = self
+            .store()
+            .task(resolved.txn.task())
+            .await
+            .map_err(ServiceError::from)
+            .and_then(|snapshot| {
+                snapshot.ok_or_else(|| {
+                    ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
+                })
+            })
+            .map_err(|error| resolved.refusal(error, None))?;
+        let refuse = |error| resolved.refusal(error, Some(&snapshot.task));
+        let now = self.now();
+        let decision_id = DecisionId::new(self.id("dec").map_err(refuse)?);
+        self.admit(identity, resolved, &snapshot, &decision_id, now)
+            .await
+            .map_err(refuse)?;
+        let decided = self
+            .decide(identity, resolved, &snapshot, decision_id, now)
+            .await
+            .map_err(refuse)?;
+        self.commit(identity, resolved, &snapshot, decided, now)
+            .await
+            .map_err(refuse)
+    }
+}

@@ -1,0 +1,158 @@
+//! [`Handoff`]: everything a request needs, injected once (config, policies, keys, verifiers,
+//! store, clock, randomness, notifier), and the builder that assembles it. The operations live
+//! with their concepts: [`crate::exchange`], [`crate::task`], [`crate::approval`],
+//! [`crate::delegation`], [`crate::containment`], [`crate::evidence`].
+
+use crate::cache::VerifiedCache;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::ServiceError;
+use crate::identity::IdentityVerifier;
+use crate::ids::{SystemId, TaskId};
+use crate::keys::KeyRing;
+use crate::notify::{NoNotifier, Notifier};
+use crate::policy::PolicyEngine;
+use crate::random::{Randomness, new_id};
+use crate::store::Store;
+use crate::time::Timestamp;
+use crate::token::VerifiedTxn;
+use futures_util::lock::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Handoff's core service: everything a request needs, injected.
+pub struct Handoff {
+    config: Arc<Config>,
+    policies: Arc<PolicyEngine>,
+    keys: Arc<KeyRing>,
+    identities: IdentityVerifier,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Randomness>,
+    /// SHA-256 (hex) of the operator credential; without one, no HTTP caller is an operator.
+    operator_sha256: Option<String>,
+    notifier: Arc<dyn Notifier>,
+    /// Verifies people's tokens (approvers).
+    approvers: Option<IdentityVerifier>,
+    txn_cache: VerifiedCache<VerifiedTxn>,
+    /// HMAC keys systems sign webhook evidence with, by system.
+    evidence_secrets: BTreeMap<SystemId, Vec<u8>>,
+    /// Exchanges of one task take turns on this node (striped by task id): each decides on the
+    /// facts the last one wrote instead of losing the write race and deciding again, so a busy
+    /// task never runs out of retries. Other nodes still meet at the store's version check.
+    task_turns: Box<[Mutex<()>]>,
+}
+
+/// Stripes of [`Handoff::task_turn`]: tasks that share one only wait for each other briefly.
+const TASK_TURN_STRIPES: usize = 256;
+
+impl Handoff {
+    pub fn new(
+        config: Arc<Config>,
+        policies: Arc<PolicyEngine>,
+        keys: Arc<KeyRing>,
+        identities: IdentityVerifier,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Randomness>,
+    ) -> Self {
+        Self {
+            config,
+            policies,
+            keys,
+            identities,
+            store,
+            clock,
+            random,
+            operator_sha256: None,
+            notifier: Arc::new(NoNotifier),
+            approvers: None,
+            txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
+            evidence_secrets: BTreeMap::new(),
+            task_turns: (0..TASK_TURN_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// The HMAC keys of systems that sign evidence as webhooks (`hmac_secret_env`).
+    pub fn with_evidence_secrets(mut self, secrets: BTreeMap<SystemId, Vec<u8>>) -> Self {
+        self.evidence_secrets = secrets;
+        self
+    }
+
+    /// Trusts `verifier` for approvers' tokens; without one, nobody can approve.
+    pub fn with_approvers(mut self, verifier: IdentityVerifier) -> Self {
+        self.approvers = Some(verifier);
+        self
+    }
+
+    /// Sends notices (plan deviations, budget breaches, revocations) to `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Accepts `Authorization: Bearer` callers presenting the secret whose SHA-256 (hex) this is
+    /// as operators.
+    pub fn with_operator_credential(mut self, sha256_hex: String) -> Self {
+        self.operator_sha256 = Some(sha256_hex);
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn policy_engine(&self) -> &PolicyEngine {
+        &self.policies
+    }
+
+    pub(crate) fn identities(&self) -> &IdentityVerifier {
+        &self.identities
+    }
+
+    pub(crate) fn approvers(&self) -> Option<&IdentityVerifier> {
+        self.approvers.as_ref()
+    }
+
+    pub(crate) fn notifier(&self) -> &dyn Notifier {
+        self.notifier.as_ref()
+    }
+
+    pub(crate) fn operator_sha256(&self) -> Option<&str> {
+        self.operator_sha256.as_deref()
+    }
+
+    pub(crate) fn evidence_secret(&self, system: &SystemId) -> Option<&[u8]> {
+        self.evidence_secrets.get(system).map(Vec::as_slice)
+    }
+
+    pub(crate) fn txn_cache(&self) -> &VerifiedCache<VerifiedTxn> {
+        &self.txn_cache
+    }
+
+    /// A fresh id with `prefix` (`dec`, `task`, `tok`, ...).
+    pub(crate) fn id(&self, prefix: &str) -> Result<String, ServiceError> {
+        Ok(new_id(self.random.as_ref(), prefix)?)
+    }
+
+    /// The turn exchanges of `task` take on this node.
+    pub(crate) fn task_turn(&self, task: &TaskId) -> Option<&Mutex<()>> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        task.hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % TASK_TURN_STRIPES as u64).ok()?;
+        self.task_turns.get(stripe)
+    }
+}
