@@ -37,6 +37,18 @@ fn is_recorded(error: &ServiceError) -> bool {
 }
 
 impl Handoff {
+    /// The outcome of an authenticated agent's operation: its value, or its refusal recorded.
+    pub(crate) async fn recorded<T>(
+        &self,
+        identity: &VerifiedIdentity,
+        outcome: Result<T, Refused>,
+    ) -> Result<T, ServiceError> {
+        match outcome {
+            Ok(value) => Ok(value),
+            Err(refused) => Err(self.record_refusal(identity, refused).await),
+        }
+    }
+
     /// Records a refusal of an authenticated agent: who it is and the policy set are filled in.
     pub(crate) async fn record_refusal(
         &self,

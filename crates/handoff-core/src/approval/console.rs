@@ -14,6 +14,7 @@ use crate::notify::{Notice, NoticeKind};
 use crate::policy::DenyReason;
 use crate::refusal::Refused;
 use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
+use crate::time::Timestamp;
 use crate::token::Unverified;
 
 /// Most approvals one listing returns.
@@ -177,11 +178,7 @@ impl Handoff {
         reason: &str,
     ) -> Result<Approval, ServiceError> {
         check_reason(reason)?;
-        let approval = self
-            .store()
-            .approval(id)
-            .await?
-            .ok_or_else(|| ServiceError::InvalidTarget("no such approval".to_owned()))?;
+        let approval = self.approval_to_close(id).await?;
         match self.check_approver(person, &approval).await {
             Ok(()) => {}
             Err(refusal @ ServiceError::Denied(_)) => {
@@ -223,22 +220,8 @@ impl Handoff {
             description: Some(reason.to_owned()),
             ..AuditEvent::default()
         };
-        let mut write = Write::new(now, event, TaskWrite::None);
-        write.effects.push(Effect::DecideApproval {
-            id: approval.id.clone(),
-            status,
-            by: by.clone(),
-            reason: reason.to_owned(),
-        });
-        match self.store().write(write).await {
-            Ok(_) => {}
-            Err(StoreError::Rejected(Rejection::ApprovalClosed)) => {
-                return Err(ServiceError::InvalidRequest(
-                    "the approval is no longer pending".to_owned(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.close_approval(&approval, event, status, &by, reason, now)
+            .await?;
         let system = self.config().systems.get(&approval.system);
         if !approve && system.is_some_and(|s| s.risk >= RiskTier::High) {
             self.notifier().notify(Notice {
@@ -346,11 +329,7 @@ impl Handoff {
         reason: &str,
     ) -> Result<Approval, ServiceError> {
         check_reason(reason)?;
-        let approval = self
-            .store()
-            .approval(id)
-            .await?
-            .ok_or_else(|| ServiceError::InvalidTarget("no such approval".to_owned()))?;
+        let approval = self.approval_to_close(id).await?;
         let by = match canceller {
             Canceller::Agent(identity) if identity.agent() == &approval.agent => {
                 format!("agent:{}", identity.agent())
@@ -372,19 +351,50 @@ impl Handoff {
             description: Some(reason.to_owned()),
             ..AuditEvent::default()
         };
+        self.close_approval(
+            &approval,
+            event,
+            ApprovalStatus::Cancelled,
+            &by,
+            reason,
+            now,
+        )
+        .await?;
+        Ok(Approval {
+            status: ApprovalStatus::Cancelled,
+            decided_by: Some(by),
+            ..approval
+        })
+    }
+
+    /// The approval `id` names, for deciding or cancelling it.
+    async fn approval_to_close(&self, id: &str) -> Result<Approval, ServiceError> {
+        self.store()
+            .approval(id)
+            .await?
+            .ok_or_else(|| ServiceError::InvalidTarget("no such approval".to_owned()))
+    }
+
+    /// Records `event` and closes `approval` as `status` in one write, unless it was closed
+    /// first (decided, cancelled, expired).
+    async fn close_approval(
+        &self,
+        approval: &Approval,
+        event: AuditEvent,
+        status: ApprovalStatus,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
         let mut write = Write::new(now, event, TaskWrite::None);
         write.effects.push(Effect::DecideApproval {
             id: approval.id.clone(),
-            status: ApprovalStatus::Cancelled,
-            by: by.clone(),
+            status,
+            by: by.to_owned(),
             reason: reason.to_owned(),
         });
         match self.store().write(write).await {
-            Ok(_) => Ok(Approval {
-                status: ApprovalStatus::Cancelled,
-                decided_by: Some(by),
-                ..approval
-            }),
+            Ok(_) => Ok(()),
             Err(StoreError::Rejected(Rejection::ApprovalClosed)) => Err(
                 ServiceError::InvalidRequest("the approval is no longer pending".to_owned()),
             ),

@@ -10,7 +10,7 @@ use crate::handoff::Handoff;
 use crate::notify::{Notice, NoticeKind};
 use crate::policy::{DenyReason, GatedPermit, Permit, ReleaseRefusal};
 use crate::store::{Effect, TaskWrite, Write};
-use crate::task::Task;
+use crate::task::{Task, task_event};
 use crate::time::Timestamp;
 
 /// Seconds left of `approval` at `now`, never negative.
@@ -142,11 +142,9 @@ impl Handoff {
         let event = AuditEvent {
             kind: Some(EventKind::ApprovalRequest),
             decision_id: Some(gated.decision_id().to_string()),
+            // The actor that asked (the task's agent or a delegate); the issuer is not recorded.
             agent: Some(grant.agent.to_string()),
-            user: Some(task.user.to_string()),
-            task: Some(task.id.to_string()),
-            intent: Some(task.intent.clone()),
-            purpose: Some(task.purpose.to_string()),
+            agent_issuer: None,
             system: Some(system.id.to_string()),
             actions: approval.actions.clone(),
             resource: approval.resource.clone(),
@@ -156,7 +154,7 @@ impl Handoff {
             approval: Some(approval.id.clone()),
             target: Some(format!("group:{}", approval.group)),
             description: Some(format!("waits for approval by `{}`", approval.group)),
-            ..AuditEvent::default()
+            ..task_event(task)
         };
         let mut write = Write::new(now, event, TaskWrite::None);
         write

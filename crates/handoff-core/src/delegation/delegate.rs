@@ -64,10 +64,8 @@ impl Handoff {
     /// never more than the delegator holds, never outliving it, at most `max_depth` deep.
     pub async fn delegate(&self, request: DelegateRequest) -> Result<Delegated, ServiceError> {
         let identity = self.authenticate(&request.actor_token)?;
-        match self.delegate_as(&identity, &request).await {
-            Ok(delegated) => Ok(delegated),
-            Err(refused) => Err(self.record_refusal(&identity, refused).await),
-        }
+        let outcome = self.delegate_as(&identity, &request).await;
+        self.recorded(&identity, outcome).await
     }
 
     /// Resolves the task the delegator acts in, then delegates; a refusal names as much of the

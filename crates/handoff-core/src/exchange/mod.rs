@@ -30,10 +30,8 @@ impl Handoff {
     /// subject, one system as audience.
     pub async fn exchange(&self, request: ExchangeRequest) -> Result<Issued, ServiceError> {
         let identity = self.authenticate(&request.actor_token)?;
-        match self.exchange_as(&identity, &request).await {
-            Ok(issued) => Ok(issued),
-            Err(refused) => Err(self.record_refusal(&identity, refused).await),
-        }
+        let outcome = self.exchange_as(&identity, &request).await;
+        self.recorded(&identity, outcome).await
     }
 
     async fn exchange_as(

@@ -115,7 +115,7 @@ impl Handoff {
         }
         let details = match &request.authorization_details {
             Some(details) => project_details(system, details)
-                .map_err(ServiceError::InvalidAuthorizationDetails)
+                .map_err(|e| ServiceError::InvalidAuthorizationDetails(e.to_string()))
                 .map_err(refuse(&about))?,
             None => BTreeMap::new(),
         };

@@ -16,6 +16,37 @@ pub enum DetailValue {
     Bool(bool),
 }
 
+/// Why a request's authorization details (RFC 9396) were refused; the message names the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DetailsError {
+    #[error("authorization_details must be a JSON array")]
+    NotArray,
+    #[error("each authorization_details entry must be an object")]
+    NotObject,
+    #[error("each authorization_details entry needs a string `type`")]
+    NoType,
+    #[error("authorization_details type `{kind}` is not `{system}`, the system asked for")]
+    OtherType { kind: String, system: String },
+    #[error("`{system}` declares no authorization_details fields; `{field}` is not one")]
+    NoFieldsDeclared { system: String, field: String },
+    #[error("`{field}` is not an authorization_details field of `{system}` (declared: {declared})")]
+    Undeclared {
+        field: String,
+        system: String,
+        declared: String,
+    },
+    #[error("authorization_details `{0}` appears in more than one entry")]
+    Repeated(String),
+    #[error("authorization_details `{field}` contains the invisible character U+{code:04X}")]
+    Invisible { field: String, code: u32 },
+    #[error("authorization_details `{0}` must be a whole number")]
+    NotWhole(String),
+    #[error("authorization_details `{0}` must be a string")]
+    NotString(String),
+    #[error("authorization_details `{0}` must be true or false")]
+    NotBool(String),
+}
+
 /// Checks `details` is an RFC 9396 array of objects of the system's own type (§5: any other
 /// type is refused), each naming only fields the system declares (`[systems.ID.details]`), none
 /// of them in two entries, and picks out those fields. A declared field of the wrong JSON type is
@@ -25,50 +56,45 @@ pub enum DetailValue {
 pub fn project_details(
     system: &SystemConfig,
     details: &Value,
-) -> Result<BTreeMap<String, DetailValue>, String> {
+) -> Result<BTreeMap<String, DetailValue>, DetailsError> {
     let Value::Array(items) = details else {
-        return Err("authorization_details must be a JSON array".to_owned());
+        return Err(DetailsError::NotArray);
     };
     let mut seen = BTreeSet::new();
     for item in items {
         let Value::Object(object) = item else {
-            return Err("each authorization_details entry must be an object".to_owned());
+            return Err(DetailsError::NotObject);
         };
         match object.get("type") {
             Some(Value::String(kind)) if kind == system.id.as_str() => {}
             Some(Value::String(kind)) => {
-                return Err(format!(
-                    "authorization_details type `{}` is not `{}`, the system asked for",
-                    shown(kind),
-                    system.id
-                ));
+                return Err(DetailsError::OtherType {
+                    kind: shown(kind),
+                    system: system.id.to_string(),
+                });
             }
             _ => {
-                return Err("each authorization_details entry needs a string `type`".to_owned());
+                return Err(DetailsError::NoType);
             }
         }
         for field in object.keys().filter(|k| k.as_str() != "type") {
             if !system.details.contains_key(field) {
                 let declared: Vec<&str> = system.details.keys().map(String::as_str).collect();
                 return Err(if declared.is_empty() {
-                    format!(
-                        "`{}` declares no authorization_details fields; `{}` is not one",
-                        system.id,
-                        shown(field)
-                    )
+                    DetailsError::NoFieldsDeclared {
+                        system: system.id.to_string(),
+                        field: shown(field),
+                    }
                 } else {
-                    format!(
-                        "`{}` is not an authorization_details field of `{}` (declared: {})",
-                        shown(field),
-                        system.id,
-                        declared.join(", ")
-                    )
+                    DetailsError::Undeclared {
+                        field: shown(field),
+                        system: system.id.to_string(),
+                        declared: declared.join(", "),
+                    }
                 });
             }
             if !seen.insert(field.as_str()) {
-                return Err(format!(
-                    "authorization_details `{field}` appears in more than one entry"
-                ));
+                return Err(DetailsError::Repeated(field.clone()));
             }
         }
     }
@@ -80,35 +106,21 @@ pub fn project_details(
         let value = match (kind, value) {
             (DetailType::String, Value::String(s)) => {
                 if let Some(c) = crate::text::invisible_char(s) {
-                    return Err(format!(
-                        "authorization_details `{field}` contains the invisible character U+{:04X}",
-                        u32::from(c)
-                    ));
+                    return Err(DetailsError::Invisible {
+                        field: field.clone(),
+                        code: u32::from(c),
+                    });
                 }
                 DetailValue::String(s.clone())
             }
             (DetailType::Long, Value::Number(n)) => match n.as_i64() {
                 Some(i) => DetailValue::Long(i),
-                None => {
-                    return Err(format!(
-                        "authorization_details `{field}` must be a whole number"
-                    ));
-                }
+                None => return Err(DetailsError::NotWhole(field.clone())),
             },
             (DetailType::Bool, Value::Bool(b)) => DetailValue::Bool(*b),
-            (DetailType::String, _) => {
-                return Err(format!("authorization_details `{field}` must be a string"));
-            }
-            (DetailType::Long, _) => {
-                return Err(format!(
-                    "authorization_details `{field}` must be a whole number"
-                ));
-            }
-            (DetailType::Bool, _) => {
-                return Err(format!(
-                    "authorization_details `{field}` must be true or false"
-                ));
-            }
+            (DetailType::String, _) => return Err(DetailsError::NotString(field.clone())),
+            (DetailType::Long, _) => return Err(DetailsError::NotWhole(field.clone())),
+            (DetailType::Bool, _) => return Err(DetailsError::NotBool(field.clone())),
         };
         projected.insert(field.clone(), value);
     }

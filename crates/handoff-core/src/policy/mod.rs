@@ -7,7 +7,7 @@ pub mod schema;
 pub mod testing;
 
 pub use context::{
-    DetailValue, RequestFacts, exchange_context as context_for_exchange,
+    DetailValue, DetailsError, RequestFacts, exchange_context as context_for_exchange,
     open_task_context as context_for_open, project_details,
 };
 pub use decision::{

@@ -241,7 +241,7 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
             serde_json::Value::Array(vec![value])
         });
     let details = match &details_json {
-        Some(value) => project_details(system, value)?,
+        Some(value) => project_details(system, value).map_err(|e| e.to_string())?,
         None => BTreeMap::new(),
     };
     let scope: Vec<String> = actions.iter().map(|a| a.name.to_string()).collect();

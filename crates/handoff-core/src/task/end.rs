@@ -20,19 +20,14 @@ impl Handoff {
         identity: &VerifiedIdentity,
         task_id: &TaskId,
     ) -> Result<Task, ServiceError> {
-        match self.end_task_checked(identity, task_id).await {
-            Ok(task) => Ok(task),
-            Err(error) => {
-                let about = AuditEvent {
-                    kind: Some(EventKind::TaskEnd),
-                    task: Some(truncate(task_id.as_str(), MAX_NAME_CHARS)),
-                    ..AuditEvent::default()
-                };
-                Err(self
-                    .record_refusal(identity, Refused::new(error, about))
-                    .await)
-            }
-        }
+        let outcome = self.end_task_checked(identity, task_id).await;
+        let about = || AuditEvent {
+            kind: Some(EventKind::TaskEnd),
+            task: Some(truncate(task_id.as_str(), MAX_NAME_CHARS)),
+            ..AuditEvent::default()
+        };
+        let outcome = outcome.map_err(|error| Refused::new(error, about()));
+        self.recorded(identity, outcome).await
     }
 
     async fn end_task_checked(

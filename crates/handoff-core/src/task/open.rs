@@ -40,21 +40,16 @@ impl Handoff {
         identity: &VerifiedIdentity,
         request: OpenTaskRequest,
     ) -> Result<OpenedTask, ServiceError> {
-        match self.open_task_checked(identity, &request).await {
-            Ok(opened) => Ok(opened),
-            Err(error) => {
-                let about = AuditEvent {
-                    kind: Some(EventKind::TaskOpen),
-                    user: non_empty(&request.user),
-                    intent: non_empty(&truncate(&request.intent, MAX_INTENT_CHARS)),
-                    purpose: non_empty(&request.purpose),
-                    ..AuditEvent::default()
-                };
-                Err(self
-                    .record_refusal(identity, Refused::new(error, about))
-                    .await)
-            }
-        }
+        let outcome = self.open_task_checked(identity, &request).await;
+        let about = || AuditEvent {
+            kind: Some(EventKind::TaskOpen),
+            user: non_empty(&request.user),
+            intent: non_empty(&truncate(&request.intent, MAX_INTENT_CHARS)),
+            purpose: non_empty(&request.purpose),
+            ..AuditEvent::default()
+        };
+        let outcome = outcome.map_err(|error| Refused::new(error, about()));
+        self.recorded(identity, outcome).await
     }
 
     async fn open_task_checked(
