@@ -35,6 +35,7 @@ pub mod task;
 pub mod text;
 pub mod time;
 pub mod token;
+pub mod usage;
 
 pub use error::ServiceError;
 pub use service::Handoff;

@@ -1,0 +1,12 @@
+//! What every Handoff door (the server's JSON API and token endpoint, the gateway, the MCP
+//! endpoint, the use-report endpoint) shares on the wire: one parser of the `Authorization`
+//! credential and one JSON error body.
+//!
+//! It sits beside `handoff-core`, not inside it: the core speaks no HTTP (`STYLE.md` rule 1),
+//! and both `handoff-server` and `handoff-gateway` depend on this crate, never on each other.
+
+pub mod credential;
+pub mod error_body;
+
+pub use credential::{Credential, CredentialError, authorization, bearer, credential};
+pub use error_body::{ErrorBody, Refusal};
