@@ -8,5 +8,7 @@
 pub mod credential;
 pub mod error_body;
 
+/// The HTTP types the parser and the body are built on (for callers without axum of their own).
+pub use axum::http;
 pub use credential::{Credential, CredentialError, authorization, bearer, credential};
 pub use error_body::{ErrorBody, Refusal};
