@@ -39,6 +39,7 @@ pub mod template;
 pub mod text;
 pub mod time;
 pub mod token;
+pub mod usage;
 
 pub use error::ServiceError;
 pub use handoff::Handoff;

@@ -13,6 +13,7 @@
 mod approval;
 mod audit;
 mod config;
+mod credential;
 mod fixtures;
 mod form;
 mod json;
@@ -24,6 +25,7 @@ mod token;
 pub use approval::approval_hash;
 pub use audit::audit_record;
 pub use config::config_load;
+pub use credential::authorization_header;
 pub use fixtures::{NOW, seed_tokens};
 pub use form::exchange_form;
 pub use json::json_body;
@@ -75,6 +77,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "sse_reader",
         run: sse_reader,
+    },
+    Target {
+        name: "authorization_header",
+        run: authorization_header,
     },
 ];
 

@@ -169,6 +169,7 @@ smoke_tests! {
     approval_hash: 3000,
     gateway_path: 3000,
     sse_reader: 2000,
+    authorization_header: 3000,
 }
 
 #[test]

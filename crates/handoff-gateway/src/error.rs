@@ -1,10 +1,11 @@
 //! The gateway's one HTTP error type: every refusal has an explicit status and a stable code; the
-//! cause goes to the log, the caller gets a safe message.
+//! cause goes to the log, the caller gets a safe message in the body every door shares
+//! ([`handoff_http::ErrorBody`]).
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use handoff_core::usage::ReportError;
+use handoff_http::{CredentialError, ErrorBody, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -40,9 +41,23 @@ pub enum GatewayError {
     /// The upstream could not be reached or answered badly.
     #[error("the upstream is unavailable")]
     Upstream(String),
-    /// Verification data (keys, deny list) is not available yet: fail closed.
+    /// Verification data (keys, deny list) is not available yet, or Handoff's store cannot
+    /// be reached: fail closed.
     #[error("the gateway cannot verify tokens right now")]
     Unavailable(String),
+    /// A system reporting uses did not authenticate (HTTP Basic with its credential).
+    #[error("{0}")]
+    InvalidClient(String),
+    /// A report of uses that the core refused.
+    #[error("{0}")]
+    Report(#[source] ReportError),
+    /// A browser (a request with `Origin`) at the MCP endpoint: no origin is trusted.
+    #[error("requests from browsers are refused")]
+    BrowserOrigin,
+    #[error("the method is not allowed on this path")]
+    MethodNotAllowed,
+    #[error("not found")]
+    NotFound,
 }
 
 impl GatewayError {
@@ -60,6 +75,11 @@ impl GatewayError {
             Self::Credential(_) => "upstream_credential_unavailable",
             Self::Upstream(_) => "upstream_unavailable",
             Self::Unavailable(_) => "temporarily_unavailable",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::Report(report) => report.code(),
+            Self::BrowserOrigin => "invalid_request",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound => "not_found",
         }
     }
 
@@ -76,39 +96,55 @@ impl GatewayError {
             Self::Credential(_) => StatusCode::BAD_GATEWAY,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            Self::Report(ReportError::TooMany) => StatusCode::BAD_REQUEST,
+            Self::Report(
+                ReportError::NotUse { .. }
+                | ReportError::OtherSystem { .. }
+                | ReportError::OtherToken { .. },
+            ) => StatusCode::FORBIDDEN,
+            Self::Report(ReportError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BrowserOrigin => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
         }
+    }
+
+    /// A request without a usable credential: malformed whoever sent it (a repeated
+    /// `Authorization`, 400 `invalid_request`), or else unauthenticated as `otherwise` says.
+    pub(crate) fn credential(error: CredentialError, otherwise: Self) -> Self {
+        if error.is_malformed_request() {
+            Self::InvalidRequest(error.to_string())
+        } else {
+            otherwise
+        }
+    }
+
+    /// The answer: status, body and, for credential problems, the challenge (RFC 6750 §3 names
+    /// the error for token problems; RFC 7617 for the Basic credential of a reporting system).
+    pub fn refusal(&self) -> Refusal {
+        let refusal = Refusal::new(self.status(), ErrorBody::new(self.code(), self.to_string()));
+        let challenge = match self {
+            Self::InvalidToken(_) => "Bearer error=\"invalid_token\"",
+            Self::InsufficientScope(_) => "Bearer error=\"insufficient_scope\"",
+            Self::InvalidClient(_) => "Basic realm=\"handoff\"",
+            _ => return refusal,
+        };
+        refusal.challenge(HeaderValue::from_static(challenge))
     }
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let code = self.code();
         match &self {
             Self::Credential(cause) | Self::Upstream(cause) | Self::Unavailable(cause) => {
-                tracing::warn!(%cause, code, "gateway call failed");
+                tracing::warn!(%cause, code = self.code(), "gateway call failed");
+            }
+            Self::Report(ReportError::Store(cause)) => {
+                tracing::warn!(%cause, "reported uses could not be recorded");
             }
             _ => {}
         }
-        let mut response = (
-            status,
-            Json(json!({ "error": code, "error_description": self.to_string() })),
-        )
-            .into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        // RFC 6750 §3: the challenge names the error for token problems.
-        let challenge = match &self {
-            Self::InvalidToken(_) => Some("Bearer error=\"invalid_token\""),
-            Self::InsufficientScope(_) => Some("Bearer error=\"insufficient_scope\""),
-            _ => None,
-        };
-        if let Some(challenge) = challenge {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        response
+        self.refusal().into_response()
     }
 }

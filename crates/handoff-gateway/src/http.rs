@@ -6,7 +6,7 @@ use crate::Gateway;
 use crate::details;
 use crate::error::GatewayError;
 use crate::metered::Metered;
-use crate::record::Use;
+use crate::{micros, truncate};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, Uri, header};
@@ -16,6 +16,7 @@ use handoff_core::audit::UsageRecord;
 use handoff_core::config::{GatewayConfig, Route, SystemConfig};
 use handoff_core::ids::SystemId;
 use handoff_core::token::AccessClaims;
+use handoff_core::usage::Use;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,8 +102,12 @@ async fn handle(
         .get(&SystemId::new(system_id))
         .filter(|s| s.gateway.as_ref().is_some_and(|g| g.upstream.is_some()))
         .ok_or_else(|| GatewayError::UnknownSystem(system_id.chars().take(64).collect()))?;
-    let token = bearer(&parts.headers)
-        .ok_or_else(|| GatewayError::InvalidToken("a bearer token is required".to_owned()))?;
+    let token = handoff_http::bearer(&parts.headers).map_err(|error| {
+        GatewayError::credential(
+            error,
+            GatewayError::InvalidToken("a bearer token is required".to_owned()),
+        )
+    })?;
     let claims = gateway.verifier.check(token, system).await?;
     let verified = Verified { claims, system };
     let method = parts.method.as_str();
@@ -335,23 +340,6 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
-}
-
-fn micros(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The upstream URI for `path` (and `query`) under the system's base URL.

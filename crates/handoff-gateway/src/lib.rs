@@ -182,6 +182,16 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     router.with_state(gateway)
 }
 
+/// The first `max` characters of `text` (what the gateway echoes or records of a caller's input).
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Microseconds since `started`, for the use record.
+fn micros(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 /// `route` with a body limit of `limit` bytes, enforced on the declared length first.
 fn limited(route: MethodRouter<Arc<Gateway>>, limit: usize) -> MethodRouter<Arc<Gateway>> {
     route

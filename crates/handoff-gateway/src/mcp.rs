@@ -13,7 +13,7 @@
 //! delegation allows). Every other method fails closed.
 
 use crate::details;
-use crate::record::Use;
+use crate::truncate;
 use crate::upstream_mcp::{McpUpstream, Relay};
 use crate::{Gateway, GatewayError};
 use axum::Json;
@@ -29,6 +29,7 @@ use handoff_core::exchange::ExchangeRequest;
 use handoff_core::identity::VerifiedIdentity;
 use handoff_core::ids::ActionName;
 use handoff_core::token::{AccessClaims, Unverified, peek_claims};
+use handoff_core::usage::Use;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -73,22 +74,21 @@ pub async fn metadata(State(gateway): State<Arc<Gateway>>) -> Response {
     .into_response()
 }
 
-fn unauthorized(gateway: &Gateway, why: &str) -> Response {
+/// A caller without a usable identity: 401 `invalid_token` with a challenge pointing to the
+/// protected resource metadata (RFC 9728 §5.1); a request malformed whoever sent it stays 400.
+fn unauthenticated(gateway: &Gateway, error: GatewayError) -> Response {
+    let refusal = error.refusal();
+    if !matches!(error, GatewayError::InvalidToken(_)) {
+        return refusal.into_response();
+    }
     let challenge = format!(
         "Bearer error=\"invalid_token\", resource_metadata=\"{}{METADATA_PATH}\"",
         gateway.config.trust_domain
     );
-    let mut response = (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": "invalid_token", "error_description": why })),
-    )
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
+    match HeaderValue::from_str(&challenge) {
+        Ok(challenge) => refusal.challenge(challenge).into_response(),
+        Err(_) => refusal.into_response(),
     }
-    response
 }
 
 fn rpc_error(id: &Value, code: i64, message: &str, data: Option<Value>) -> Response {
@@ -116,7 +116,7 @@ pub async fn endpoint(
 ) -> Response {
     if method != Method::POST {
         // No server-initiated stream and no sessions: only POST.
-        let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        let mut response = GatewayError::MethodNotAllowed.into_response();
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -124,31 +124,36 @@ pub async fn endpoint(
     }
     // DNS rebinding: browsers send Origin; agents do not. No origin is trusted.
     if headers.contains_key(header::ORIGIN) {
-        return (StatusCode::FORBIDDEN, "requests from browsers are refused").into_response();
+        return GatewayError::BrowserOrigin.into_response();
     }
     let Some(handoff) = gateway.handoff.clone() else {
-        return StatusCode::NOT_FOUND.into_response();
+        return GatewayError::NotFound.into_response();
     };
-    let Some(identity_token) = bearer(&headers) else {
-        return unauthorized(&gateway, "a workload identity token is required");
+    let identity_token = match handoff_http::bearer(&headers) {
+        Ok(token) => token,
+        Err(error) => {
+            let missing =
+                GatewayError::InvalidToken("a workload identity token is required".to_owned());
+            return unauthenticated(&gateway, GatewayError::credential(error, missing));
+        }
     };
     let identity = match handoff.authenticate(identity_token) {
         Ok(identity) => identity,
-        Err(_) => return unauthorized(&gateway, "the identity token is refused"),
+        Err(_) => {
+            let refused = GatewayError::InvalidToken("the identity token is refused".to_owned());
+            return unauthenticated(&gateway, refused);
+        }
     };
     if let Some(version) = headers
         .get("mcp-protocol-version")
         .and_then(|v| v.to_str().ok())
         && !VERSIONS.contains(&version)
     {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!(
-                "unsupported MCP protocol version; supported: {}",
-                VERSIONS.join(", ")
-            ),
-        )
-            .into_response();
+        return GatewayError::InvalidRequest(format!(
+            "unsupported MCP protocol version; supported: {}",
+            VERSIONS.join(", ")
+        ))
+        .into_response();
     }
     let message: Value = match serde_json::from_slice(&body) {
         Ok(message) => message,
@@ -578,7 +583,7 @@ impl Forward {
                 error_message(&id, INTERNAL_ERROR, "the upstream is unavailable", None)
             }
         };
-        call.usage.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        call.usage.latency_us = crate::micros(started);
         gateway.recorder.record(&claims, call);
         message
     }
@@ -599,20 +604,7 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// The `system:action` a tool's calls are exchanged for.
 fn tool_action(system: &SystemConfig, tool: &Tool) -> ActionName {
     ActionName::new(format!("{}:{}", system.id, tool.action))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
 }

@@ -1,23 +1,24 @@
 //! Use records from a standalone gateway: it posts them in batches to Handoff
-//! (`POST /v1/gateway/uses`, HTTP Basic with a system credential), which appends those of that
-//! system's tokens to the audit chain.
+//! (`POST /v1/gateway/uses`, HTTP Basic with a system credential), which hands them to the core
+//! ([`Handoff::accept_reported_uses`]): only use records of that system's tokens are appended.
 
-use crate::Gateway;
-use axum::Json;
+use crate::{Gateway, GatewayError};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use handoff_core::audit::{AuditEvent, EventKind};
-use handoff_core::store::{TaskWrite, Write};
+use handoff_core::Handoff;
+use handoff_core::ServiceError;
+use handoff_core::audit::AuditEvent;
+use handoff_core::usage::MAX_REPORTED_USES;
+use handoff_http::Credential;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub const PATH: &str = "/v1/gateway/uses";
-/// Most records one post carries.
-pub const MAX_BATCH: usize = 500;
+/// Most records one post carries: as many as the core accepts in one report.
+pub const MAX_BATCH: usize = MAX_REPORTED_USES;
 /// Largest batch body Handoff reads: axum's default, stated so the early 413 check can use it.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Records waiting to be posted; past this, new ones are logged and dropped.
@@ -84,56 +85,42 @@ pub async fn receive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(handoff) = gateway.handoff.clone() else {
-        return StatusCode::NOT_FOUND.into_response();
+    let Some(handoff) = gateway.handoff.as_deref() else {
+        return GatewayError::NotFound.into_response();
     };
-    let refused =
-        |status: StatusCode, code: &str| (status, Json(json!({ "error": code }))).into_response();
-    let Some((system, secret)) = basic(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, "invalid_client");
-    };
-    let Ok(caller) = handoff.authenticate_system(&system, &secret).await else {
-        return refused(StatusCode::UNAUTHORIZED, "invalid_client");
-    };
-    let Ok(batch) = serde_json::from_slice::<Batch>(&body) else {
-        return refused(StatusCode::BAD_REQUEST, "invalid_request");
-    };
-    if batch.events.len() > MAX_BATCH {
-        return refused(StatusCode::BAD_REQUEST, "invalid_request");
+    match accept(handoff, &headers, &body).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
     }
-    let own = caller.system().to_string();
-    // Only use records, only of the caller's own system.
-    if batch
-        .events
-        .iter()
-        .any(|e| e.kind != Some(EventKind::Use) || e.system.as_deref() != Some(own.as_str()))
-    {
-        return refused(StatusCode::FORBIDDEN, "access_denied");
-    }
-    for event in batch.events {
-        let event = AuditEvent {
-            actor: Some(format!("gateway:{own}")),
-            ..event
-        };
-        let write = Write::new(handoff.now(), event, TaskWrite::None);
-        if handoff.store().write(write).await.is_err() {
-            return refused(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
-        }
-    }
-    StatusCode::NO_CONTENT.into_response()
 }
 
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
-    use base64::Engine as _;
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
+async fn accept(handoff: &Handoff, headers: &HeaderMap, body: &[u8]) -> Result<(), GatewayError> {
+    let unauthenticated =
+        || GatewayError::InvalidClient("a system's Basic credential is required".to_owned());
+    let credential = handoff_http::credential(headers)
+        .map_err(|error| GatewayError::credential(error, unauthenticated()))?;
+    let Credential::Basic {
+        user: system,
+        password: secret,
+    } = credential
+    else {
+        return Err(unauthenticated());
+    };
+    let caller = match handoff.authenticate_system(&system, &secret).await {
+        Ok(caller) => caller,
+        Err(ServiceError::Unavailable(cause)) => return Err(GatewayError::Unavailable(cause)),
+        Err(_) => {
+            return Err(GatewayError::InvalidClient(
+                "unknown system or wrong credential".to_owned(),
+            ));
+        }
+    };
+    let batch = serde_json::from_slice::<Batch>(body).map_err(|_| {
+        GatewayError::InvalidRequest("the body must be {\"events\": [use records]}".to_owned())
+    })?;
+    handoff
+        .accept_reported_uses(&caller, batch.events)
+        .await
+        .map_err(GatewayError::Report)?;
+    Ok(())
 }

@@ -72,18 +72,12 @@ pub async fn declared_length(limit: usize, request: Request, next: Next) -> Resp
 }
 
 /// Refuses a request carrying `Authorization` more than once, at every door (the gateway's
-/// too): it is a singleton field (RFC 9110 §11.6.2), and which copy a handler, a proxy or a log
-/// reads differs, so none is picked.
+/// too, and doors that take no credential): it is a singleton field (RFC 9110 §11.6.2), and which
+/// copy a handler, a proxy or a log reads differs, so none is picked. The credential parser
+/// every door uses ([`handoff_http::credential`]) refuses it the same way.
 pub async fn single_authorization(request: Request, next: Next) -> Response {
-    if request
-        .headers()
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return ApiError::invalid_request("the `Authorization` header is repeated".to_owned())
-            .into_response();
+    if let Err(error) = handoff_http::authorization(request.headers()) {
+        return ApiError::invalid_request(error.to_string()).into_response();
     }
     next.run(request).await
 }

@@ -896,3 +896,160 @@ async fn an_ended_tasks_token_stops_at_a_standalone_gateway_within_its_poll() {
     let trace = crate::harness::stdout(&output);
     assert!(trace.contains("task_end"), "{trace}");
 }
+
+/// Posts a standalone gateway's report of uses to Handoff; `basic` is `system:secret`, `bearer`
+/// a token. Returns the status, the body (null when empty) and the challenge.
+async fn report(
+    server: &Server,
+    basic: Option<(&str, &str)>,
+    bearer: Option<&str>,
+    body: String,
+) -> (u16, Value, Option<String>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/gateway/uses", server.base))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some((system, secret)) = basic {
+        request = request.basic_auth(system, Some(secret));
+    }
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, body, challenge)
+}
+
+fn events(records: &[Value]) -> String {
+    json!({ "events": records }).to_string()
+}
+
+#[tokio::test]
+async fn a_report_of_uses_is_recorded_only_when_every_record_is_a_use_of_the_reporting_systems_tokens()
+ {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let secret = server.system_secret("git");
+    let agent = server.identity("release-bot");
+    let (task, _) = server.task(&agent, "release", &["git"]).await;
+    // A use of a git token, as a standalone gateway in front of git reports it.
+    let use_of = |call: &str| {
+        json!({
+            "kind": "use",
+            "system": "git",
+            "task": task,
+            "agent": "release-bot",
+            "actions": ["git:read"],
+            "outcome": "permit",
+            "token": { "jti": "at_reported", "aud": "https://git.example.com", "scope": "git:read", "exp": 4_102_444_800_i64 },
+            "use": { "call": call, "status": 200, "bytes_in": 0, "bytes_out": 0, "latency_us": 1 },
+        })
+    };
+    let with = |call: &str, name: &str, value: Value| {
+        let mut record = use_of(call);
+        record[name] = value;
+        record
+    };
+    let git = Some(("git", secret.as_str()));
+
+    // Who reports: only a system, with its own credential.
+    for (basic, bearer) in [
+        (None, None),
+        (Some(("git", "wrong-secret")), None),
+        (Some(("ci", secret.as_str())), None),
+        (None, Some(secret.as_str())),
+    ] {
+        let (status, body, challenge) = report(
+            &server,
+            basic,
+            bearer,
+            events(&[use_of("GET /refused/caller")]),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{basic:?} {bearer:?}: {body}"
+        );
+        assert!(body["error_description"].is_string(), "{body}");
+        assert!(
+            challenge
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Basic ")),
+            "{challenge:?}"
+        );
+    }
+
+    // What it reports: only use records of its own system, under tokens for its audience.
+    let refused = [
+        (
+            "another system",
+            with("GET /refused/system", "system", json!("ci")),
+        ),
+        (
+            "not a use",
+            with("GET /refused/kind", "kind", json!("exchange")),
+        ),
+        (
+            "another system's token",
+            with(
+                "GET /refused/audience",
+                "token",
+                json!({ "jti": "at_ci", "aud": "https://ci.example.com", "scope": "ci:run_tests", "exp": 4_102_444_800_i64 }),
+            ),
+        ),
+        ("no token", with("GET /refused/token", "token", Value::Null)),
+    ];
+    for (case, record) in refused {
+        let (status, body, _) = report(&server, git, None, events(&[record])).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("access_denied")),
+            "{case}: {body}"
+        );
+    }
+    // One foreign record refuses the whole report: the good record before it is not kept.
+    let (status, body, _) = report(
+        &server,
+        git,
+        None,
+        events(&[
+            use_of("GET /refused/batch"),
+            with("GET /refused/batch-foreign", "system", json!("ci")),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("access_denied")),
+        "{body}"
+    );
+    // At most 500 records, and a body that is a report.
+    let too_many = vec![use_of("GET /refused/many"); 501];
+    for (case, body) in [
+        ("501 records", events(&too_many)),
+        ("not a report", "{\"records\":[]}".to_owned()),
+    ] {
+        let (status, answer, _) = report(&server, git, None, body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{case}: {answer}"
+        );
+    }
+
+    let (status, body, _) = report(&server, git, None, events(&[use_of("GET /accepted")])).await;
+    assert_eq!(status, 204, "{body}");
+    let trace = wait_for_trace(&server, &task, "call=\"GET /accepted\"").await;
+    assert!(trace.contains("actor=gateway:git"), "{trace}");
+    assert!(
+        !trace.contains("/refused/"),
+        "a refused report was recorded: {trace}"
+    );
+}

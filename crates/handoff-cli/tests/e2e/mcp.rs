@@ -265,6 +265,16 @@ async fn the_endpoint_needs_an_identity_and_fails_closed_on_unknown_methods() {
         ),
         "{challenge}"
     );
+    // HTTP-level refusals have the error body every door has, never cached.
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token", "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed", "{body}");
     let metadata: Value = client
         .get(format!(
             "{}/.well-known/oauth-protected-resource/mcp",
@@ -325,6 +335,11 @@ async fn the_endpoint_needs_an_identity_and_fails_closed_on_unknown_methods() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({ "error": "invalid_request", "error_description": "requests from browsers are refused" })
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use handoff_core::Handoff;
 use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::approval::{ApprovalView, Canceller, Viewer};
@@ -14,19 +14,10 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::invalid_client(
-                "an approver's or operator's bearer token is required".to_owned(),
-            )
-        })
+    super::auth::bearer(
+        headers,
+        "an approver's or operator's bearer token is required",
+    )
 }
 
 fn viewer(handoff: &Handoff, headers: &HeaderMap) -> Result<Viewer, ApiError> {

@@ -1,44 +1,38 @@
 //! Who is calling: an operator (Bearer operator credential), a registered system (HTTP Basic
-//! `system:secret`), or an agent (Bearer identity JWT).
+//! `system:secret`), an agent (Bearer identity JWT) or a person (Bearer approver token). The
+//! credential is read by the one parser every door uses ([`handoff_http::credential`]).
 
 use crate::error::ApiError;
-use axum::http::{HeaderMap, header};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use axum::http::HeaderMap;
 use handoff_core::Handoff;
 use handoff_core::containment::{Operator, TokenCaller};
+use handoff_http::{Credential, CredentialError};
 
-enum Credential {
-    Bearer(String),
-    Basic(String, String),
+/// The request's credential; without a usable one, `unauthenticated` (a repeated
+/// `Authorization` header is a malformed request instead, at every door).
+fn credential<'h>(
+    headers: &'h HeaderMap,
+    unauthenticated: &str,
+) -> Result<Credential<'h>, ApiError> {
+    handoff_http::credential(headers).map_err(|error| refused(error, unauthenticated))
 }
 
-fn credential(headers: &HeaderMap) -> Option<Credential> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, rest) = value.split_once(' ')?;
-    match scheme.to_ascii_lowercase().as_str() {
-        "bearer" => Some(Credential::Bearer(rest.trim().to_owned())),
-        "basic" => {
-            let decoded = STANDARD.decode(rest.trim()).ok()?;
-            let text = String::from_utf8(decoded).ok()?;
-            let (user, password) = text.split_once(':')?;
-            Some(Credential::Basic(user.to_owned(), password.to_owned()))
-        }
-        _ => None,
+fn refused(error: CredentialError, unauthenticated: &str) -> ApiError {
+    if error.is_malformed_request() {
+        ApiError::invalid_request(error.to_string())
+    } else {
+        ApiError::invalid_client(unauthenticated.to_owned())
     }
 }
 
-fn unauthenticated() -> ApiError {
-    ApiError::invalid_client("authentication is required".to_owned())
+/// The request's bearer token; `unauthenticated` says what was expected.
+pub fn bearer<'h>(headers: &'h HeaderMap, unauthenticated: &str) -> Result<&'h str, ApiError> {
+    handoff_http::bearer(headers).map_err(|error| refused(error, unauthenticated))
 }
 
 pub fn operator(handoff: &Handoff, headers: &HeaderMap) -> Result<Operator, ApiError> {
-    match credential(headers) {
-        Some(Credential::Bearer(secret)) => Ok(handoff.authenticate_operator(&secret)?),
-        _ => Err(ApiError::invalid_client(
-            "operator credentials are required".to_owned(),
-        )),
-    }
+    let secret = bearer(headers, "operator credentials are required")?;
+    Ok(handoff.authenticate_operator(secret)?)
 }
 
 /// A system or an operator (for introspection and the revocation feed).
@@ -46,27 +40,25 @@ pub async fn system_or_operator(
     handoff: &Handoff,
     headers: &HeaderMap,
 ) -> Result<TokenCaller, ApiError> {
-    match credential(headers) {
-        Some(Credential::Basic(system, secret)) => Ok(TokenCaller::System(
-            handoff.authenticate_system(&system, &secret).await?,
+    match credential(headers, "authentication is required")? {
+        Credential::Basic { user, password } => Ok(TokenCaller::System(
+            handoff.authenticate_system(&user, &password).await?,
         )),
-        Some(Credential::Bearer(secret)) => Ok(TokenCaller::Operator(
-            handoff.authenticate_operator(&secret)?,
+        Credential::Bearer(secret) => Ok(TokenCaller::Operator(
+            handoff.authenticate_operator(secret)?,
         )),
-        None => Err(unauthenticated()),
     }
 }
 
 /// A system, an operator, or an agent (for RFC 7009 revocation).
 pub async fn any_caller(handoff: &Handoff, headers: &HeaderMap) -> Result<TokenCaller, ApiError> {
-    match credential(headers) {
-        Some(Credential::Basic(system, secret)) => Ok(TokenCaller::System(
-            handoff.authenticate_system(&system, &secret).await?,
+    match credential(headers, "authentication is required")? {
+        Credential::Basic { user, password } => Ok(TokenCaller::System(
+            handoff.authenticate_system(&user, &password).await?,
         )),
-        Some(Credential::Bearer(secret)) => match handoff.authenticate_operator(&secret) {
+        Credential::Bearer(secret) => match handoff.authenticate_operator(secret) {
             Ok(operator) => Ok(TokenCaller::Operator(operator)),
-            Err(_) => Ok(TokenCaller::Agent(handoff.authenticate(&secret)?)),
+            Err(_) => Ok(TokenCaller::Agent(handoff.authenticate(secret)?)),
         },
-        None => Err(unauthenticated()),
     }
 }

@@ -142,15 +142,7 @@ pub async fn freeze(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body: FreezeBody = json_body(&body)?;
-    apply(
-        &state,
-        &headers,
-        RevocationKind::Freeze,
-        &body.system,
-        &body.reason,
-    )
-    .await
+    freezing(&state, &headers, RevocationKind::Freeze, &body).await
 }
 
 pub async fn unfreeze(
@@ -158,15 +150,18 @@ pub async fn unfreeze(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body: FreezeBody = json_body(&body)?;
-    apply(
-        &state,
-        &headers,
-        RevocationKind::Unfreeze,
-        &body.system,
-        &body.reason,
-    )
-    .await
+    freezing(&state, &headers, RevocationKind::Unfreeze, &body).await
+}
+
+/// A freeze or an unfreeze of the system the body names.
+async fn freezing(
+    state: &AppState,
+    headers: &HeaderMap,
+    kind: RevocationKind,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let body: FreezeBody = json_body(body)?;
+    apply(state, headers, kind, &body.system, &body.reason).await
 }
 
 #[derive(Debug, Deserialize)]

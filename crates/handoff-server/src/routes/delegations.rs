@@ -2,7 +2,7 @@
 //! of the task to another workload and gets the delegate's child Transaction Token.
 
 use super::no_store::token_response;
-use super::tasks::bearer;
+use super::tasks::identity_token;
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -45,7 +45,7 @@ pub async fn delegate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor_token = bearer(&headers)?.to_owned();
+    let actor_token = identity_token(&headers)?.to_owned();
     let delegated = handoff
         .delegate(delegate_request(actor_token, &body)?)
         .await?;

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use handoff_core::Handoff;
 use handoff_core::ids::TaskId;
@@ -43,21 +43,12 @@ impl OpenBody {
     }
 }
 
-pub(super) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::invalid_client(
-                "an `Authorization: Bearer` agent identity is required".to_owned(),
-            )
-        })
+/// The agent's identity token (`Authorization: Bearer`).
+pub(super) fn identity_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    super::auth::bearer(
+        headers,
+        "an `Authorization: Bearer` agent identity is required",
+    )
 }
 
 pub fn opened_json(
@@ -86,7 +77,7 @@ pub async fn open(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let identity = handoff.authenticate(bearer(&headers)?)?;
+    let identity = handoff.authenticate(identity_token(&headers)?)?;
     let body = OpenBody::parse(&body)?;
     let opened = handoff.open_task(&identity, body.into_request()).await?;
     Ok(token_response(
@@ -100,7 +91,7 @@ pub async fn end(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let identity = handoff.authenticate(bearer(&headers)?)?;
+    let identity = handoff.authenticate(identity_token(&headers)?)?;
     let task = handoff.end_task(&identity, &TaskId::new(id)).await?;
     Ok(Json(
         json!({ "task_id": task.id.as_str(), "state": task.state.as_str() }),
