@@ -202,15 +202,7 @@ impl Handoff {
         };
         let by = format!("{} ({})", person.user(), person.issuer());
         let event = AuditEvent {
-            kind: Some(EventKind::ApprovalDecision),
-            task: Some(approval.task.to_string()),
-            agent: Some(approval.agent.to_string()),
-            user: Some(approval.user.to_string()),
-            system: Some(approval.system.to_string()),
-            actions: approval.actions.clone(),
             authorization_details: approval.details.clone(),
-            approval: Some(approval.id.clone()),
-            actor: Some(by.clone()),
             outcome: Some(if approve {
                 Outcome::Permit
             } else {
@@ -218,7 +210,7 @@ impl Handoff {
             }),
             reason: Some(status.as_str().to_owned()),
             description: Some(reason.to_owned()),
-            ..AuditEvent::default()
+            ..decision_event(&approval, &by)
         };
         self.close_approval(&approval, event, status, &by, reason, now)
             .await?;
@@ -307,17 +299,10 @@ impl Handoff {
         approval: &Approval,
         error: ServiceError,
     ) -> ServiceError {
-        let about = AuditEvent {
-            kind: Some(EventKind::ApprovalDecision),
-            task: Some(approval.task.to_string()),
-            agent: Some(approval.agent.to_string()),
-            user: Some(approval.user.to_string()),
-            system: Some(approval.system.to_string()),
-            actions: approval.actions.clone(),
-            approval: Some(approval.id.clone()),
-            actor: Some(format!("{} ({})", person.user(), person.issuer())),
-            ..AuditEvent::default()
-        };
+        let about = decision_event(
+            approval,
+            &format!("{} ({})", person.user(), person.issuer()),
+        );
         self.record(Refused::new(error, about)).await
     }
 
@@ -400,6 +385,21 @@ impl Handoff {
             ),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What a person's decision on `approval` records, whatever the outcome: the request and who.
+fn decision_event(approval: &Approval, by: &str) -> AuditEvent {
+    AuditEvent {
+        kind: Some(EventKind::ApprovalDecision),
+        task: Some(approval.task.to_string()),
+        agent: Some(approval.agent.to_string()),
+        user: Some(approval.user.to_string()),
+        system: Some(approval.system.to_string()),
+        actions: approval.actions.clone(),
+        approval: Some(approval.id.clone()),
+        actor: Some(by.to_owned()),
+        ..AuditEvent::default()
     }
 }
 
