@@ -108,7 +108,9 @@ async fn accept(handoff: &Handoff, headers: &HeaderMap, body: &[u8]) -> Result<(
     };
     let caller = match handoff.authenticate_system(&system, &secret).await {
         Ok(caller) => caller,
-        Err(ServiceError::Unavailable(cause)) => return Err(GatewayError::Unavailable(cause)),
+        Err(ServiceError::Unavailable(cause)) => {
+            return Err(GatewayError::Unavailable(cause.to_string()));
+        }
         Err(_) => {
             return Err(GatewayError::InvalidClient(
                 "unknown system or wrong credential".to_owned(),
