@@ -32,6 +32,8 @@ pub mod revocation;
 pub mod service;
 pub mod store;
 pub mod task;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod text;
 pub mod time;
 pub mod token;
