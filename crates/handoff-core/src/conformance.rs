@@ -5,7 +5,7 @@
 //! them all, one test per check so a failure is reported by name, with
 //! [`store_conformance!`](crate::store_conformance):
 //!
-//! ```ignore
+//! ```text
 //! async fn scratch() -> (tempfile::TempDir, SqliteStore) { /* an empty store */ }
 //! mod conformance {
 //!     handoff_core::store_conformance!(super::scratch);
