@@ -483,7 +483,6 @@ async fn the_approvals_cli_lists_and_approves() {
     );
     let approved = run(&["approve", &approval, "--reason", "checked"]);
     assert!(approved.status.success());
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, _) = poll(&server, &payer, &txn, &approval, LARGE).await;
     assert_eq!(status, 200);
 }
