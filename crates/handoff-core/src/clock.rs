@@ -1,8 +1,11 @@
 //! Injected time: every expiry, lifetime and audit timestamp reads a [`Clock`].
 
 use crate::time::Timestamp;
+#[cfg(feature = "test-util")]
 use std::sync::Arc;
+#[cfg(feature = "test-util")]
 use std::sync::atomic::{AtomicI64, Ordering};
+#[cfg(feature = "test-util")]
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,11 +26,13 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock tests move by hand. Clones share one time, so a test keeps a clone and advances the
+/// A clock tests move by hand (feature `test-util`). Clones share one time, so a test keeps a clone and advances the
 /// clock a running service reads: a token or approval expires without the test sleeping.
+#[cfg(feature = "test-util")]
 #[derive(Clone, Debug, Default)]
 pub struct FakeClock(Arc<AtomicI64>);
 
+#[cfg(feature = "test-util")]
 impl FakeClock {
     pub fn at(time: Timestamp) -> Self {
         Self(Arc::new(AtomicI64::new(time.millis())))
@@ -54,13 +59,14 @@ impl FakeClock {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl Clock for FakeClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_millis(self.0.load(Ordering::SeqCst))
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "test-util"))]
 mod tests {
     use super::*;
 
