@@ -1,9 +1,21 @@
 //! The storage conformance suite: every `Store` backend runs these same checks (SQLite now,
 //! PostgreSQL when it lands), so the core can rely on one contract.
 //!
-//! Each check returns `Err` with what went wrong rather than panicking, so backends can call them
-//! from ordinary tests: `conformance::run_all(&store).await.unwrap()`.
+//! Each check takes a fresh, empty store and returns `Err` with what went wrong. A backend runs
+//! them all, one test per check so a failure is reported by name, with
+//! [`store_conformance!`](crate::store_conformance):
+//!
+//! ```text
+//! async fn scratch() -> (tempfile::TempDir, SqliteStore) { /* an empty store */ }
+//! mod conformance {
+//!     handoff_core::store_conformance!(super::scratch);
+//! }
+//! ```
+//!
+//! The macro's constructor returns `(guard, store)`: the guard (a temporary folder, a database)
+//! lives as long as the check, and `&store` must coerce to `&dyn Store`.
 
+use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, ChainVerifier, EventKind, Outcome};
 use crate::config::ActionConfig;
 use crate::containment::{Revocation, RevocationKind};
@@ -64,20 +76,68 @@ fn grant_facts() -> TaskFacts {
     facts
 }
 
-/// Runs every check against `store`, which must be empty.
-pub async fn run_all(store: &dyn Store) -> Result<(), String> {
-    a_task_reads_back_as_written(store).await?;
-    an_unknown_task_is_none(store).await?;
-    an_update_at_the_expected_version_applies(store).await?;
-    a_stale_update_conflicts_and_appends_nothing(store).await?;
-    the_chain_verifies_and_task_records_filter(store).await?;
-    agent_facts_are_versioned_like_a_task(store).await?;
-    evidence_is_accepted_once(store).await?;
-    a_delegation_reads_back_and_its_revocation_is_seen(store).await?;
-    Ok(())
+fn failed(error: StoreError) -> String {
+    error.to_string()
 }
 
-async fn agent_facts_are_versioned_like_a_task(store: &dyn Store) -> Result<(), String> {
+/// Opens `id` (for `agent-1`) at version 1.
+async fn open(store: &dyn Store, id: &str) -> Result<(), String> {
+    try_open(store, id).await.map(|_| ()).map_err(failed)
+}
+
+async fn try_open(store: &dyn Store, id: &str) -> Result<crate::store::Receipt, StoreError> {
+    store
+        .write(Write {
+            at: Timestamp::from_millis(1_000),
+            event: event(id, EventKind::TaskOpen),
+            task: TaskWrite::Insert(Box::new(sample_task(id))),
+            ..Default::default()
+        })
+        .await
+}
+
+/// A write of `event` about `task` with no task change and these effects.
+fn effects(task: &str, kind: EventKind, at: i64, effects: Vec<Effect>) -> Write {
+    let mut write = Write::new(
+        Timestamp::from_millis(at),
+        event(task, kind),
+        TaskWrite::None,
+    );
+    write.effects = effects;
+    write
+}
+
+fn revoke(kind: RevocationKind, subject: &str) -> Effect {
+    Effect::Revoke(Revocation {
+        kind,
+        subject: subject.to_owned(),
+        reason: "conformance".to_owned(),
+        actor: "operator".to_owned(),
+    })
+}
+
+fn update(id: &str, expected_version: u64, facts: TaskFacts) -> TaskWrite {
+    TaskWrite::Update {
+        id: TaskId::new(id),
+        expected_version,
+        facts: Some(Box::new(facts)),
+        state: None,
+    }
+}
+
+async fn records(store: &dyn Store) -> Result<usize, String> {
+    Ok(store.audit_page(0, 10_000).await.map_err(failed)?.len())
+}
+
+async fn version(store: &dyn Store, id: &str) -> Result<Option<u64>, String> {
+    Ok(store
+        .task(&TaskId::new(id))
+        .await
+        .map_err(failed)?
+        .map(|s| s.version))
+}
+
+pub async fn agent_facts_are_versioned_like_a_task(store: &dyn Store) -> Result<(), String> {
     let (facts, version) = store
         .agent_facts("iss#agent-x")
         .await
@@ -135,7 +195,7 @@ async fn agent_facts_are_versioned_like_a_task(store: &dyn Store) -> Result<(), 
     Ok(())
 }
 
-async fn evidence_is_accepted_once(store: &dyn Store) -> Result<(), String> {
+pub async fn evidence_is_accepted_once(store: &dyn Store) -> Result<(), String> {
     let write = || {
         let mut write = Write::new(
             Timestamp::from_millis(6_000),
@@ -158,9 +218,10 @@ async fn evidence_is_accepted_once(store: &dyn Store) -> Result<(), String> {
     }
 }
 
-async fn a_delegation_reads_back_and_its_revocation_is_seen(
+pub async fn a_delegation_reads_back_and_its_revocation_is_seen(
     store: &dyn Store,
 ) -> Result<(), String> {
+    open(store, "conf-1").await?;
     let delegation = Delegation {
         id: "del-conf".to_owned(),
         task: TaskId::new("conf-1"),
@@ -249,7 +310,7 @@ async fn a_delegation_reads_back_and_its_revocation_is_seen(
     )
 }
 
-async fn a_task_reads_back_as_written(store: &dyn Store) -> Result<(), String> {
+pub async fn a_task_reads_back_as_written(store: &dyn Store) -> Result<(), String> {
     let task = sample_task("conf-1");
     store
         .write(Write {
@@ -273,7 +334,7 @@ async fn a_task_reads_back_as_written(store: &dyn Store) -> Result<(), String> {
     ensure(snapshot.version == 1, "a new task is at version 1")
 }
 
-async fn an_unknown_task_is_none(store: &dyn Store) -> Result<(), String> {
+pub async fn an_unknown_task_is_none(store: &dyn Store) -> Result<(), String> {
     let found = store
         .task(&TaskId::new("no-such-task"))
         .await
@@ -281,7 +342,8 @@ async fn an_unknown_task_is_none(store: &dyn Store) -> Result<(), String> {
     ensure(found.is_none(), "an unknown task must read as None")
 }
 
-async fn an_update_at_the_expected_version_applies(store: &dyn Store) -> Result<(), String> {
+pub async fn an_update_at_the_expected_version_applies(store: &dyn Store) -> Result<(), String> {
+    open(store, "conf-1").await?;
     let id = TaskId::new("conf-1");
     let facts = grant_facts();
     store
@@ -335,7 +397,17 @@ async fn an_update_at_the_expected_version_applies(store: &dyn Store) -> Result<
     ensure(snapshot.facts == facts, "a state update keeps the facts")
 }
 
-async fn a_stale_update_conflicts_and_appends_nothing(store: &dyn Store) -> Result<(), String> {
+pub async fn a_stale_update_conflicts_and_appends_nothing(store: &dyn Store) -> Result<(), String> {
+    open(store, "conf-1").await?;
+    store
+        .write(Write {
+            at: Timestamp::from_millis(2_000),
+            event: event("conf-1", EventKind::Exchange),
+            task: update("conf-1", 1, grant_facts()),
+            ..Default::default()
+        })
+        .await
+        .map_err(failed)?;
     let before = store
         .audit_page(0, 10_000)
         .await
@@ -383,7 +455,19 @@ async fn a_stale_update_conflicts_and_appends_nothing(store: &dyn Store) -> Resu
     ensure(before == after, "a refused write must not append a record")
 }
 
-async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result<(), String> {
+pub async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result<(), String> {
+    open(store, "conf-1").await?;
+    for (version, kind) in [(1, EventKind::Exchange), (2, EventKind::TaskEnd)] {
+        store
+            .write(Write {
+                at: Timestamp::from_millis(2_000),
+                event: event("conf-1", kind),
+                task: update("conf-1", version, TaskFacts::default()),
+                ..Default::default()
+            })
+            .await
+            .map_err(failed)?;
+    }
     store
         .write(Write {
             at: Timestamp::from_millis(4_000),
@@ -429,4 +513,695 @@ async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result
         event.kind == Some(EventKind::TaskOpen),
         "the record body reads back",
     )
+}
+
+fn sample_approval(id: &str, expires_at: i64) -> Approval {
+    Approval {
+        id: id.to_owned(),
+        task: TaskId::new("conf-1"),
+        agent: AgentId::new("agent-1"),
+        user: UserId::new("alice"),
+        system: SystemId::new("payments"),
+        actions: vec!["payments:create".to_owned()],
+        resource: None,
+        details: None,
+        request_hash: format!("hash-of-{id}"),
+        group: "payments-owners".to_owned(),
+        risk: "critical".to_owned(),
+        status: ApprovalStatus::Pending,
+        created_at: Timestamp::from_millis(1_000),
+        expires_at: Timestamp::from_millis(expires_at),
+        decided_by: None,
+        decided_at: None,
+        reason: None,
+        consumed_by: None,
+        escalated: false,
+    }
+}
+
+fn decide(id: &str, status: ApprovalStatus) -> Effect {
+    Effect::DecideApproval {
+        id: id.to_owned(),
+        status,
+        by: "bob".to_owned(),
+        reason: "checked".to_owned(),
+    }
+}
+
+fn consume(id: &str, jti: &str) -> Effect {
+    Effect::ConsumeApproval {
+        id: id.to_owned(),
+        jti: jti.to_owned(),
+    }
+}
+
+/// Opens approval `id` (expiring at 100 s) and approves it at 2 s.
+async fn approved(store: &dyn Store, id: &str) -> Result<(), String> {
+    let open = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        1_000,
+        vec![Effect::InsertApproval(Box::new(sample_approval(
+            id, 100_000,
+        )))],
+    );
+    store.write(open).await.map_err(failed)?;
+    let approve = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        2_000,
+        vec![decide(id, ApprovalStatus::Approved)],
+    );
+    store.write(approve).await.map_err(failed)?;
+    Ok(())
+}
+
+/// A write whose precondition fails is rejected whole: its task insert, its effects before the
+/// failing one and its record are all absent, and the chain goes on from the last good record.
+pub async fn a_rejected_write_leaves_nothing_behind(store: &dyn Store) -> Result<(), String> {
+    let first = effects(
+        "conf-ev",
+        EventKind::Evidence,
+        1_000,
+        vec![Effect::EvidenceSeen {
+            system: SystemId::new("ci"),
+            id: "ev-1".to_owned(),
+            expires_at: Timestamp::from_millis(600_000),
+        }],
+    );
+    let receipt = store.write(first).await.map_err(failed)?;
+    let mut doomed = Write::new(
+        Timestamp::from_millis(2_000),
+        event("conf-9", EventKind::TaskOpen),
+        TaskWrite::Insert(Box::new(sample_task("conf-9"))),
+    );
+    doomed.effects = vec![
+        Effect::InsertApproval(Box::new(sample_approval("ap-doomed", 100_000))),
+        Effect::Credential {
+            system: SystemId::new("ci"),
+            secret_sha256: "ab".repeat(32),
+        },
+        revoke(RevocationKind::Freeze, "git"),
+        // Already seen: the whole write must be refused.
+        Effect::EvidenceSeen {
+            system: SystemId::new("ci"),
+            id: "ev-1".to_owned(),
+            expires_at: Timestamp::from_millis(600_000),
+        },
+    ];
+    match store.write(doomed).await {
+        Err(StoreError::Rejected(Rejection::EvidenceReplayed)) => {}
+        other => return Err(format!("the replayed evidence must reject: {other:?}")),
+    }
+    ensure(
+        version(store, "conf-9").await?.is_none(),
+        "a rejected write must not insert its task",
+    )?;
+    ensure(
+        store.approval("ap-doomed").await.map_err(failed)?.is_none(),
+        "a rejected write must not open its approval",
+    )?;
+    ensure(
+        store
+            .credential(&SystemId::new("ci"))
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "a rejected write must not register its credential",
+    )?;
+    ensure(
+        !store
+            .is_frozen(&SystemId::new("git"))
+            .await
+            .map_err(failed)?,
+        "a rejected write must not freeze its system",
+    )?;
+    ensure(
+        store.revocations(0, 100).await.map_err(failed)?.is_empty(),
+        "a rejected write must not reach the revocation feed",
+    )?;
+    ensure(
+        records(store).await? == 1,
+        "a rejected write must not append a record",
+    )?;
+    let next = store
+        .write(Write::new(
+            Timestamp::from_millis(3_000),
+            AuditEvent::default(),
+            TaskWrite::None,
+        ))
+        .await
+        .map_err(failed)?;
+    ensure(
+        next.seq == receipt.seq + 1,
+        "the chain goes on from the last committed record",
+    )?;
+    let mut verifier = ChainVerifier::default();
+    for record in store.audit_page(0, 100).await.map_err(failed)? {
+        verifier.check(&record).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A grant decided before a freeze commits after it only if its write ignores the freeze: a
+/// write `unless_frozen` is refused whole once the system is frozen, and passes once unfrozen.
+pub async fn a_write_that_raced_a_freeze_is_refused(store: &dyn Store) -> Result<(), String> {
+    open(store, "conf-1").await?;
+    let freeze = effects(
+        "conf-1",
+        EventKind::Revoke,
+        1_500,
+        vec![revoke(RevocationKind::Freeze, "ci")],
+    );
+    store.write(freeze).await.map_err(failed)?;
+    let before = records(store).await?;
+    let grant = || {
+        let mut write = Write::new(
+            Timestamp::from_millis(2_000),
+            event("conf-1", EventKind::Exchange),
+            update("conf-1", 1, grant_facts()),
+        );
+        write.unless_frozen = Some(SystemId::new("ci"));
+        write
+    };
+    match store.write(grant()).await {
+        Err(StoreError::Rejected(Rejection::SystemFrozen)) => {}
+        other => return Err(format!("a grant on a frozen system must reject: {other:?}")),
+    }
+    ensure(
+        version(store, "conf-1").await? == Some(1),
+        "the refused grant must not move the task",
+    )?;
+    ensure(
+        records(store).await? == before,
+        "the refused grant must not append a record",
+    )?;
+    // Another system's freeze does not stop it; an unfreeze lets it through.
+    let unfreeze = effects(
+        "conf-1",
+        EventKind::Revoke,
+        2_500,
+        vec![
+            revoke(RevocationKind::Freeze, "git"),
+            revoke(RevocationKind::Unfreeze, "ci"),
+        ],
+    );
+    store.write(unfreeze).await.map_err(failed)?;
+    store.write(grant()).await.map_err(failed)?;
+    ensure(
+        version(store, "conf-1").await? == Some(2),
+        "after the unfreeze the grant applies",
+    )
+}
+
+/// A task opened for an agent revoked in the meantime is refused inside the write.
+pub async fn a_task_for_a_revoked_agent_is_refused(store: &dyn Store) -> Result<(), String> {
+    let revocation = effects(
+        "conf-agent",
+        EventKind::Revoke,
+        500,
+        vec![revoke(RevocationKind::Agent, "agent-1")],
+    );
+    store.write(revocation).await.map_err(failed)?;
+    ensure(
+        store
+            .is_agent_revoked(&AgentId::new("agent-1"))
+            .await
+            .map_err(failed)?,
+        "the agent reads as revoked",
+    )?;
+    let before = records(store).await?;
+    match try_open(store, "conf-1").await {
+        Err(StoreError::Rejected(Rejection::AgentRevoked)) => {}
+        other => {
+            return Err(format!(
+                "opening a task for a revoked agent must reject: {other:?}"
+            ));
+        }
+    }
+    ensure(
+        version(store, "conf-1").await?.is_none(),
+        "the refused task must not exist",
+    )?;
+    ensure(
+        records(store).await? == before,
+        "the refused task must not append a record",
+    )?;
+    let mut other = sample_task("conf-2");
+    other.agent = AgentId::new("agent-2");
+    store
+        .write(Write::new(
+            Timestamp::from_millis(1_000),
+            event("conf-2", EventKind::TaskOpen),
+            TaskWrite::Insert(Box::new(other)),
+        ))
+        .await
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// Revoking an agent revokes its open tasks and moves their versions, so a grant decided before
+/// the revocation conflicts and is decided again (and refused).
+pub async fn revoking_an_agent_revokes_its_open_tasks_and_stales_their_grants(
+    store: &dyn Store,
+) -> Result<(), String> {
+    open(store, "conf-1").await?;
+    let revocation = effects(
+        "conf-1",
+        EventKind::Revoke,
+        1_500,
+        vec![revoke(RevocationKind::Agent, "agent-1")],
+    );
+    store.write(revocation).await.map_err(failed)?;
+    let snapshot = store
+        .task(&TaskId::new("conf-1"))
+        .await
+        .map_err(failed)?
+        .ok_or("the task is missing")?;
+    ensure(
+        snapshot.task.state == TaskState::Revoked,
+        "the agent's open task is revoked",
+    )?;
+    ensure(
+        store
+            .open_tasks(&AgentId::new("agent-1"))
+            .await
+            .map_err(failed)?
+            .is_empty(),
+        "the agent has no open task left",
+    )?;
+    let stale = Write::new(
+        Timestamp::from_millis(2_000),
+        event("conf-1", EventKind::Exchange),
+        update("conf-1", 1, grant_facts()),
+    );
+    match store.write(stale).await {
+        Err(StoreError::Conflict) => Ok(()),
+        other => Err(format!(
+            "a grant decided before the revocation must conflict: {other:?}"
+        )),
+    }
+}
+
+/// Revoking a task marks it revoked and stales a grant decided before.
+pub async fn revoking_a_task_stales_grants_decided_before(store: &dyn Store) -> Result<(), String> {
+    open(store, "conf-1").await?;
+    let revocation = effects(
+        "conf-1",
+        EventKind::Revoke,
+        1_500,
+        vec![revoke(RevocationKind::Task, "conf-1")],
+    );
+    store.write(revocation).await.map_err(failed)?;
+    let status = store
+        .token_status("jti-1", &TaskId::new("conf-1"), &SystemId::new("ci"))
+        .await
+        .map_err(failed)?;
+    ensure(
+        status.task_state == Some(TaskState::Revoked) && !status.is_active(),
+        "a token of a revoked task is inactive",
+    )?;
+    let stale = Write::new(
+        Timestamp::from_millis(2_000),
+        event("conf-1", EventKind::Exchange),
+        update("conf-1", 1, grant_facts()),
+    );
+    match store.write(stale).await {
+        Err(StoreError::Conflict) => Ok(()),
+        other => Err(format!(
+            "a grant decided before the task's revocation must conflict: {other:?}"
+        )),
+    }
+}
+
+/// A token is active while its task is open, its system unfrozen and its own `jti` unrevoked;
+/// each of those cuts it, and only it.
+pub async fn token_status_follows_its_task_its_system_and_its_own_revocation(
+    store: &dyn Store,
+) -> Result<(), String> {
+    let status = |jti: &'static str, task: &'static str, system: &'static str| async move {
+        store
+            .token_status(jti, &TaskId::new(task), &SystemId::new(system))
+            .await
+            .map_err(failed)
+    };
+    ensure(
+        status("jti-1", "conf-1", "ci").await?.task_state.is_none(),
+        "an unknown task has no state",
+    )?;
+    ensure(
+        !status("jti-1", "conf-1", "ci").await?.is_active(),
+        "a token of an unknown task is inactive",
+    )?;
+    open(store, "conf-1").await?;
+    ensure(
+        status("jti-1", "conf-1", "ci").await?.is_active(),
+        "a token of an open task is active",
+    )?;
+    let cut = effects(
+        "conf-1",
+        EventKind::Revoke,
+        1_500,
+        vec![revoke(RevocationKind::Token, "jti-1")],
+    );
+    store.write(cut).await.map_err(failed)?;
+    let revoked = status("jti-1", "conf-1", "ci").await?;
+    ensure(
+        revoked.token_revoked && !revoked.is_active(),
+        "a revoked token is inactive",
+    )?;
+    ensure(
+        status("jti-2", "conf-1", "ci").await?.is_active(),
+        "revoking one token leaves its siblings active",
+    )?;
+    let freeze = effects(
+        "conf-1",
+        EventKind::Revoke,
+        1_600,
+        vec![revoke(RevocationKind::Freeze, "ci")],
+    );
+    store.write(freeze).await.map_err(failed)?;
+    let frozen = status("jti-2", "conf-1", "ci").await?;
+    ensure(
+        frozen.system_frozen && !frozen.is_active(),
+        "a token for a frozen system is inactive",
+    )?;
+    ensure(
+        status("jti-2", "conf-1", "git").await?.is_active(),
+        "a freeze cuts only its own system",
+    )?;
+    let unfreeze = effects(
+        "conf-1",
+        EventKind::Revoke,
+        1_700,
+        vec![revoke(RevocationKind::Unfreeze, "ci")],
+    );
+    store.write(unfreeze).await.map_err(failed)?;
+    ensure(
+        status("jti-2", "conf-1", "ci").await?.is_active(),
+        "an unfreeze restores the system's tokens",
+    )?;
+    store
+        .write(Write::new(
+            Timestamp::from_millis(1_800),
+            event("conf-1", EventKind::TaskEnd),
+            TaskWrite::Update {
+                id: TaskId::new("conf-1"),
+                expected_version: 1,
+                facts: None,
+                state: Some(TaskState::Ended),
+            },
+        ))
+        .await
+        .map_err(failed)?;
+    ensure(
+        !status("jti-2", "conf-1", "ci").await?.is_active(),
+        "a token of an ended task is inactive",
+    )?;
+    let feed: Vec<_> = store
+        .revocations(0, 100)
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .map(|e| (e.kind, e.subject))
+        .collect();
+    ensure(
+        feed == vec![
+            (RevocationKind::Token, "jti-1".to_owned()),
+            (RevocationKind::Freeze, "ci".to_owned()),
+            (RevocationKind::Unfreeze, "ci".to_owned()),
+        ],
+        "the revocation feed lists each in the order it took effect",
+    )
+}
+
+/// An approval is decided once, while pending and unexpired.
+pub async fn an_approval_is_decided_once_and_never_after_it_expired(
+    store: &dyn Store,
+) -> Result<(), String> {
+    approved(store, "ap-1").await?;
+    let again = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        3_000,
+        vec![decide("ap-1", ApprovalStatus::Denied)],
+    );
+    match store.write(again).await {
+        Err(StoreError::Rejected(Rejection::ApprovalClosed)) => {}
+        other => return Err(format!("a second decision must reject: {other:?}")),
+    }
+    let read = store
+        .approval("ap-1")
+        .await
+        .map_err(failed)?
+        .ok_or("the approval is missing")?;
+    ensure(
+        read.status == ApprovalStatus::Approved && read.decided_by.as_deref() == Some("bob"),
+        "the first decision stands",
+    )?;
+    let open = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        1_000,
+        vec![Effect::InsertApproval(Box::new(sample_approval(
+            "ap-2", 5_000,
+        )))],
+    );
+    store.write(open).await.map_err(failed)?;
+    let too_early = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        4_000,
+        vec![Effect::ExpireApproval {
+            id: "ap-2".to_owned(),
+        }],
+    );
+    match store.write(too_early).await {
+        Err(StoreError::Rejected(Rejection::ApprovalClosed)) => {}
+        other => return Err(format!("an approval cannot expire early: {other:?}")),
+    }
+    let late = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        5_000,
+        vec![decide("ap-2", ApprovalStatus::Approved)],
+    );
+    match store.write(late).await {
+        Err(StoreError::Rejected(Rejection::ApprovalClosed)) => {}
+        other => return Err(format!("a decision at the expiry must reject: {other:?}")),
+    }
+    let expire = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        5_000,
+        vec![Effect::ExpireApproval {
+            id: "ap-2".to_owned(),
+        }],
+    );
+    store.write(expire).await.map_err(failed)?;
+    let expired = store.approval("ap-2").await.map_err(failed)?;
+    ensure(
+        expired.map(|a| a.status) == Some(ApprovalStatus::Expired),
+        "an approval past its time expires",
+    )
+}
+
+/// Only an approved, unused, unexpired approval is consumed.
+pub async fn only_an_approved_unexpired_approval_is_consumed(
+    store: &dyn Store,
+) -> Result<(), String> {
+    let open = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        1_000,
+        vec![Effect::InsertApproval(Box::new(sample_approval(
+            "ap-pending",
+            100_000,
+        )))],
+    );
+    store.write(open).await.map_err(failed)?;
+    let early = effects(
+        "conf-1",
+        EventKind::Exchange,
+        2_000,
+        vec![consume("ap-pending", "jti-0")],
+    );
+    match store.write(early).await {
+        Err(StoreError::Rejected(Rejection::ApprovalUsed)) => {}
+        other => return Err(format!("a pending approval must not release: {other:?}")),
+    }
+    approved(store, "ap-late").await?;
+    let late = effects(
+        "conf-1",
+        EventKind::Exchange,
+        100_000,
+        vec![consume("ap-late", "jti-1")],
+    );
+    match store.write(late).await {
+        Err(StoreError::Rejected(Rejection::ApprovalUsed)) => {}
+        other => return Err(format!("an expired approval must not release: {other:?}")),
+    }
+    let unknown = effects(
+        "conf-1",
+        EventKind::Exchange,
+        3_000,
+        vec![consume("ap-none", "jti-2")],
+    );
+    match store.write(unknown).await {
+        Err(StoreError::Rejected(Rejection::ApprovalUsed)) => Ok(()),
+        other => Err(format!("an unknown approval must not release: {other:?}")),
+    }
+}
+
+/// Many exchanges racing to release one approval: exactly one is committed, every other is
+/// refused whole, and the approval names the winner's `jti`.
+pub async fn an_approval_is_released_once_under_concurrent_use(
+    store: &dyn Store,
+) -> Result<(), String> {
+    open(store, "conf-1").await?;
+    approved(store, "ap-1").await?;
+    let before = records(store).await?;
+    let racers = (0..16).map(|i| {
+        let mut write = effects(
+            "conf-1",
+            EventKind::Exchange,
+            3_000,
+            vec![consume("ap-1", &format!("jti-{i}"))],
+        );
+        // Each racer was decided on the same snapshot; the version check alone would let only
+        // one through too, so this checks the approval itself, without a task change.
+        write.task = TaskWrite::None;
+        store.write(write)
+    });
+    let results = futures_util::future::join_all(racers).await;
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    ensure(winners.len() == 1, "exactly one release commits")?;
+    for result in &results {
+        match result {
+            Ok(_) | Err(StoreError::Rejected(Rejection::ApprovalUsed)) => {}
+            Err(other) => return Err(format!("a losing release must reject: {other}")),
+        }
+    }
+    ensure(
+        records(store).await? == before + 1,
+        "only the winning release appends a record",
+    )?;
+    let read = store
+        .approval("ap-1")
+        .await
+        .map_err(failed)?
+        .ok_or("the approval is missing")?;
+    let winner = winners.first().ok_or("no winner")?;
+    ensure(
+        read.consumed_by == Some(format!("jti-{winner}")),
+        "the approval names the winner's token",
+    )
+}
+
+/// A pending approval is found by its task and request hash, listed by status and system, and
+/// polls faster than the interval are told to slow down.
+pub async fn approvals_are_found_by_request_and_polls_are_paced(
+    store: &dyn Store,
+) -> Result<(), String> {
+    let open = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        1_000,
+        vec![Effect::InsertApproval(Box::new(sample_approval(
+            "ap-1", 100_000,
+        )))],
+    );
+    store.write(open).await.map_err(failed)?;
+    let found = store
+        .pending_approval(&TaskId::new("conf-1"), "hash-of-ap-1")
+        .await
+        .map_err(failed)?;
+    ensure(
+        found.map(|a| a.id) == Some("ap-1".to_owned()),
+        "the pending approval is found by its request hash",
+    )?;
+    ensure(
+        store
+            .pending_approval(&TaskId::new("conf-1"), "another-request")
+            .await
+            .map_err(failed)?
+            .is_none(),
+        "another request finds no approval",
+    )?;
+    let listed = |status, system: &'static str| async move {
+        store
+            .approvals(status, Some(&SystemId::new(system)), 10)
+            .await
+            .map_err(failed)
+            .map(|list| list.len())
+    };
+    ensure(
+        listed(Some(ApprovalStatus::Pending), "payments").await? == 1,
+        "listed as pending for its system",
+    )?;
+    ensure(
+        listed(Some(ApprovalStatus::Approved), "payments").await? == 0,
+        "not listed as approved",
+    )?;
+    ensure(
+        listed(None, "git").await? == 0,
+        "not listed for another system",
+    )?;
+    let poll = |at: i64| async move {
+        store
+            .poll_approval("ap-1", Timestamp::from_millis(at), 2)
+            .await
+            .map_err(failed)
+    };
+    ensure(poll(10_000).await?, "the first poll is on time")?;
+    ensure(!poll(11_000).await?, "a poll 1 s later must slow down")?;
+    ensure(
+        poll(12_000).await?,
+        "a poll a full interval later is on time",
+    )
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, each on a fresh store from
+/// `$make().await`, which returns `(guard, store)`; see the [module docs](crate::conformance).
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:path) => {
+        $crate::store_conformance!(@checks $make;
+            a_task_reads_back_as_written,
+            an_unknown_task_is_none,
+            an_update_at_the_expected_version_applies,
+            a_stale_update_conflicts_and_appends_nothing,
+            the_chain_verifies_and_task_records_filter,
+            agent_facts_are_versioned_like_a_task,
+            evidence_is_accepted_once,
+            a_delegation_reads_back_and_its_revocation_is_seen,
+            a_rejected_write_leaves_nothing_behind,
+            a_write_that_raced_a_freeze_is_refused,
+            a_task_for_a_revoked_agent_is_refused,
+            revoking_an_agent_revokes_its_open_tasks_and_stales_their_grants,
+            revoking_a_task_stales_grants_decided_before,
+            token_status_follows_its_task_its_system_and_its_own_revocation,
+            an_approval_is_decided_once_and_never_after_it_expired,
+            only_an_approved_unexpired_approval_is_consumed,
+            an_approval_is_released_once_under_concurrent_use,
+            approvals_are_found_by_request_and_polls_are_paced,
+        );
+    };
+    (@checks $make:path; $($check:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[allow(clippy::panic)]
+            async fn $check() {
+                let (_guard, store) = $make().await;
+                if let Err(what) = $crate::conformance::$check(&store).await {
+                    panic!("{}: {what}", stringify!($check));
+                }
+            }
+        )+
+    };
 }

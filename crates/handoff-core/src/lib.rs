@@ -36,6 +36,8 @@ mod refusal;
 pub mod store;
 pub mod task;
 pub mod template;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod text;
 pub mod time;
 pub mod token;

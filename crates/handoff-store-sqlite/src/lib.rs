@@ -3,6 +3,8 @@
 
 mod migrate;
 mod reader;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod writer;
 
 use async_trait::async_trait;

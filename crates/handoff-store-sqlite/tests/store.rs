@@ -13,11 +13,16 @@ use handoff_core::time::Timestamp;
 use handoff_store_sqlite::SqliteStore;
 use std::sync::Arc;
 
-#[tokio::test]
-async fn passes_the_store_conformance_suite() {
+/// A fresh store in its own temporary folder, for one conformance check.
+async fn scratch() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("handoff.db")).unwrap();
-    handoff_core::conformance::run_all(&store).await.unwrap();
+    (dir, store)
+}
+
+/// The shared `Store` contract, one test per check (`conformance::<check>`).
+mod conformance {
+    handoff_core::store_conformance!(super::scratch);
 }
 
 #[tokio::test]

@@ -35,6 +35,16 @@ pub fn run(
 /// Builds the service over the data directory's store and keys. With `notify`, notices go to
 /// the configured webhook (this needs a Tokio runtime; the CLI's one-shot commands pass `false`).
 pub fn build(deployment: Deployment, dir: &DataDir, notify: bool) -> anyhow::Result<Arc<Handoff>> {
+    build_with_clock(deployment, dir, notify, Arc::new(SystemClock))
+}
+
+/// [`build`] with another clock: the end-to-end tests serve in-process on a fake one they move.
+pub fn build_with_clock(
+    deployment: Deployment,
+    dir: &DataDir,
+    notify: bool,
+    clock: Arc<dyn handoff_core::clock::Clock>,
+) -> anyhow::Result<Arc<Handoff>> {
     let Deployment { config, policies } = deployment;
     let store: Arc<dyn handoff_core::store::Store> = Arc::new(dir.store()?);
     let keys = Arc::new(dir.key_ring(config.tokens.algorithm)?);
@@ -46,7 +56,6 @@ pub fn build(deployment: Deployment, dir: &DataDir, notify: bool) -> anyhow::Res
     let identities = IdentityVerifier::new(&config, dev_key.as_ref());
     let approvers = IdentityVerifier::for_approvers(&config, dev_key.as_ref());
     let operator = handoff_core::hash::sha256_hex(dir.operator_secret()?.as_bytes());
-    let clock: Arc<dyn handoff_core::clock::Clock> = Arc::new(SystemClock);
     let notifier: Option<Arc<dyn Notifier>> = match (&config.notifications, notify) {
         (Some(notifications), true) => {
             let secret = match &notifications.secret_env {
@@ -135,6 +144,16 @@ async fn serve(
     let _ = out.write_all(banner.as_bytes());
     let _ = out.flush();
     drop(out);
+    serve_on(listener, handoff, shutdown()).await
+}
+
+/// Serves what `handoff serve` serves (the API, the embedded gateway and the approval sweep) for
+/// `handoff` on `listener` until `shutdown` completes.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    handoff: Arc<Handoff>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     // Approvals nobody decided in time expire, and slow ones escalate, in the background.
     let sweeper = handoff.clone();
     tokio::spawn(async move {
@@ -150,7 +169,7 @@ async fn serve(
     let gateway = handoff_gateway::Gateway::embedded(handoff.clone())?;
     let settings = handoff.config().server;
     let app = handoff_server::app(handoff).merge(handoff_gateway::router(Arc::new(gateway)));
-    handoff_server::serve(listener, app, &settings, PASS_THROUGH, shutdown()).await;
+    handoff_server::serve(listener, app, &settings, PASS_THROUGH, shutdown).await;
     Ok(())
 }
 

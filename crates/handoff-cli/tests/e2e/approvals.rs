@@ -70,7 +70,7 @@ async fn a_large_payment_waits_for_an_owner_and_the_approval_mints_exactly_once(
     let config = example_config(dir.path(), |text| {
         text.replace("ttl = \"10m\"", "ttl = \"2m\"")
     });
-    let server = Server::start_with(dir.path(), Some(&config));
+    let server = Server::in_process(dir.path(), Some(&config));
     let (payer, txn, approval) = pending_payment_ttl(&server, 120).await;
 
     // Polling like an OAuth device client: pending, and slow_down when too fast.
@@ -117,7 +117,7 @@ async fn a_large_payment_waits_for_an_owner_and_the_approval_mints_exactly_once(
     assert_eq!(decided["status"], "approved");
 
     // A different amount on the poll is refused, approved or not.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.advance(Duration::from_millis(2100));
     let (status, body) = poll(&server, &payer, &txn, &approval, CHANGED).await;
     assert_eq!(
         (status, body["reason"].as_str().unwrap()),
@@ -286,7 +286,7 @@ async fn an_undecided_request_escalates_then_expires() {
             .replace("escalate_after = \"5m\"", "escalate_after = \"1s\"")
             + &format!("\n[notifications]\nwebhook_url = \"{hook}\"\nformat = \"slack\"\n")
     });
-    let server = Server::start_with(&dir.path().join("data"), Some(&config));
+    let server = Server::in_process(&dir.path().join("data"), Some(&config));
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
     let (_, body) = server
@@ -301,6 +301,7 @@ async fn an_undecided_request_escalates_then_expires() {
     let approval = body["approval_id"].as_str().unwrap().to_owned();
 
     // Slack-format notices carry text; the escalation names the escalation contact.
+    server.advance(Duration::from_millis(1100));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let texts: Vec<String> = received
@@ -321,7 +322,7 @@ async fn an_undecided_request_escalates_then_expires() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    server.advance(Duration::from_millis(3000));
     let (status, body) = poll(&server, &payer, &txn, &approval, LARGE).await;
     assert_eq!(
         (status, body["error"].as_str().unwrap()),
@@ -482,7 +483,6 @@ async fn the_approvals_cli_lists_and_approves() {
     );
     let approved = run(&["approve", &approval, "--reason", "checked"]);
     assert!(approved.status.success());
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, _) = poll(&server, &payer, &txn, &approval, LARGE).await;
     assert_eq!(status, 200);
 }

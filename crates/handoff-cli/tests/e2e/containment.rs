@@ -489,7 +489,12 @@ async fn budgets_and_plan_deviations_deny_with_the_reason_and_notify_the_owner()
         assert_eq!(signature, &format!("sha256={hex}"));
     }
     // Each delivery is recorded with its outcome.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::harness::wait_for_trace(
+        &server,
+        &pay_task_id(&pay),
+        &["notify", "webhook delivered"],
+    )
+    .await;
     let output = cli(&[
         "trace",
         &pay_task_id(&pay),

@@ -109,7 +109,7 @@ async fn a_delegate_acts_in_the_parent_task_within_its_delegation_with_a_nested_
 #[tokio::test]
 async fn a_delegate_cannot_widen_its_delegation_outlive_it_or_go_deeper_than_configured() {
     let dir = temp_dir();
-    let server = Server::start(dir.path());
+    let server = Server::in_process(dir.path(), None);
     let agent = server.identity("release-agent");
     let worker = server.identity("test-worker");
     let (_, txn) = server.task(&agent, "release", &["ci"]).await;
@@ -198,7 +198,7 @@ async fn a_delegate_cannot_widen_its_delegation_outlive_it_or_go_deeper_than_con
         Some(1),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.advance(Duration::from_millis(2100));
     let (status, body) = server
         .exchange(
             &worker,
@@ -318,7 +318,7 @@ async fn an_approval_granted_for_the_exact_request_is_usable_by_a_delegate_once(
     const LARGE: &str =
         r#"[{"type":"payments","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let dir = temp_dir();
-    let server = Server::start(dir.path());
+    let server = Server::in_process(dir.path(), None);
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
     let (status, body) = server
@@ -359,7 +359,7 @@ async fn an_approval_granted_for_the_exact_request_is_usable_by_a_delegate_once(
     assert_eq!(status, 201, "{delegated}");
     let child = delegated["txn_token"].as_str().unwrap();
     let worker = server.identity("pay-worker");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.advance(Duration::from_millis(2100));
     let (status, body) = server
         .exchange(
             &worker,
@@ -380,7 +380,7 @@ async fn an_approval_granted_for_the_exact_request_is_usable_by_a_delegate_once(
     assert_eq!(claims["act"]["act"]["sub"], "payments-agent");
 
     // Single use: neither the worker nor the agent can use it again.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.advance(Duration::from_millis(2100));
     for (who, identity, task_token) in [("agent", &payer, txn.as_str()), ("worker", &worker, child)]
     {
         let (status, body) = server

@@ -1,5 +1,6 @@
 //! Starting the binary, issuing identities and calling the token endpoint.
 
+use handoff_core::clock::FakeClock;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header,
@@ -34,12 +35,20 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A running `handoff serve` on an ephemeral loopback port; killed on drop.
+/// A running `handoff serve` on an ephemeral loopback port; killed on drop. Or, from
+/// [`Server::in_process`], the same router served by this test process on a fake clock.
 pub struct Server {
-    child: Child,
+    child: Option<Child>,
+    in_process: Option<InProcess>,
     pub base: String,
     pub data_dir: PathBuf,
     pub client: reqwest::Client,
+}
+
+/// A server running in this process: its clock, and the switch that stops it.
+struct InProcess {
+    clock: FakeClock,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Server {
@@ -80,11 +89,72 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
             .to_owned();
         Self {
-            child,
+            child: Some(child),
+            in_process: None,
             base,
             data_dir: data_dir.to_path_buf(),
             client: client(),
         }
+    }
+
+    /// Serves what `handoff serve --data-dir DIR [--config FILE]` serves (the cli library's
+    /// `build_with_clock` and `serve_on`), on a loopback port, on its own runtime thread, with a
+    /// fake clock that starts at the wall clock's now and moves only with [`Server::advance`].
+    /// Real HTTP, the real data directory (the CLI's commands work against it), no process.
+    pub fn in_process(data_dir: &Path, config: Option<&Path>) -> Self {
+        let clock = FakeClock::starting_now();
+        let deployment = handoff_cli::deployment::load(config).expect("the deployment loads");
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let dir = data_dir.to_path_buf();
+        let service_clock = clock.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let data = handoff_cli::data_dir::DataDir::open(&dir).expect("the data directory");
+                let handoff = handoff_cli::commands::serve::build_with_clock(
+                    deployment,
+                    &data,
+                    true,
+                    std::sync::Arc::new(service_clock),
+                )
+                .expect("the service builds");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                address_tx.send(listener.local_addr().unwrap()).unwrap();
+                handoff_cli::commands::serve::serve_on(listener, handoff, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("the server runs");
+            });
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        });
+        let address = address_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the in-process server binds");
+        Self {
+            child: None,
+            in_process: Some(InProcess {
+                clock,
+                stop: Some(stop),
+            }),
+            base: format!("http://{address}"),
+            data_dir: data_dir.to_path_buf(),
+            client: client(),
+        }
+    }
+
+    /// Moves an in-process server's clock forward: what would expire in `by` has expired.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.in_process
+            .as_ref()
+            .expect("only an in-process server has a fake clock")
+            .clock
+            .advance(by);
     }
 
     /// A development approver token for `user` in `groups`.
@@ -174,8 +244,17 @@ impl Server {
     }
 
     pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(stop) = self.in_process.as_mut().and_then(|p| p.stop.take()) {
+            let _ = stop.send(());
+        }
     }
 
     /// A development identity for `agent` from this server's data directory.
@@ -295,8 +374,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.halt();
     }
 }
 
@@ -368,6 +446,29 @@ pub async fn wait_for_notice(received: &tokio::sync::Mutex<Vec<Value>>, reason: 
         assert!(
             std::time::Instant::now() < deadline,
             "no `{reason}` notice arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `handoff trace TASK` shows every one of `needles` (records written in the
+/// background, such as webhook deliveries), or fails after 10 seconds.
+pub async fn wait_for_trace(server: &Server, task: &str, needles: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let output = cli(&[
+            "trace",
+            task,
+            "--data-dir",
+            server.data_dir.to_str().unwrap(),
+        ]);
+        let trace = stdout(&output);
+        if needles.iter().all(|n| trace.contains(n)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trace never showed {needles:?}: {trace}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

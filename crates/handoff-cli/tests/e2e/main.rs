@@ -18,6 +18,7 @@ mod evidence;
 mod exchange;
 mod gateway;
 mod gateway_tls;
+mod golden;
 mod hardening_http;
 mod hardening_sod;
 mod hardening_tokens;

@@ -164,13 +164,13 @@ async fn an_ended_task_mints_nothing_more() {
 #[tokio::test]
 async fn an_expired_task_mints_nothing_more() {
     let dir = temp_dir();
-    let server = Server::start(dir.path());
+    let server = Server::in_process(dir.path(), None);
     let agent = server.identity("release-bot");
     let (status, body) = server
         .open_task(&agent, json!({ "intent": "brief", "purpose": "release", "user": "alice", "lifetime_seconds": 1 }))
         .await;
     assert_eq!(status, 201);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    server.advance(std::time::Duration::from_millis(2100));
     let (status, body) = server
         .exchange(
             &agent,

@@ -51,7 +51,7 @@ async fn separation_of_duties_the_task_that_opened_a_change_cannot_merge_it() {
 #[tokio::test]
 async fn a_per_task_rate_limit_allows_three_payments_then_denies() {
     let dir = temp_dir();
-    let server = Server::start(dir.path());
+    let server = Server::in_process(dir.path(), None);
     let payer = server.identity("payments-agent");
     let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
     let small = r#"[{"type":"payments","amount":1000,"currency":"EUR","creditor":"ACME"}]"#;
@@ -70,7 +70,7 @@ async fn a_per_task_rate_limit_allows_three_payments_then_denies() {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        server.advance(Duration::from_millis(1100));
     }
     let (status, body) = server
         .exchange(
