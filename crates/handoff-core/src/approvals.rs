@@ -14,7 +14,7 @@ use crate::policy::{Denial, DenyReason, GatedPermit, Permit, ReleaseRefusal};
 use crate::random::new_id;
 use crate::service::Handoff;
 use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
-use crate::task::Task;
+use crate::task::{Task, TaskState};
 use crate::time::Timestamp;
 use crate::token::Unverified;
 
@@ -504,7 +504,18 @@ impl Handoff {
                 "the user the task acts for cannot approve its requests".to_owned(),
             ));
         }
-        Ok(())
+        // A decision on a task that can no longer act would be recorded as if it mattered.
+        match snapshot.task.state {
+            TaskState::Open => Ok(()),
+            TaskState::Ended => Err(refuse(
+                DenyReason::TaskEnded,
+                "the approval's task has ended".to_owned(),
+            )),
+            TaskState::Revoked => Err(refuse(
+                DenyReason::TaskRevoked,
+                "the approval's task was revoked".to_owned(),
+            )),
+        }
     }
 
     /// Records a person's refused decision like any other refusal (who, what, why), and returns

@@ -10,6 +10,7 @@
 
 mod approvals;
 mod audit;
+mod bounded;
 mod check;
 mod containment;
 mod crash;
