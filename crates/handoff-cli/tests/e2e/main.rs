@@ -15,6 +15,7 @@ mod check;
 mod containment;
 mod crash;
 mod delegation;
+mod doors;
 mod evidence;
 mod exchange;
 mod gateway;
