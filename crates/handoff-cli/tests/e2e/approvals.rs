@@ -359,7 +359,7 @@ async fn revoking_or_ending_the_task_while_pending_makes_the_approval_useless() 
         )
         .await;
     assert_eq!(status, 200);
-    server
+    let (status, body) = server
         .approvals(
             &bob,
             "POST",
@@ -367,6 +367,15 @@ async fn revoking_or_ending_the_task_while_pending_makes_the_approval_useless() 
             reason.clone(),
         )
         .await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["reason"].as_str()),
+        (403, Some("access_denied"), Some("task_revoked")),
+        "a revoked task's approval cannot be decided: {body}"
+    );
+    let (_, shown) = server
+        .approvals(&bob, "GET", &format!("/{approval}"), None)
+        .await;
+    assert_eq!(shown["status"], "pending", "{shown}");
     let (status, body) = poll(&server, &payer, &txn, &approval, LARGE).await;
     assert_eq!(
         (status, body["reason"].as_str().unwrap()),
@@ -389,9 +398,14 @@ async fn revoking_or_ending_the_task_while_pending_makes_the_approval_useless() 
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    server
+    let (status, body) = server
         .approvals(&bob, "POST", &format!("/{approval}/approve"), reason)
         .await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["reason"].as_str()),
+        (403, Some("access_denied"), Some("task_ended")),
+        "an ended task's approval cannot be decided: {body}"
+    );
     let (status, body) = poll(&server, &payer, &txn, &approval, LARGE).await;
     assert_eq!(
         (status, body["reason"].as_str().unwrap()),

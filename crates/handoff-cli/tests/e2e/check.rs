@@ -139,3 +139,108 @@ fn the_bundled_policy_tests_pass_and_a_broken_case_fails_readably() {
     assert!(report.contains("expected permit, got deny"), "{report}");
     assert!(report.contains("0 passed, 1 failed"), "{report}");
 }
+
+#[test]
+fn a_policy_test_denial_must_say_why_and_plan_checks_run_before_policy() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    let config = example.join("handoff.toml");
+    let dir = temp_dir();
+    // The first case would pass on any denial; the second expects the policy to decide, but the
+    // plan check refuses first, as it does in the server.
+    std::fs::write(
+        dir.path().join("cases.toml"),
+        r#"
+[[case]]
+name = "deploy is denied somehow"
+task = { purpose = "release", plan = ["ci"] }
+request = { system = "ci", actions = ["deploy"] }
+expect = "deny"
+
+[[case]]
+name = "pushes off the plan are the policy's call"
+task = { purpose = "release", plan = ["ci"] }
+request = { system = "git", actions = ["push"] }
+expect = "deny"
+reason = "no_permit"
+
+[[case]]
+name = "pushes off the plan are refused by the plan"
+task = { purpose = "release", plan = ["ci"] }
+request = { system = "git", actions = ["push"] }
+expect = "deny"
+reason = "outside_plan"
+"#,
+    )
+    .unwrap();
+    let output = cli(&[
+        "policy",
+        "test",
+        dir.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let report = stdout(&output);
+    assert!(
+        report.contains("FAIL  deploy is denied somehow"),
+        "{report}"
+    );
+    assert!(
+        report.contains("a deny case must name its `reason` or its determining `policies`"),
+        "{report}"
+    );
+    assert!(
+        report.contains("FAIL  pushes off the plan are the policy's call"),
+        "{report}"
+    );
+    assert!(
+        report.contains("expected reason `no_permit`, got `outside_plan`"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ok    pushes off the plan are refused by the plan"),
+        "{report}"
+    );
+    assert!(report.contains("1 passed, 2 failed"), "{report}");
+}
+
+#[tokio::test]
+async fn the_served_bundled_deployment_has_the_policy_set_of_examples_quickstart_on_disk() {
+    // The policy tests test `examples/quickstart` from disk; `handoff serve` without `--config`
+    // serves the copy compiled into the binary. They must be the same policies.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    let from_disk = handoff_cli::deployment::load(Some(&example.join("handoff.toml")))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let from_disk = from_disk.policies.hash().to_owned();
+    assert_eq!(from_disk.len(), 64, "{from_disk}");
+
+    let dir = temp_dir();
+    let server = crate::harness::Server::start(dir.path());
+    let agent = server.identity("release-bot");
+    let (task, _) = server.task(&agent, "release", &["ci"]).await;
+    // The served policy set, as the running server names it in its records.
+    let output = cli(&[
+        "trace",
+        &task,
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let opened: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        opened["event"]["policy_set"], from_disk,
+        "the compiled-in example differs from examples/quickstart: {opened}"
+    );
+    // `handoff check` says the same for both.
+    let bundled = stdout(&cli(&["check"]));
+    let on_disk = stdout(&cli(&[
+        "check",
+        "--config",
+        example.join("handoff.toml").to_str().unwrap(),
+    ]));
+    let short = format!("(set {})", &from_disk[..12]);
+    assert!(bundled.contains(&short), "{bundled}");
+    assert!(on_disk.contains(&short), "{on_disk}");
+}

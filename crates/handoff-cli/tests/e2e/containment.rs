@@ -310,6 +310,46 @@ async fn the_revocation_feed_pages_from_a_cursor_and_streams_new_entries() {
         received.contains("event: revocation") && received.contains("id: 4"),
         "{received}"
     );
+
+    // A freeze made elsewhere (the CLI writes the data directory; no HTTP call wakes the
+    // stream) still arrives: the stream looks for new entries on its own (`STREAM_POLL`, 1 s).
+    // Waited for with a bound, not timed: on a loaded machine a timed 1 s would flake.
+    revoke_cli(&server, &["freeze", "tickets", "--reason", "from the cli"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !received.contains("from the cli") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("the CLI's freeze reaches the stream")
+            .unwrap()
+            .unwrap();
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("id: 5"), "{received}");
+
+    // A reconnecting client resumes after the last id it saw (`Last-Event-ID` wins over `after`).
+    let mut resumed = server
+        .client
+        .get(format!("{}/v1/revocations/stream?after=0", server.base))
+        .basic_auth("ci", Some(&secret))
+        .header("last-event-id", "3")
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("id: 5") {
+        let chunk = tokio::time::timeout_at(deadline, resumed.chunk())
+            .await
+            .expect("the resumed stream sends the entries after 3")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, ["4", "5"], "{text}");
 }
 
 #[tokio::test]

@@ -129,14 +129,31 @@ async fn permits_git_pushes_only_for_tasks_whose_plan_names_git() {
     let dir = temp_dir();
     let server = Server::start(dir.path());
     let agent = server.identity("release-bot");
+    // A plan that leaves git out stops the push before policy: containment refuses it.
     let (_, unplanned) = server.task(&agent, "release", &["ci"]).await;
-    let (status, _) = server
+    let (status, body) = server
         .exchange(&agent, &unplanned, "git", "push", &[])
         .await;
-    assert_eq!(status, 403);
+    assert_eq!(
+        (status, &body["reason"]),
+        (403, &json!("outside_plan")),
+        "{body}"
+    );
+    // A task without a plan may reach any system, so the push reaches Cedar, where
+    // `git-write-when-planned` permits it only when the plan names git: nothing permits it.
+    let (_, no_plan) = server.task(&agent, "release", &[]).await;
+    let (status, body) = server.exchange(&agent, &no_plan, "git", "read", &[]).await;
+    assert_eq!(status, 200, "the task reaches git: {body}");
+    let (status, body) = server.exchange(&agent, &no_plan, "git", "push", &[]).await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (403, &json!("no_permit")),
+        "{body}"
+    );
+    assert_eq!(body["policies"], json!([]), "{body}");
     let (_, planned) = server.task(&agent, "release", &["git"]).await;
-    let (status, _) = server.exchange(&agent, &planned, "git", "push", &[]).await;
-    assert_eq!(status, 200);
+    let (status, body) = server.exchange(&agent, &planned, "git", "push", &[]).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
@@ -172,10 +189,15 @@ async fn payments_are_forbidden_outside_payments_tasks_and_above_the_cap() {
             &txn,
             "payments",
             "create",
-            &[("authorization_details", small)],
+            // An hour is within `tokens.max_lifetime`; only the system's 5 min cap holds it.
+            &[
+                ("authorization_details", small),
+                ("requested_lifetime", "3600"),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 300, "{body}");
     let claims = server
         .verify_access_token(
             body["access_token"].as_str().unwrap(),
@@ -184,7 +206,7 @@ async fn payments_are_forbidden_outside_payments_tasks_and_above_the_cap() {
         .await;
     assert_eq!(claims["authorization_details"][0]["amount"], 12000);
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
-    assert!(lifetime <= 300, "payments caps tokens at 5 minutes");
+    assert_eq!(lifetime, 300, "payments caps tokens at 5 minutes");
 
     let large = r#"[{"type":"payments","amount":5000000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
     let (status, body) = server
@@ -367,6 +389,38 @@ async fn discovery_documents_list_the_endpoints_and_keys() {
         .unwrap();
     assert_eq!(metadata["issuer"], TRUST_DOMAIN);
     assert_eq!(metadata["grant_types_supported"], json!([EXCHANGE]));
+    // Every endpoint is named under the issuer, and each is served here (a listed path that
+    // answered 404 would send clients nowhere).
+    for (field, path, method) in [
+        ("token_endpoint", "/oauth/token", "POST"),
+        ("jwks_uri", "/.well-known/jwks.json", "GET"),
+        ("handoff_tasks_endpoint", "/v1/tasks", "POST"),
+        ("introspection_endpoint", "/oauth/introspect", "POST"),
+        ("revocation_endpoint", "/oauth/revoke", "POST"),
+        ("handoff_revocation_feed", "/v1/revocations", "GET"),
+    ] {
+        assert_eq!(
+            metadata[field],
+            format!("{TRUST_DOMAIN}{path}"),
+            "{field}: {metadata}"
+        );
+        let url = format!("{}{path}", server.base);
+        let request = match method {
+            "GET" => server.client.get(url),
+            _ => server.client.post(url),
+        };
+        let status = request.send().await.unwrap().status().as_u16();
+        assert_ne!(status, 404, "{field} is served");
+        assert_ne!(status, 405, "{field} answers {method}");
+    }
+    assert_eq!(
+        metadata["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic"])
+    );
+    assert_eq!(
+        metadata["revocation_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic"])
+    );
     // Each system's authorization details are of its own type (RFC 9396 §10), never "any".
     let types = metadata["authorization_details_types_supported"]
         .as_array()

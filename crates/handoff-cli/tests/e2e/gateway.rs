@@ -7,7 +7,6 @@
 
 use crate::harness::{Server, binary, cli, example_config, stderr, stdout, temp_dir};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -488,11 +487,8 @@ pub fn standalone(config: &Path, handoff: &str, system: &str, secret: &str) -> S
         .stderr(Stdio::null())
         .spawn()
         .expect("handoff gateway starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout);
-    let mut first = String::new();
-    reader.read_line(&mut first).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let first = crate::bounded::first_line(&mut child, crate::bounded::START_TIMEOUT)
+        .unwrap_or_else(|hung| panic!("handoff gateway: {hung}"));
     let base = first
         .trim()
         .strip_prefix("handoff gateway listening on ")
@@ -511,6 +507,8 @@ async fn a_standalone_gateway_verifies_offline_and_honours_a_revocation_within_i
     let gateway = standalone(&config, &server.base, "git", &secret);
     let agent = server.identity("release-bot");
     let (task, token) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
+    // A second task's token, never revoked, for the gateway to check once Handoff is gone.
+    let (_, other) = git_token(&server, &agent, "open_pr", "repo:acme/app").await;
     let path = "/git/repos/acme/app/pulls";
 
     let (status, body) = call(
@@ -559,7 +557,9 @@ async fn a_standalone_gateway_verifies_offline_and_honours_a_revocation_within_i
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let revoked = std::time::Instant::now();
-    // Documented window: the poll interval (1 s here) plus one round trip.
+    // Documented window: the poll interval (1 s here) plus one round trip of the gateway's feed
+    // read. The bound allows 1.5 s beyond the poll for that round trip and for this loop's own
+    // calls on a loaded machine; a token still accepted after it fails the test.
     loop {
         let (status, body) = call(
             &gateway.base,
@@ -581,9 +581,66 @@ async fn a_standalone_gateway_verifies_offline_and_honours_a_revocation_within_i
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Offline: with Handoff stopped, the gateway still checks tokens itself, from the keys and
+    // the deny list it holds.
+    server.stop();
+    let stopped = std::time::Instant::now();
+    let (status, body) = call(
+        &gateway.base,
+        reqwest::Method::POST,
+        path,
+        Some(&other),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "verified without Handoff: {body}");
+    let (status, body) = call(
+        &gateway.base,
+        reqwest::Method::POST,
+        path,
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("invalid_token")),
+        "{body}"
+    );
+    // But a deny list it cannot refresh goes stale: after 10 unread polls (at least 10 s) every
+    // token is refused, the good one too.
+    let deadline = stopped + Duration::from_secs(40);
+    loop {
+        let (status, body) = call(
+            &gateway.base,
+            reqwest::Method::POST,
+            path,
+            Some(&other),
+            Some(json!({})),
+        )
+        .await;
+        if status == 503 {
+            assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a gateway that could not read the feed for {:?} still accepted tokens",
+            stopped.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(8),
+        "the feed went stale after only {:?}",
+        stopped.elapsed()
+    );
 }
 
-/// An OAuth token endpoint that grants `cc-<scope>` for 60 s and records each request's form.
+/// An OAuth token endpoint that grants `cc-<scope>` and records each request's form: for 60 s,
+/// but `repo:read` for 7 s (the gateway keeps it 2 s, dropping it 5 s before it expires).
 async fn token_endpoint() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let sink = seen.clone();
@@ -599,10 +656,11 @@ async fn token_endpoint() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
                     .find_map(|kv| kv.strip_prefix("scope="))
                     .unwrap_or("none")
                     .replace("%3A", ":");
+                let expires_in = if scope == "repo:read" { 7 } else { 60 };
                 axum::Json(json!({
                     "access_token": format!("cc-{scope}"),
                     "token_type": "Bearer",
-                    "expires_in": 60,
+                    "expires_in": expires_in,
                 }))
             }
         }),
@@ -617,7 +675,7 @@ async fn token_endpoint() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
 async fn a_client_credentials_upstream_gets_the_narrowest_scope_once_per_token_lifetime() {
     let dir = temp_dir();
     let (upstream_url, seen) = upstream().await;
-    let (token_url, grants) = token_endpoint().await;
+    let (token_url, grants_seen) = token_endpoint().await;
     let config = gateway_config(dir.path(), &upstream_url);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         r#"credential = { header = "authorization", prefix = "Bearer ", value_env = "GIT_UPSTREAM_TOKEN" }"#,
@@ -647,7 +705,7 @@ async fn a_client_credentials_upstream_gets_the_narrowest_scope_once_per_token_l
         .await;
         assert_eq!(status, 201, "{body}");
     }
-    let grants = grants.lock().await.clone();
+    let grants = grants_seen.lock().await.clone();
     assert_eq!(grants.len(), 1, "cached for its lifetime: {grants:?}");
     let (basic, form) = &grants[0];
     assert!(basic.starts_with("Basic "), "{basic}");
@@ -661,6 +719,38 @@ async fn a_client_credentials_upstream_gets_the_narrowest_scope_once_per_token_l
             Some("Bearer cc-pulls:write")
         );
     }
+
+    // Once the cached token's lifetime is over, the next call asks for a fresh one.
+    let (_, reader) = git_token(&server, &agent, "read", "repo:acme/app").await;
+    let reads = |grants: &[(String, String)]| {
+        grants
+            .iter()
+            .filter(|(_, form)| form.contains("scope=repo%3Aread"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = call(
+            &server.base,
+            reqwest::Method::GET,
+            "/git/repos/acme/app",
+            Some(&reader),
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        if reads(&grants_seen.lock().await) >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired upstream token was still reused"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The write scope's token has not expired, and was never asked for again.
+    let all = grants_seen.lock().await.clone();
+    assert_eq!(all.len() - reads(&all), 1, "{all:?}");
 }
 
 /// A `git:read` token for `repo:acme/app` held by the last of `actors`: the first opens a task,

@@ -13,8 +13,13 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// An HTTPS API on a loopback port with a fresh self-signed certificate for `localhost`; returns
-/// its URL, the certificate (PEM) and what it received.
-async fn tls_upstream() -> (String, String, Arc<Mutex<Vec<Seen>>>) {
+/// its URL, the certificate (PEM), what it received, and why each failed handshake failed.
+async fn tls_upstream() -> (
+    String,
+    String,
+    Arc<Mutex<Vec<Seen>>>,
+    Arc<Mutex<Vec<String>>>,
+) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let pem = certified.cert.pem();
     let cert = CertificateDer::from(certified.cert.der().to_vec());
@@ -36,15 +41,23 @@ async fn tls_upstream() -> (String, String, Arc<Mutex<Vec<Seen>>>) {
     );
     let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let sink = seen.clone();
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let failed = failures.clone();
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
             let sink = sink.clone();
+            let failed = failed.clone();
             tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake: nothing to serve.
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
+                // A client that refuses the certificate ends the handshake with an alert naming
+                // why: nothing to serve.
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(tls) => tls,
+                    Err(e) => {
+                        failed.lock().await.push(e.to_string());
+                        return;
+                    }
                 };
                 let service = hyper::service::service_fn(
                     move |request: hyper::Request<hyper::body::Incoming>| {
@@ -81,7 +94,7 @@ async fn tls_upstream() -> (String, String, Arc<Mutex<Vec<Seen>>>) {
             });
         }
     });
-    (url, pem, seen)
+    (url, pem, seen, failures)
 }
 
 fn config_for(dir: &Path, upstream: &str, ca_file: Option<&Path>) -> std::path::PathBuf {
@@ -130,7 +143,7 @@ async fn open_pr(server: &Server) -> (u16, String, String) {
 #[tokio::test]
 async fn an_https_upstream_is_called_over_verified_tls_with_the_injected_credential() {
     let dir = temp_dir();
-    let (url, pem, seen) = tls_upstream().await;
+    let (url, pem, seen, failures) = tls_upstream().await;
     let ca = dir.path().join("upstream-ca.pem");
     std::fs::write(&ca, pem).unwrap();
     let config = config_for(dir.path(), &url, Some(&ca));
@@ -145,12 +158,13 @@ async fn an_https_upstream_is_called_over_verified_tls_with_the_injected_credent
         Some(format!("Bearer {GIT_SECRET}").as_str())
     );
     assert!(!seen[0].everything().contains(&token));
+    assert!(failures.lock().await.is_empty());
 }
 
 #[tokio::test]
 async fn an_upstream_whose_certificate_is_not_trusted_is_never_called() {
     let dir = temp_dir();
-    let (url, _pem, seen) = tls_upstream().await;
+    let (url, _pem, seen, failures) = tls_upstream().await;
     let config = config_for(dir.path(), &url, None);
     let server = start(&dir.path().join("data"), &config);
     let (status, body, _) = open_pr(&server).await;
@@ -159,5 +173,12 @@ async fn an_upstream_whose_certificate_is_not_trusted_is_never_called() {
     assert!(
         seen.lock().await.is_empty(),
         "no request crossed an unverified connection"
+    );
+    // The gateway did reach the upstream, and refused it for its certificate: the handshake
+    // ended with the gateway's alert that the certificate chains to no trusted CA.
+    let failures = failures.lock().await.clone();
+    assert!(
+        failures.iter().any(|f| f.contains("UnknownCA")),
+        "the gateway refused the certificate: {failures:?}"
     );
 }

@@ -1,12 +1,12 @@
 //! Starting the binary, issuing identities and calling the token endpoint.
 
+use crate::bounded;
 use handoff_core::clock::FakeClock;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header,
 };
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -19,12 +19,11 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_handoff")
 }
 
-/// Runs `handoff ARGS...` to completion.
+/// Runs `handoff ARGS...` to completion; a call that hangs fails after `CLI_TIMEOUT`.
 pub fn cli(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .output()
-        .expect("the handoff binary runs")
+    let mut command = Command::new(binary());
+    command.args(args);
+    bounded::output(command, bounded::CLI_TIMEOUT).unwrap_or_else(|hung| panic!("{hung}"))
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -75,14 +74,9 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("handoff serve starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut reader = BufReader::new(stdout);
-        let mut first = String::new();
-        reader
-            .read_line(&mut first)
-            .expect("the server prints its address");
-        // Keep draining stdout so the server never writes into a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        // Bounded: a server that never prints its address fails the test; stdout keeps draining.
+        let first = bounded::first_line(&mut child, bounded::START_TIMEOUT)
+            .unwrap_or_else(|hung| panic!("handoff serve: {hung}"));
         let base = first
             .trim()
             .strip_prefix("handoff listening on ")
@@ -492,6 +486,8 @@ pub fn temp_dir() -> tempfile::TempDir {
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_idle_timeout(std::time::Duration::from_secs(4))
+        // No request of the suite waits this long; a server that stops answering fails the test.
+        .timeout(std::time::Duration::from_secs(60))
         .build()
         .expect("an HTTP client")
 }

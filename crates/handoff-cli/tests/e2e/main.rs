@@ -10,10 +10,12 @@
 
 mod approvals;
 mod audit;
+mod bounded;
 mod check;
 mod containment;
 mod crash;
 mod delegation;
+mod doors;
 mod evidence;
 mod exchange;
 mod gateway;

@@ -11,7 +11,6 @@
 use crate::gateway::{PAYMENTS_KEY, wait_for_trace};
 use crate::harness::{Server, example_config, temp_dir};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -26,10 +25,11 @@ fn python() -> Option<PathBuf> {
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/mcp-venv/bin/python")
         });
-    let works = Command::new(&candidate)
-        .args(["-c", "import mcp"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let mut probe = Command::new(&candidate);
+    probe.args(["-c", "import mcp"]);
+    let works = candidate.exists()
+        && crate::bounded::output(probe, crate::bounded::CLI_TIMEOUT)
+            .is_ok_and(|o| o.status.success());
     if works {
         return Some(candidate);
     }
@@ -69,10 +69,8 @@ impl Upstream {
             .stderr(Stdio::null())
             .spawn()
             .expect("the upstream MCP server starts");
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        reader.read_line(&mut first).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let first = crate::bounded::first_line(&mut child, crate::bounded::START_TIMEOUT)
+            .unwrap_or_else(|hung| panic!("the upstream MCP server: {hung}"));
         let url = first
             .trim()
             .strip_prefix("listening on ")
@@ -127,13 +125,14 @@ resource = "ticket:{{ticket}}"
 
 /// One run of the Python SDK client against the gateway's `/mcp`.
 fn client(python: &Path, server: &Server, identity: &str, txn: &str, args: &[&str]) -> Value {
-    let output = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(scripts().join("client.py"))
         .arg(format!("{}/mcp", server.base))
         .args([identity, txn])
-        .args(args)
-        .output()
-        .expect("the MCP client runs");
+        .args(args);
+    let output = crate::bounded::output(command, crate::bounded::CLI_TIMEOUT)
+        .unwrap_or_else(|hung| panic!("the MCP client: {hung}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "client failed: {stdout}\n{stderr}");

@@ -14,6 +14,7 @@ use crate::notify::{Notice, NoticeKind};
 use crate::policy::DenyReason;
 use crate::refusal::Refused;
 use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
+use crate::task::TaskState;
 use crate::time::Timestamp;
 use crate::token::Unverified;
 
@@ -288,7 +289,18 @@ impl Handoff {
                 "the user the task acts for cannot approve its requests".to_owned(),
             ));
         }
-        Ok(())
+        // A decision on a task that can no longer act would be recorded as if it mattered.
+        match snapshot.task.state {
+            TaskState::Open => Ok(()),
+            TaskState::Ended => Err(refuse(
+                DenyReason::TaskEnded,
+                "the approval's task has ended".to_owned(),
+            )),
+            TaskState::Revoked => Err(refuse(
+                DenyReason::TaskRevoked,
+                "the approval's task was revoked".to_owned(),
+            )),
+        }
     }
 
     /// Records a person's refused decision like any other refusal (who, what, why), and returns

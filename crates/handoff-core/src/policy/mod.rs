@@ -75,13 +75,22 @@ impl PolicyEngine {
         };
         let mut set = PolicySet::new();
         let mut origins: HashMap<PolicyId, Origin> = HashMap::new();
+        // Names without folders, in name order, so the same policies hash the same wherever they
+        // are loaded from and in whatever order a reader lists them (the bundled example and
+        // the same folder on disk must name one policy set).
+        let mut named: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(file, text)| (file.rsplit('/').next().unwrap_or(file), text.as_str()))
+            .collect();
+        named.sort_unstable();
         let mut hash_input = String::new();
-        for (index, (file, text)) in files.iter().enumerate() {
-            // Names without folders, so the same policies hash the same wherever they are loaded from.
-            hash_input.push_str(file.rsplit('/').next().unwrap_or(file));
+        for (name, text) in named {
+            hash_input.push_str(name);
             hash_input.push('\0');
             hash_input.push_str(text);
             hash_input.push('\0');
+        }
+        for (index, (file, text)) in files.iter().enumerate() {
             let parsed = match PolicySet::from_str(text) {
                 Ok(parsed) => parsed,
                 Err(errors) => {

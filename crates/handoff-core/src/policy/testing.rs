@@ -1,5 +1,10 @@
-//! Declarative policy tests: a task, its history, a request, and the decision expected. The same
-//! decision point the server uses evaluates them, so a passing suite means what it says.
+//! Declarative policy tests: a task, its history, a request, and the decision expected. Each case
+//! goes through the checks an exchange makes on the task's own facts, in the server's order: the
+//! plan and the purpose's budgets (`budget::check`), then the Cedar decision point
+//! (`PolicyEngine::decide`). What depends on the live store is not simulated: revocations,
+//! freezes, delegation records, approvals already given, and the task's lifetime.
+//! A `deny` case must name its `reason` or its `policies`, so that a case cannot pass on a denial
+//! it did not mean (a policy error, a plan the case forgot).
 //!
 //! ```toml
 //! [[case]]
@@ -12,12 +17,13 @@
 //! request = { system = "ci", actions = ["deploy"] }   # details, resource, lifetime_seconds optional
 //! expect = "permit"                                   # permit | deny | approval
 //! policies = ["deploy-after-tests"]                   # optional: the determining policies
-//! reason = "no_permit"                                # optional, for denials
+//! reason = "no_permit"                                # for denials: reason, policies or both
 //! ```
 
+use crate::budget;
 use crate::config::Deployment;
 use crate::ids::{AgentId, DecisionId, Purpose, SystemId, TaskId, UserId};
-use crate::policy::{Decision, Grant, RequestFacts, project_details};
+use crate::policy::{Decision, Denial, Grant, RequestFacts, project_details};
 use crate::task::{Task, TaskFacts, TaskState};
 use crate::time::{Timestamp, Ttl};
 use serde::Deserialize;
@@ -126,6 +132,12 @@ pub fn run(deployment: &Deployment, files: &[(String, String)]) -> Vec<CaseResul
 }
 
 fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
+    if case.expect == Expect::Deny && case.reason.is_none() && case.policies.is_none() {
+        return Err(
+            "a deny case must name its `reason` or its determining `policies`, or it passes on any denial"
+                .to_owned(),
+        );
+    }
     let config = &deployment.config;
     let now = Timestamp::from_seconds(1_800_000_000);
     // The workload asking; with `delegated_by`, a delegate of the task's agent.
@@ -164,9 +176,9 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
         expires_at: now.plus(Ttl::from_seconds(86_400)),
         state: TaskState::Open,
     };
-    if !config.purposes.contains_key(&task.purpose) {
+    let Some(purpose) = config.purposes.get(&task.purpose) else {
         return Err(format!("purpose `{}` is not declared", task.purpose));
-    }
+    };
     let mut facts = TaskFacts::default();
     for (step, granted) in case.history.iter().enumerate() {
         let (system, action) = config
@@ -267,14 +279,31 @@ fn run_case(deployment: &Deployment, case: &Case) -> Result<(), String> {
         expires_at: now.plus(Ttl::from_seconds(lifetime)),
         delegation: None,
     };
-    let decision = deployment.policies.decide(
-        DecisionId::new("dec_test"),
+    // Containment first, as in the exchange: a plan or budget breach denies whatever policy says.
+    let contained = budget::check(
+        purpose,
         &task,
         &facts,
-        &request,
-        grant,
-        now,
+        system,
+        &grant.actions,
+        now.seconds(),
     );
+    let decision = match contained {
+        Ok(()) => deployment.policies.decide(
+            DecisionId::new("dec_test"),
+            &task,
+            &facts,
+            &request,
+            grant,
+            now,
+        ),
+        Err((reason, description)) => Decision::Deny(Denial {
+            decision_id: DecisionId::new("dec_test"),
+            reason,
+            description,
+            policies: Vec::new(),
+        }),
+    };
     let (got, policies, reason) = match &decision {
         Decision::Allow(permit) => (Expect::Permit, permit.policies().to_vec(), None),
         Decision::Gate(gated) => (Expect::Approval, gated.policies().to_vec(), None),
