@@ -6,7 +6,7 @@ use crate::audit::SealedRecord;
 use crate::counters::AgentFacts;
 use crate::delegation::Delegation;
 use crate::ids::{AgentId, SystemId, TaskId};
-use crate::revocation::{RevocationEntry, TokenStatus};
+use crate::containment::{RevocationEntry, TokenStatus};
 use crate::store::{Receipt, Store, StoreError, Write};
 use crate::task::TaskSnapshot;
 use crate::time::Timestamp;

@@ -4,7 +4,7 @@
 
 use crate::harness::Harness;
 use handoff_core::audit::{AuditEvent, EventKind};
-use handoff_core::revocation::{Revocation, RevocationKind};
+use handoff_core::containment::{Revocation, RevocationKind};
 use handoff_core::store::{Effect, TaskWrite, Write};
 use serde_json::json;
 
