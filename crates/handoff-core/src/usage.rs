@@ -3,9 +3,9 @@
 //! own system's uses. The gateway enforces; the shape of a use record, the checks on a report
 //! and the writes to the chain are here, so nothing outside the core writes the chain.
 
+use crate::Handoff;
 use crate::audit::{AuditEvent, EventKind, Outcome, TokenRecord, UsageRecord};
 use crate::containment::SystemCaller;
-use crate::Handoff;
 use crate::store::{Receipt, StoreError, TaskWrite, Write};
 use crate::token::AccessClaims;
 

@@ -3,10 +3,10 @@
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::SealedRecord;
+use crate::containment::{RevocationEntry, TokenStatus};
 use crate::counters::AgentFacts;
 use crate::delegation::Delegation;
 use crate::ids::{AgentId, SystemId, TaskId};
-use crate::containment::{RevocationEntry, TokenStatus};
 use crate::store::{Receipt, Store, StoreError, Write};
 use crate::task::TaskSnapshot;
 use crate::time::Timestamp;
