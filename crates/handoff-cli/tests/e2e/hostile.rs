@@ -178,7 +178,7 @@ impl World {
     async fn start(dir: &Path) -> Self {
         let (upstream_url, _seen) = upstream().await;
         let config = config(dir, &upstream_url);
-        let server = Server::start_env(
+        let mut server = Server::start_env(
             dir,
             Some(&config),
             &[
@@ -186,6 +186,14 @@ impl World {
                 ("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY),
             ],
         );
+        // This server closes a connection idle for 1 s (`header_read_timeout`), sooner than the
+        // shared client drops pooled ones: a case sent on a connection closing at that moment
+        // fails with "error sending request". Each case gets a fresh connection instead.
+        server.client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("an HTTP client");
         let identity = server.identity("release-agent");
         let (task, txn) = server.task(&identity, "release", &["ci", "git"]).await;
         let (status, body) = server
