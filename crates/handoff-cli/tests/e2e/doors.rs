@@ -101,8 +101,11 @@ async fn health_the_fallback_admin_credentials_and_use_reports_answer_as_documen
         }
     };
     let use_of = |system: &str, kind: &str| {
-        json!({ "events": [{ "kind": kind, "task": task, "system": system, "actor": "forged" }] })
-            .to_string()
+        let token = json!({ "jti": "jti-1", "aud": system, "scope": "ci:read", "exp": 0 });
+        json!({ "events": [{
+            "kind": kind, "task": task, "system": system, "actor": "forged", "token": token
+        }] })
+        .to_string()
     };
     let (status, body) = report("ci", None, use_of("ci", "use")).await;
     assert_eq!(status, 401, "{body}");
@@ -117,6 +120,11 @@ async fn health_the_fallback_admin_credentials_and_use_reports_answer_as_documen
     assert!(body.contains("access_denied"), "{body}");
     let (status, body) = report("ci", Some(&secret), use_of("ci", "revoke")).await;
     assert_eq!(status, 403, "not a use record: {body}");
+    let untokened =
+        json!({ "events": [{ "kind": "use", "task": task, "system": "ci" }] }).to_string();
+    let (status, body) = report("ci", Some(&secret), untokened).await;
+    assert_eq!(status, 403, "a use under no token: {body}");
+    assert!(body.contains("names no token"), "{body}");
     let (status, body) = report("ci", Some(&secret), use_of("ci", "use")).await;
     assert_eq!(status, 204, "{body}");
     // What was accepted is recorded as the gateway's, whatever actor the body claimed.
