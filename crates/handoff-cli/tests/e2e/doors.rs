@@ -101,7 +101,8 @@ async fn health_the_fallback_admin_credentials_and_use_reports_answer_as_documen
         }
     };
     let use_of = |system: &str, kind: &str| {
-        let token = json!({ "jti": "jti-1", "aud": system, "scope": "ci:read", "exp": 0 });
+        let audience = format!("https://{system}.example.com");
+        let token = json!({ "jti": "jti-1", "aud": audience, "scope": "ci:read", "exp": 0 });
         json!({ "events": [{
             "kind": kind, "task": task, "system": system, "actor": "forged", "token": token
         }] })
