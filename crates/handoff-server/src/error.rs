@@ -197,3 +197,46 @@ impl IntoResponse for ApiError {
         self.refusal().into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn a_pending_approval_answers_400_with_its_id_group_interval_and_expiry_beside_the_code() {
+        let refusal = ApiError::Service(ServiceError::ApprovalPending {
+            approval_id: "apr_1".to_owned(),
+            group: "ops".to_owned(),
+            interval: 5,
+            expires_in: 600,
+        })
+        .refusal();
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Value::from(refusal.body()),
+            json!({
+                "error": "authorization_pending",
+                "error_description": "the request waits for approval by `ops`",
+                "approval_id": "apr_1",
+                "approver_group": "ops",
+                "interval": 5,
+                "expires_in": 600,
+            })
+        );
+    }
+
+    #[test]
+    fn a_refused_credential_is_challenged_with_bearer_and_no_refusal_is_cached() {
+        let unauthorized = ApiError::invalid_client("no credential").into_response();
+        assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(unauthorized.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(unauthorized.headers()[header::CACHE_CONTROL], "no-store");
+
+        let not_found = ApiError::NotFound.into_response();
+        assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+        assert!(!not_found.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(not_found.headers()[header::CACHE_CONTROL], "no-store");
+    }
+}
