@@ -106,6 +106,16 @@ pub enum ErrorCode {
     EvidenceReplayed,
     TemporarilyUnavailable,
     ServerError,
+    /// The gateway's refusals (RFC 6750 §3.1 `invalid_token` and `insufficient_scope`, and the
+    /// gateway's own route and upstream codes).
+    InvalidToken,
+    InsufficientScope,
+    UnknownSystem,
+    RouteNotMapped,
+    ResourceMismatch,
+    DetailsMismatch,
+    UpstreamCredentialUnavailable,
+    UpstreamUnavailable,
 }
 
 impl ErrorCode {
@@ -132,6 +142,14 @@ impl ErrorCode {
             Self::EvidenceReplayed => "evidence_replayed",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::UnknownSystem => "unknown_system",
+            Self::RouteNotMapped => "route_not_mapped",
+            Self::ResourceMismatch => "resource_mismatch",
+            Self::DetailsMismatch => "details_mismatch",
+            Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
+            Self::UpstreamUnavailable => "upstream_unavailable",
         }
     }
 }

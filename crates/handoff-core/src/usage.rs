@@ -6,6 +6,7 @@
 use crate::Handoff;
 use crate::audit::{AuditEvent, EventKind, Outcome, TokenRecord, UsageRecord};
 use crate::containment::SystemCaller;
+use crate::error::ErrorCode;
 use crate::store::{Receipt, StoreError, TaskWrite, Write};
 use crate::token::AccessClaims;
 
@@ -83,13 +84,13 @@ pub enum ReportError {
 
 impl ReportError {
     /// The stable code the caller sees.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::TooMany => "invalid_request",
+            Self::TooMany => ErrorCode::InvalidRequest,
             Self::NotUse { .. } | Self::OtherSystem { .. } | Self::OtherToken { .. } => {
-                "access_denied"
+                ErrorCode::AccessDenied
             }
-            Self::Store(_) => "temporarily_unavailable",
+            Self::Store(_) => ErrorCode::TemporarilyUnavailable,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use handoff_core::error::ErrorCode;
 use handoff_core::usage::ReportError;
 use handoff_http::{CredentialError, ErrorBody, Refusal};
 
@@ -62,24 +63,24 @@ pub enum GatewayError {
 
 impl GatewayError {
     /// The stable code clients and the audit log see.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidToken(_) => "invalid_token",
-            Self::UnknownSystem(_) => "unknown_system",
-            Self::RouteNotMapped { .. } => "route_not_mapped",
-            Self::InsufficientScope(_) => "insufficient_scope",
-            Self::ResourceMismatch(_) => "resource_mismatch",
-            Self::DetailsMismatch(_) => "details_mismatch",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::BodyTooLarge(_) => "body_too_large",
-            Self::Credential(_) => "upstream_credential_unavailable",
-            Self::Upstream(_) => "upstream_unavailable",
-            Self::Unavailable(_) => "temporarily_unavailable",
-            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidToken(_) => ErrorCode::InvalidToken,
+            Self::UnknownSystem(_) => ErrorCode::UnknownSystem,
+            Self::RouteNotMapped { .. } => ErrorCode::RouteNotMapped,
+            Self::InsufficientScope(_) => ErrorCode::InsufficientScope,
+            Self::ResourceMismatch(_) => ErrorCode::ResourceMismatch,
+            Self::DetailsMismatch(_) => ErrorCode::DetailsMismatch,
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::BodyTooLarge(_) => ErrorCode::BodyTooLarge,
+            Self::Credential(_) => ErrorCode::UpstreamCredentialUnavailable,
+            Self::Upstream(_) => ErrorCode::UpstreamUnavailable,
+            Self::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
+            Self::InvalidClient(_) => ErrorCode::InvalidClient,
             Self::Report(report) => report.code(),
-            Self::BrowserOrigin => "invalid_request",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::NotFound => "not_found",
+            Self::BrowserOrigin => ErrorCode::InvalidRequest,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::NotFound => ErrorCode::NotFound,
         }
     }
 
@@ -123,7 +124,10 @@ impl GatewayError {
     /// The answer: status, body and, for credential problems, the challenge (RFC 6750 §3 names
     /// the error for token problems; RFC 7617 for the Basic credential of a reporting system).
     pub fn refusal(&self) -> Refusal {
-        let refusal = Refusal::new(self.status(), ErrorBody::new(self.code(), self.to_string()));
+        let refusal = Refusal::new(
+            self.status(),
+            ErrorBody::new(self.code().as_str(), self.to_string()),
+        );
         let challenge = match self {
             Self::InvalidToken(_) => "Bearer error=\"invalid_token\"",
             Self::InsufficientScope(_) => "Bearer error=\"insufficient_scope\"",
@@ -138,7 +142,7 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         match &self {
             Self::Credential(cause) | Self::Upstream(cause) | Self::Unavailable(cause) => {
-                tracing::warn!(%cause, code = self.code(), "gateway call failed");
+                tracing::warn!(%cause, code = self.code().as_str(), "gateway call failed");
             }
             Self::Report(ReportError::Store(cause)) => {
                 tracing::warn!(%cause, "reported uses could not be recorded");

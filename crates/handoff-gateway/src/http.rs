@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use handoff_core::audit::UsageRecord;
 use handoff_core::config::{GatewayConfig, Route, SystemConfig};
+use handoff_core::error::ErrorCode;
 use handoff_core::ids::SystemId;
 use handoff_core::token::AccessClaims;
 use handoff_core::usage::Use;
@@ -131,7 +132,7 @@ async fn handle(
                         bytes_out: 0,
                         latency_us: micros(started),
                     },
-                    refused: Some(error.code().to_owned()),
+                    refused: Some(error.code().as_str().to_owned()),
                 },
             );
             return Err(error);
@@ -175,7 +176,7 @@ async fn handle(
                         bytes_out: 0,
                         latency_us: micros(started),
                     },
-                    refused: Some("upstream_unavailable".to_owned()),
+                    refused: Some(ErrorCode::UpstreamUnavailable.as_str().to_owned()),
                 },
             );
             return Err(GatewayError::Upstream(e.to_string()));

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use handoff_core::ServiceError;
 use handoff_core::audit::UsageRecord;
 use handoff_core::config::{SystemConfig, Tool};
+use handoff_core::error::ErrorCode;
 use handoff_core::exchange::ExchangeRequest;
 use handoff_core::identity::VerifiedIdentity;
 use handoff_core::ids::ActionName;
@@ -224,6 +225,15 @@ impl Call<'_> {
             .filter(|t| !t.is_empty())
     }
 
+    /// A call without the `Txn-Token` header that names its task.
+    fn no_txn(&self) -> Response {
+        self.denied(
+            ErrorCode::InvalidGrant.as_str(),
+            "a Txn-Token header naming the task is required",
+            None,
+        )
+    }
+
     fn denied(&self, reason: &str, message: &str, decision_id: Option<&str>) -> Response {
         rpc_error(
             self.id,
@@ -239,11 +249,7 @@ impl Call<'_> {
     /// Arguments are decided on each call, by policy.
     async fn list(&self) -> Response {
         let Some(txn) = self.txn() else {
-            return self.denied(
-                "invalid_grant",
-                "a Txn-Token header naming the task is required",
-                None,
-            );
+            return self.no_txn();
         };
         let config = &self.gateway.config;
         let fronted: Vec<(&SystemConfig, &[Tool])> = config
@@ -353,11 +359,7 @@ impl Call<'_> {
             );
         };
         let Some(txn) = self.txn() else {
-            return self.denied(
-                "invalid_grant",
-                "a Txn-Token header naming the task is required",
-                None,
-            );
+            return self.no_txn();
         };
         let resource = match details::resource(tool.resource.as_ref(), |n| {
             details::argument_text(&arguments, n)
@@ -492,7 +494,7 @@ impl Call<'_> {
                     "the call waits for approval by `{group}`; call again with the approval id once approved"
                 ),
                 Some(json!({
-                    "reason": "authorization_pending",
+                    "reason": ErrorCode::AuthorizationPending.as_str(),
                     "approval_id": approval_id,
                     "approver_group": group,
                     "interval": interval,
@@ -508,7 +510,7 @@ impl Call<'_> {
                 APPROVAL_PENDING,
                 "polling too fast",
                 Some(
-                    json!({ "reason": "slow_down", "approval_id": approval_id, "interval": interval }),
+                    json!({ "reason": ErrorCode::SlowDown.as_str(), "approval_id": approval_id, "interval": interval }),
                 ),
             ),
             ServiceError::Unavailable(_) | ServiceError::Internal(_) => rpc_error(
@@ -579,7 +581,7 @@ impl Forward {
             }
             Err(error) => {
                 tracing::warn!(%error, call = %call.usage.call, "an MCP tool call could not be forwarded");
-                call.refused = Some(error.code().to_owned());
+                call.refused = Some(error.code().as_str().to_owned());
                 error_message(&id, INTERNAL_ERROR, "the upstream is unavailable", None)
             }
         };

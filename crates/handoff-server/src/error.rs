@@ -3,12 +3,11 @@
 //! core; each code has an explicit status here. The cause goes to the log, the client gets a safe
 //! message.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use handoff_core::ServiceError;
 use handoff_core::error::ErrorCode;
-use serde_json::json;
+use handoff_http::{ErrorBody, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -75,9 +74,65 @@ impl ApiError {
         }
     }
 
-    /// The JSON body every refusal carries: the stable code and a safe description.
-    pub(crate) fn body(&self) -> serde_json::Value {
-        json!({ "error": self.code().as_str(), "error_description": self.description() })
+    /// The JSON body of this refusal: the stable code, a safe description, and the members a
+    /// denial or a pending approval adds.
+    pub(crate) fn body(&self) -> ErrorBody {
+        let body = ErrorBody::new(self.code().as_str(), self.description());
+        match self {
+            Self::Service(ServiceError::Denied(denial)) => body
+                .with("decision_id", denial.decision_id.as_str())
+                .with("reason", denial.reason.as_str())
+                .with("policies", denial.policies.clone()),
+            Self::Service(ServiceError::ApprovalPending {
+                approval_id,
+                group,
+                interval,
+                expires_in,
+            }) => body
+                .with("approval_id", approval_id.clone())
+                .with("approver_group", group.clone())
+                .with("interval", *interval)
+                .with("expires_in", *expires_in),
+            Self::Service(ServiceError::SlowDown {
+                approval_id,
+                interval,
+            }) => body
+                .with("approval_id", approval_id.clone())
+                .with("interval", *interval),
+            Self::Service(
+                ServiceError::InvalidRequest(_)
+                | ServiceError::InvalidAuthorizationDetails(_)
+                | ServiceError::InvalidTarget(_)
+                | ServiceError::InvalidScope(_)
+                | ServiceError::InvalidClient(_)
+                | ServiceError::InvalidGrant(_)
+                | ServiceError::ExpiredToken(_)
+                | ServiceError::InvalidEvidence(_)
+                | ServiceError::EvidenceReplayed(_)
+                | ServiceError::Unavailable(_)
+                | ServiceError::Internal(_),
+            )
+            | Self::UnsupportedGrantType(_)
+            | Self::NotFound
+            | Self::MethodNotAllowed
+            | Self::BodyTooLarge
+            | Self::UnsupportedMediaType
+            | Self::RequestTimeout
+            | Self::HeaderTooLarge(_)
+            | Self::Internal(_) => body,
+        }
+    }
+
+    /// The answer: the status of the code, the body, no caching, and the `Bearer` challenge on
+    /// 401 (RFC 6750 §3).
+    pub(crate) fn refusal(&self) -> Refusal {
+        let status = status(self.code());
+        let refusal = Refusal::new(status, self.body());
+        if status == StatusCode::UNAUTHORIZED {
+            refusal.challenge(HeaderValue::from_static("Bearer"))
+        } else {
+            refusal
+        }
     }
 
     /// What the client is told: core's message, except that a store fault says only that the
@@ -103,11 +158,16 @@ fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::AuthorizationPending
         | ErrorCode::SlowDown
         | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
-        ErrorCode::InvalidClient | ErrorCode::InvalidGrant | ErrorCode::InvalidEvidence => {
-            StatusCode::UNAUTHORIZED
-        }
-        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::InvalidClient
+        | ErrorCode::InvalidGrant
+        | ErrorCode::InvalidEvidence
+        | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::AccessDenied
+        | ErrorCode::InsufficientScope
+        | ErrorCode::RouteNotMapped
+        | ErrorCode::ResourceMismatch
+        | ErrorCode::DetailsMismatch => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound | ErrorCode::UnknownSystem => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -116,73 +176,67 @@ fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::EvidenceReplayed => StatusCode::CONFLICT,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::UpstreamCredentialUnavailable | ErrorCode::UpstreamUnavailable => {
+            StatusCode::BAD_GATEWAY
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = self.code();
-        let status = status(code);
-        let mut body = serde_json::Map::new();
-        body.insert("error".to_owned(), json!(code.as_str()));
-        body.insert("error_description".to_owned(), json!(self.description()));
-        match &self {
-            Self::Service(ServiceError::Denied(denial)) => {
-                body.insert("decision_id".to_owned(), json!(denial.decision_id.as_str()));
-                body.insert("reason".to_owned(), json!(denial.reason.as_str()));
-                body.insert("policies".to_owned(), json!(denial.policies));
-            }
-            Self::Service(ServiceError::ApprovalPending {
-                approval_id,
-                group,
-                interval,
-                expires_in,
-            }) => {
-                body.insert("approval_id".to_owned(), json!(approval_id));
-                body.insert("approver_group".to_owned(), json!(group));
-                body.insert("interval".to_owned(), json!(interval));
-                body.insert("expires_in".to_owned(), json!(expires_in));
-            }
-            Self::Service(ServiceError::SlowDown {
-                approval_id,
-                interval,
-            }) => {
-                body.insert("approval_id".to_owned(), json!(approval_id));
-                body.insert("interval".to_owned(), json!(interval));
-            }
-            Self::Service(ServiceError::Unavailable(cause)) => {
-                tracing::warn!(cause = %cause, "request failed closed");
-            }
-            Self::Service(ServiceError::Internal(cause)) => {
-                let source = std::error::Error::source(cause).map(ToString::to_string);
-                tracing::error!(cause = %cause, source, "internal error");
-            }
-            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
-            Self::Service(
-                ServiceError::InvalidRequest(_)
-                | ServiceError::InvalidAuthorizationDetails(_)
-                | ServiceError::InvalidTarget(_)
-                | ServiceError::InvalidScope(_)
-                | ServiceError::InvalidClient(_)
-                | ServiceError::InvalidGrant(_)
-                | ServiceError::ExpiredToken(_)
-                | ServiceError::InvalidEvidence(_)
-                | ServiceError::EvidenceReplayed(_),
-            )
-            | Self::UnsupportedGrantType(_)
-            | Self::NotFound
-            | Self::MethodNotAllowed
-            | Self::BodyTooLarge
-            | Self::UnsupportedMediaType
-            | Self::RequestTimeout
-            | Self::HeaderTooLarge(_) => {}
+        // Only a fault has a cause worth the log; every refusal is in the audit chain or the
+        // caller's own doing.
+        if let Self::Service(ServiceError::Unavailable(cause)) = &self {
+            tracing::warn!(cause = %cause, "request failed closed");
+        } else if let Self::Service(ServiceError::Internal(cause)) = &self {
+            let source = std::error::Error::source(cause).map(ToString::to_string);
+            tracing::error!(cause = %cause, source, "internal error");
+        } else if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
         }
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        self.refusal().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn a_pending_approval_answers_400_with_its_id_group_interval_and_expiry_beside_the_code() {
+        let refusal = ApiError::Service(ServiceError::ApprovalPending {
+            approval_id: "apr_1".to_owned(),
+            group: "ops".to_owned(),
+            interval: 5,
+            expires_in: 600,
+        })
+        .refusal();
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Value::from(refusal.body()),
+            json!({
+                "error": "authorization_pending",
+                "error_description": "the request waits for approval by `ops`",
+                "approval_id": "apr_1",
+                "approver_group": "ops",
+                "interval": 5,
+                "expires_in": 600,
+            })
+        );
+    }
+
+    #[test]
+    fn a_refused_credential_is_challenged_with_bearer_and_no_refusal_is_cached() {
+        let unauthorized = ApiError::invalid_client("no credential").into_response();
+        assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(unauthorized.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(unauthorized.headers()[header::CACHE_CONTROL], "no-store");
+
+        let not_found = ApiError::NotFound.into_response();
+        assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+        assert!(!not_found.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(not_found.headers()[header::CACHE_CONTROL], "no-store");
     }
 }

@@ -182,7 +182,7 @@ impl<T> JsonHeadErrors<T> {
             .get(13..)
             .and_then(|rest| rest.split(|b| *b == b'\r').next())
             .and_then(|r| std::str::from_utf8(r).ok())?;
-        let body = error.body().to_string();
+        let body = error.body().to_json();
         Some(Bytes::from(format!(
             "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

@@ -1,14 +1,20 @@
 //! A deployment described in one TOML file plus a folder of Cedar policies, loaded and validated
 //! in one pass that reports every problem at once.
 
+mod approvals;
 mod check;
 mod counters;
 mod delegation;
 mod evidence;
 mod gateway;
+mod issuers;
+mod notifications;
+mod purposes;
 mod raw;
 mod server;
 mod shape;
+mod systems;
+mod tokens;
 mod validate;
 
 use crate::ids::{ActionName, Purpose, SystemId};
