@@ -102,28 +102,50 @@ pub fn first_line(child: &mut Child, timeout: Duration) -> Result<String, Hung> 
     }
 }
 
+/// Runs `check` on its own thread and fails if it does not finish within `bound`: a test of the
+/// timeouts above must fail, not hang, when those timeouts are broken.
+fn within(bound: Duration, check: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        check();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(bound) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the check hung: not finished within {bound:?}")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Ok(()) => {}
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+    }
+}
+
 #[test]
 fn a_hung_child_fails_within_its_timeout_and_is_killed() {
-    let started = Instant::now();
-    let mut sleeper = Command::new("sleep");
-    sleeper.arg("3600");
-    let hung = output(sleeper, Duration::from_millis(500)).expect_err("sleep 3600 never exits");
-    assert!(hung.to_string().contains("did not finish within"), "{hung}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "the bound held: {:?}",
-        started.elapsed()
-    );
-    // A child that runs but never prints the line a test waits for is killed too.
-    let mut silent = Command::new("sleep")
-        .arg("3600")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    first_line(&mut silent, Duration::from_millis(500)).expect_err("sleep prints nothing");
-    assert!(silent.try_wait().unwrap().is_some(), "the child was killed");
-    assert!(started.elapsed() < Duration::from_secs(30));
-    // And a child that does finish in time gives its output.
-    let done = output(Command::new("true"), Duration::from_secs(30)).unwrap();
-    assert!(done.status.success());
+    within(Duration::from_secs(30), || {
+        let started = Instant::now();
+        let mut sleeper = Command::new("sleep");
+        sleeper.arg("3600");
+        let hung = output(sleeper, Duration::from_millis(500)).expect_err("sleep 3600 never exits");
+        assert!(hung.to_string().contains("did not finish within"), "{hung}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the bound held: {:?}",
+            started.elapsed()
+        );
+        // A child that runs but never prints the line a test waits for is killed too.
+        let mut silent = Command::new("sleep")
+            .arg("3600")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        first_line(&mut silent, Duration::from_millis(500)).expect_err("sleep prints nothing");
+        assert!(silent.try_wait().unwrap().is_some(), "the child was killed");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        // And a child that does finish in time gives its output.
+        let done = output(Command::new("true"), Duration::from_secs(30)).unwrap();
+        assert!(done.status.success());
+    });
 }

@@ -617,3 +617,99 @@ async fn a_busy_task_answers_every_concurrent_exchange_and_never_runs_out_of_ret
         }
     }
 }
+
+#[tokio::test]
+async fn a_revocation_sends_its_notice_and_a_refused_delivery_is_retried() {
+    use axum::http::StatusCode;
+    use std::sync::Arc;
+    // A receiver that refuses the first delivery of each notice and accepts the next.
+    let attempts = Arc::new(tokio::sync::Mutex::new(Vec::<(Value, u16)>::new()));
+    let sink = attempts.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                let value: Value = serde_json::from_str(&body).unwrap();
+                let mut seen = sink.lock().await;
+                let before = seen.iter().filter(|(v, _)| *v == value).count();
+                let status = if before == 0 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                seen.push((value, status.as_u16()));
+                status
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = temp_dir();
+    let config = crate::harness::example_config(dir.path(), |c| {
+        format!("{c}\n[notifications]\nwebhook_url = \"{hook}\"\n")
+    });
+    let server = Server::start_with(&dir.path().join("data"), Some(&config));
+    let agent = server.identity("release-bot");
+    let (task, _) = server.task(&agent, "release", &["ci"]).await;
+    let (status, body) = server
+        .admin(
+            "revoke",
+            json!({ "kind": "task", "id": task, "reason": "agent misbehaved" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .admin("freeze", json!({ "system": "ci", "reason": "incident 42" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Each notice arrives twice: refused once, then accepted. Bounded wait, no fixed sleep.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let delivered = |seen: &[(Value, u16)], reason: &str| {
+        seen.iter()
+            .filter(|(v, _)| v["reason"] == reason)
+            .map(|(_, s)| *s)
+            .collect::<Vec<u16>>()
+    };
+    loop {
+        let seen = attempts.lock().await.clone();
+        let done = ["task_revoked", "system_frozen"]
+            .iter()
+            .all(|r| delivered(&seen, r).contains(&200));
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the notices were not delivered (and retried) in time: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = attempts.lock().await.clone();
+    for reason in ["task_revoked", "system_frozen"] {
+        assert_eq!(delivered(&seen, reason), [503, 200], "{reason}: {seen:?}");
+    }
+    let revoked = seen
+        .iter()
+        .find(|(v, _)| v["reason"] == "task_revoked")
+        .unwrap();
+    assert_eq!(revoked.0["kind"], "revoked");
+    assert_eq!(revoked.0["task"], task.as_str());
+    assert_eq!(revoked.0["description"], "agent misbehaved");
+    let frozen = seen
+        .iter()
+        .find(|(v, _)| v["reason"] == "system_frozen")
+        .unwrap();
+    assert_eq!(frozen.0["system"], "ci");
+    assert!(frozen.0["owner"].is_string(), "{frozen:?}");
+    // The delivery's record names the retry.
+    crate::harness::wait_for_trace(
+        &server,
+        &task,
+        &["webhook delivered (HTTP 200) after 2 attempt(s)"],
+    )
+    .await;
+}

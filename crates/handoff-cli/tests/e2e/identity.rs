@@ -223,3 +223,147 @@ async fn a_configured_issuer_with_a_jwks_file_is_trusted_for_spiffe_svids() {
     let (status, _) = server.exchange(&hmac, &txn, "ci", "run_tests", &[]).await;
     assert_eq!(status, 401);
 }
+
+/// The body of a DER element that starts at `at`: (content start, content end).
+fn der_element(der: &[u8], at: usize) -> (usize, usize) {
+    let first = der[at + 1];
+    if first < 0x80 {
+        (at + 2, at + 2 + usize::from(first))
+    } else {
+        let count = usize::from(first & 0x7f);
+        let length = der[at + 2..at + 2 + count]
+            .iter()
+            .fold(0usize, |n, b| (n << 8) | usize::from(*b));
+        (at + 2 + count, at + 2 + count + length)
+    }
+}
+
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (what the JWT library signs with).
+fn pkcs1_of_pkcs8(pkcs8: &[u8]) -> Vec<u8> {
+    let (body, _) = der_element(pkcs8, 0);
+    let (_, version_end) = der_element(pkcs8, body);
+    let (_, algorithm_end) = der_element(pkcs8, version_end);
+    assert_eq!(pkcs8[algorithm_end], 0x04, "an OCTET STRING holds the key");
+    let (start, end) = der_element(pkcs8, algorithm_end);
+    pkcs8[start..end].to_vec()
+}
+
+#[tokio::test]
+async fn eddsa_and_rs256_issuers_are_trusted_and_an_agent_claim_names_the_agent() {
+    use aws_lc_rs::encoding::AsDer as _;
+    use aws_lc_rs::signature::KeyPair as _;
+    let dir = temp_dir();
+    let random = aws_lc_rs::rand::SystemRandom::new();
+    // An Ed25519 issuer and an RSA issuer, each with its own JWKS file and no algorithm list, so
+    // the default allow-list is what admits EdDSA and RS256.
+    let ed_pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&random).unwrap();
+    let ed_pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(ed_pkcs8.as_ref()).unwrap();
+    let ed_jwks = json!({ "keys": [{ "kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "alg": "EdDSA",
+        "x": URL_SAFE_NO_PAD.encode(ed_pair.public_key().as_ref()) }] });
+    let rsa_pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let rsa_pkcs8 = rsa_pair.as_der().unwrap();
+    let rsa_public = rsa_pair.public_key();
+    let rsa_jwks = json!({ "keys": [{ "kty": "RSA", "kid": "rsa-1", "alg": "RS256",
+        "n": URL_SAFE_NO_PAD.encode(rsa_public.modulus().big_endian_without_leading_zero()),
+        "e": URL_SAFE_NO_PAD.encode(rsa_public.exponent().big_endian_without_leading_zero()) }] });
+    std::fs::write(dir.path().join("ed-jwks.json"), ed_jwks.to_string()).unwrap();
+    std::fs::write(dir.path().join("rsa-jwks.json"), rsa_jwks.to_string()).unwrap();
+    let config = crate::harness::example_text().replace("[dev_issuer]\nenabled = true\n", "");
+    std::fs::write(
+        dir.path().join("handoff.toml"),
+        format!(
+            "{config}\n[[issuers]]\nid = \"ed\"\nissuer = \"https://ed.example.org\"\njwks_file = \"ed-jwks.json\"\naudience = \"{TRUST_DOMAIN}\"\n\n[[issuers]]\nid = \"rsa\"\nissuer = \"https://rsa.example.org\"\njwks_file = \"rsa-jwks.json\"\naudience = \"{TRUST_DOMAIN}\"\nagent_claim = \"client_id\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        Some(&dir.path().join("handoff.toml")),
+    );
+    let ed_key = EncodingKey::from_ed_der(ed_pkcs8.as_ref());
+    let rsa_key = EncodingKey::from_rsa_der(&pkcs1_of_pkcs8(rsa_pkcs8.as_ref()));
+    let signed = |alg: Algorithm, kid: &str, key: &EncodingKey, claims: serde_json::Value| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let ed_claims = || json!({ "iss": "https://ed.example.org", "sub": "release-bot", "aud": TRUST_DOMAIN, "exp": now() + 300 });
+    // The RSA issuer names its workloads by `client_id`; `sub` is an opaque service number.
+    let rsa_claims = || json!({ "iss": "https://rsa.example.org", "sub": "svc-4711", "client_id": "release-bot", "aud": TRUST_DOMAIN, "exp": now() + 300 });
+    let ed_identity = signed(Algorithm::EdDSA, "ed-1", &ed_key, ed_claims());
+    let rsa_identity = signed(Algorithm::RS256, "rsa-1", &rsa_key, rsa_claims());
+
+    for (name, identity, issuer) in [
+        ("EdDSA", &ed_identity, "https://ed.example.org"),
+        ("RS256", &rsa_identity, "https://rsa.example.org"),
+    ] {
+        let (status, task) = server
+            .open_task(
+                identity,
+                json!({ "intent": "ship it", "purpose": "release", "user": "alice", "plan": ["ci"] }),
+            )
+            .await;
+        assert_eq!(status, 201, "{name}: {task}");
+        let txn = task["txn_token"].as_str().unwrap();
+        let (status, body) = server.exchange(identity, txn, "ci", "run_tests", &[]).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let claims = server
+            .verify_access_token(
+                body["access_token"].as_str().unwrap(),
+                "https://ci.example.com",
+            )
+            .await;
+        // The exchange records the agent the issuer's agent claim names, not `sub`.
+        assert_eq!(claims["act"]["sub"], "release-bot", "{name}: {claims}");
+        assert_eq!(claims["act"]["iss"], issuer, "{name}");
+        let output = crate::harness::cli(&[
+            "trace",
+            task["task_id"].as_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ]);
+        let trace = crate::harness::stdout(&output);
+        assert!(trace.contains("release-bot"), "{name}: {trace}");
+        assert!(!trace.contains("svc-4711"), "{name}: {trace}");
+    }
+
+    // Signed by another key of the same type, under the trusted kid: refused.
+    let other_ed = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&random).unwrap();
+    let other_rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let forged_ed = signed(
+        Algorithm::EdDSA,
+        "ed-1",
+        &EncodingKey::from_ed_der(other_ed.as_ref()),
+        ed_claims(),
+    );
+    let forged_rsa = signed(
+        Algorithm::RS256,
+        "rsa-1",
+        &EncodingKey::from_rsa_der(&pkcs1_of_pkcs8(other_rsa.as_der().unwrap().as_ref())),
+        rsa_claims(),
+    );
+    // An RSA-signed token claiming the Ed25519 issuer: its key is not that issuer's.
+    let crossed = signed(Algorithm::RS256, "ed-1", &rsa_key, ed_claims());
+    // An RS256 token that names its agent only in `sub`, from the issuer that reads `client_id`.
+    let no_agent_claim = signed(
+        Algorithm::RS256,
+        "rsa-1",
+        &rsa_key,
+        json!({ "iss": "https://rsa.example.org", "sub": "release-bot", "aud": TRUST_DOMAIN, "exp": now() + 300 }),
+    );
+    for (name, token) in [
+        ("forged EdDSA", forged_ed),
+        ("forged RS256", forged_rsa),
+        ("RSA key for the Ed25519 issuer", crossed),
+        ("no agent claim", no_agent_claim),
+    ] {
+        let (status, body) = server
+            .open_task(
+                &token,
+                json!({ "intent": "x", "purpose": "release", "user": "alice", "plan": ["ci"] }),
+            )
+            .await;
+        assert_eq!(status, 401, "{name}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{name}: {body}");
+    }
+}

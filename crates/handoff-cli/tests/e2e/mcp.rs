@@ -274,6 +274,18 @@ async fn the_endpoint_needs_an_identity_and_fails_closed_on_unknown_methods() {
     assert_eq!(response.headers()["allow"], "POST");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "method_not_allowed", "{body}");
+    // No sessions either: DELETE (ending a session) is refused the same way, with or without
+    // an identity.
+    let agent = server.identity("payments-agent");
+    for request in [client.delete(&url), client.delete(&url).bearer_auth(&agent)] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed", "{body}");
+    }
+    let response = client.get(&url).bearer_auth(&agent).send().await.unwrap();
+    assert_eq!(response.status(), 405);
     let metadata: Value = client
         .get(format!(
             "{}/.well-known/oauth-protected-resource/mcp",
@@ -443,4 +455,135 @@ async fn a_tool_that_logs_and_reports_progress_streams_them_to_the_client_before
     );
     // The call was decided and recorded like any other.
     wait_for_trace(&server, &task, "tool:export_ticket").await;
+}
+
+#[tokio::test]
+async fn tools_list_leaves_out_frozen_and_over_budget_tools_and_calls_agree() {
+    let Some(python) = python() else { return };
+    let dir = temp_dir();
+    let upstream = Upstream::start(&python, dir.path());
+    let config = config(dir.path(), &upstream.url);
+    let server = Server::start_env(
+        dir.path(),
+        Some(&config),
+        &[("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY)],
+    );
+    // A read-only purpose (max_writes = 0): the write tool is over budget before any call.
+    let agent = server.identity("release-bot");
+    let (_, research) = server.task(&agent, "research", &["tickets"]).await;
+    let run =
+        |txn: &str, identity: &str, args: &[&str]| client(&python, &server, identity, txn, args);
+    let listed = run(&research, &agent, &["list"]);
+    assert_eq!(listed, json!({ "tools": ["export_ticket"] }));
+    let closed = run(
+        &research,
+        &agent,
+        &[
+            "call",
+            "close_ticket",
+            &json!({ "ticket": "T-1" }).to_string(),
+        ],
+    );
+    assert_eq!(closed["error"]["code"], -32001, "{closed}");
+    assert_eq!(
+        closed["error"]["data"]["reason"], "budget_writes",
+        "{closed}"
+    );
+
+    // A frozen system's tools are not listed, and calling one is refused as frozen.
+    let payer = server.identity("payments-agent");
+    let (_, pay) = server.task(&payer, "payments", &["payments"]).await;
+    assert_eq!(
+        run(&pay, &payer, &["list"]),
+        json!({ "tools": ["create_payment", "list_payments"] })
+    );
+    let output = crate::harness::cli(&[
+        "freeze",
+        "payments",
+        "--reason",
+        "incident 7",
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::harness::stderr(&output)
+    );
+    assert_eq!(run(&pay, &payer, &["list"]), json!({ "tools": [] }));
+    let listed = run(&pay, &payer, &["call", "list_payments", "{}"]);
+    assert_eq!(listed["error"]["code"], -32001, "{listed}");
+    assert_eq!(
+        listed["error"]["data"]["reason"], "system_frozen",
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn an_approval_named_in_the_handoff_approval_id_header_lets_the_retry_through() {
+    let Some(python) = python() else { return };
+    let dir = temp_dir();
+    let upstream = Upstream::start(&python, dir.path());
+    let config = config(dir.path(), &upstream.url);
+    let server = Server::start_env(
+        dir.path(),
+        Some(&config),
+        &[("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY)],
+    );
+    let agent = server.identity("payments-agent");
+    let (_, txn) = server.task(&agent, "payments", &["payments"]).await;
+    let url = format!("{}/mcp", server.base);
+    let arguments: Value = serde_json::from_str(&payment(250_000)).unwrap();
+    let call = |approval: Option<&str>| {
+        let mut request = server
+            .client
+            .post(&url)
+            .bearer_auth(&agent)
+            .header("txn-token", &txn)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": { "name": "create_payment", "arguments": arguments } }));
+        if let Some(approval) = approval {
+            request = request.header("Handoff-Approval-Id", approval);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let text = response.text().await.unwrap();
+            // A JSON answer, or an event stream whose last `data:` line is the answer.
+            let json = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .next_back()
+                .map_or(text.as_str(), str::trim);
+            serde_json::from_str::<Value>(json).unwrap_or_else(|_| panic!("{text}"))
+        }
+    };
+    let gated = call(None).await;
+    assert_eq!(gated["error"]["code"], -32003, "{gated}");
+    let approval = gated["error"]["data"]["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Before a decision the header names a pending approval: still gated.
+    let pending = call(Some(&approval)).await;
+    assert_eq!(pending["error"]["code"], -32003, "{pending}");
+    let owner = server.approver("olivia", &["payments-owners"]);
+    let (status, decided) = server
+        .approvals(
+            &owner,
+            "POST",
+            &format!("/{approval}/approve"),
+            Some(json!({ "reason": "invoice checked" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    // Without the header the call is a new request and waits again; with it, it goes through.
+    let again = call(None).await;
+    assert_eq!(again["error"]["code"], -32003, "{again}");
+    let retried = call(Some(&approval)).await;
+    assert_eq!(retried["result"]["isError"], false, "{retried}");
+    assert_eq!(
+        retried["result"]["content"][0]["text"], "created payment of 250000 EUR to ACME GmbH",
+        "{retried}"
+    );
 }
