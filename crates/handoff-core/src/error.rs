@@ -119,6 +119,40 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The HTTP status every door answers this code with (one table for the server, the
+    /// gateway and the MCP endpoint; core names the number and speaks no HTTP).
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidRequest
+            | Self::UnsupportedGrantType
+            | Self::InvalidAuthorizationDetails
+            | Self::InvalidTarget
+            | Self::InvalidScope
+            | Self::AuthorizationPending
+            | Self::SlowDown
+            | Self::ExpiredToken => 400,
+            Self::InvalidClient
+            | Self::InvalidGrant
+            | Self::InvalidEvidence
+            | Self::InvalidToken => 401,
+            Self::AccessDenied
+            | Self::InsufficientScope
+            | Self::RouteNotMapped
+            | Self::ResourceMismatch
+            | Self::DetailsMismatch => 403,
+            Self::NotFound | Self::UnknownSystem => 404,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
+            Self::EvidenceReplayed => 409,
+            Self::BodyTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::HeaderTooLarge => 431,
+            Self::ServerError => 500,
+            Self::UpstreamCredentialUnavailable | Self::UpstreamUnavailable => 502,
+            Self::TemporarilyUnavailable => 503,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request",

@@ -21,6 +21,20 @@ pub enum NoticeKind {
     ApprovalDenied,
 }
 
+impl NoticeKind {
+    /// The name a notice of this kind carries as its reason, when no refusal gives one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutsidePlan => "outside_plan",
+            Self::BudgetExceeded => "budget_exceeded",
+            Self::Revoked => "revoked",
+            Self::ApprovalRequested => "approval_requested",
+            Self::ApprovalEscalated => "approval_escalated",
+            Self::ApprovalDenied => "approval_denied",
+        }
+    }
+}
+
 /// One notification, addressed to a system's owner with its escalation contact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Notice {

@@ -109,8 +109,10 @@ impl Handoff {
 
     /// Accepts a standalone gateway's report of uses for `caller`'s system: at most
     /// [`MAX_REPORTED_USES`] records, every one a use record about that system under a token
-    /// for its audience, or none is recorded. Each is recorded with the reporting gateway as its
-    /// actor (`gateway:<system>`). Returns how many were recorded.
+    /// for its audience; every record is checked before any is written, so a refused report
+    /// records nothing. Each is recorded with the reporting gateway as its actor
+    /// (`gateway:<system>`), one write each: a store failure part-way leaves the records before
+    /// it in the chain. Returns how many were recorded.
     pub async fn accept_reported_uses(
         &self,
         caller: &SystemCaller,

@@ -84,30 +84,13 @@ impl GatewayError {
         }
     }
 
+    /// The status of the code (core's one table), except a browser's request: refused as
+    /// forbidden, though what it lacks is a well-formed request.
     fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Self::UnknownSystem(_) => StatusCode::NOT_FOUND,
-            Self::RouteNotMapped { .. } => StatusCode::FORBIDDEN,
-            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            Self::ResourceMismatch(_) => StatusCode::FORBIDDEN,
-            Self::DetailsMismatch(_) => StatusCode::FORBIDDEN,
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Credential(_) => StatusCode::BAD_GATEWAY,
-            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
-            Self::Report(ReportError::TooMany) => StatusCode::BAD_REQUEST,
-            Self::Report(
-                ReportError::NotUse { .. }
-                | ReportError::OtherSystem { .. }
-                | ReportError::OtherToken { .. },
-            ) => StatusCode::FORBIDDEN,
-            Self::Report(ReportError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BrowserOrigin => StatusCode::FORBIDDEN,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            other => StatusCode::from_u16(other.code().http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 

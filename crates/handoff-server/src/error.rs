@@ -147,39 +147,9 @@ impl ApiError {
     }
 }
 
-/// The HTTP status of each code.
+/// The HTTP status of a code: core's one table.
 fn status(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::InvalidRequest
-        | ErrorCode::UnsupportedGrantType
-        | ErrorCode::InvalidAuthorizationDetails
-        | ErrorCode::InvalidTarget
-        | ErrorCode::InvalidScope
-        | ErrorCode::AuthorizationPending
-        | ErrorCode::SlowDown
-        | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
-        ErrorCode::InvalidClient
-        | ErrorCode::InvalidGrant
-        | ErrorCode::InvalidEvidence
-        | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-        ErrorCode::AccessDenied
-        | ErrorCode::InsufficientScope
-        | ErrorCode::RouteNotMapped
-        | ErrorCode::ResourceMismatch
-        | ErrorCode::DetailsMismatch => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound | ErrorCode::UnknownSystem => StatusCode::NOT_FOUND,
-        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        ErrorCode::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        ErrorCode::EvidenceReplayed => StatusCode::CONFLICT,
-        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::UpstreamCredentialUnavailable | ErrorCode::UpstreamUnavailable => {
-            StatusCode::BAD_GATEWAY
-        }
-    }
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for ApiError {

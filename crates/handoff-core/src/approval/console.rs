@@ -10,7 +10,7 @@ use crate::handoff::Handoff;
 use crate::identity::{VerifiedIdentity, VerifiedPerson};
 use crate::ids::{DecisionId, SystemId};
 use crate::limits::MAX_REASON_CHARS;
-use crate::notify::{Notice, NoticeKind};
+use crate::notify::NoticeKind;
 use crate::policy::DenyReason;
 use crate::refusal::Refused;
 use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
@@ -217,20 +217,11 @@ impl Handoff {
             .await?;
         let system = self.config().systems.get(&approval.system);
         if !approve && system.is_some_and(|s| s.risk >= RiskTier::High) {
-            self.notifier().notify(Notice {
-                kind: NoticeKind::ApprovalDenied,
-                system: Some(approval.system.to_string()),
-                owner: Some(approval.group.clone()),
-                escalation: system.map(|s| s.escalation.clone()),
-                task: Some(approval.task.to_string()),
-                agent: Some(approval.agent.to_string()),
-                user: Some(approval.user.to_string()),
-                intent: None,
-                reason: "approval_denied".to_owned(),
-                description: format!("{by} denied a {} request: {reason}", approval.risk),
-                decision_id: None,
-                approval_id: Some(approval.id.clone()),
-            });
+            self.notifier().notify(approval.notice(
+                NoticeKind::ApprovalDenied,
+                system.map(|s| s.escalation.clone()),
+                format!("{by} denied a {} request: {reason}", approval.risk),
+            ));
         }
         Ok(Approval {
             status,

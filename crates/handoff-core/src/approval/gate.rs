@@ -161,23 +161,19 @@ impl Handoff {
             .effects
             .push(Effect::InsertApproval(Box::new(approval.clone())));
         self.store().write(write).await?;
+        let description = format!(
+            "{} on `{}` waits for approval",
+            approval.actions.join(" "),
+            system.id
+        );
         self.notifier().notify(Notice {
-            kind: NoticeKind::ApprovalRequested,
-            system: Some(system.id.to_string()),
-            owner: Some(approval.group.clone()),
-            escalation: Some(system.escalation.clone()),
-            task: Some(task.id.to_string()),
-            agent: Some(approval.agent.to_string()),
-            user: Some(task.user.to_string()),
             intent: Some(task.intent.clone()),
-            reason: "approval_requested".to_owned(),
-            description: format!(
-                "{} on `{}` waits for approval",
-                approval.actions.join(" "),
-                system.id
-            ),
             decision_id: Some(gated.decision_id().to_string()),
-            approval_id: Some(approval.id.clone()),
+            ..approval.notice(
+                NoticeKind::ApprovalRequested,
+                Some(system.escalation.clone()),
+                description,
+            )
         });
         Ok(ServiceError::ApprovalPending {
             expires_in: expires_in(&approval, now),

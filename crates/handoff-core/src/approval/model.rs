@@ -5,6 +5,7 @@
 
 use crate::hash::sha256_hex;
 use crate::ids::{AgentId, SystemId, TaskId, UserId};
+use crate::notify::{Notice, NoticeKind};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -74,6 +75,29 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// A notice of `kind` about this approval, to its group with `escalation` as the contact.
+    pub fn notice(
+        &self,
+        kind: NoticeKind,
+        escalation: Option<String>,
+        description: String,
+    ) -> Notice {
+        Notice {
+            kind,
+            system: Some(self.system.to_string()),
+            owner: Some(self.group.clone()),
+            escalation,
+            task: Some(self.task.to_string()),
+            agent: Some(self.agent.to_string()),
+            user: Some(self.user.to_string()),
+            intent: None,
+            reason: kind.as_str().to_owned(),
+            description,
+            decision_id: None,
+            approval_id: Some(self.id.clone()),
+        }
+    }
+
     /// The status as of `now`: a pending or unused approved approval past its time is expired.
     pub fn status_at(&self, now: Timestamp) -> ApprovalStatus {
         match self.status {

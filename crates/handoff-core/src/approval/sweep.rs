@@ -6,7 +6,7 @@ use crate::approval::console::MAX_LIST;
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::error::ServiceError;
 use crate::handoff::Handoff;
-use crate::notify::{Notice, NoticeKind};
+use crate::notify::NoticeKind;
 use crate::store::{Effect, StoreError, TaskWrite, Write};
 
 impl Handoff {
@@ -63,26 +63,18 @@ impl Handoff {
                 });
                 self.store().write(write).await?;
                 escalated += 1;
-                self.notifier().notify(Notice {
-                    kind: NoticeKind::ApprovalEscalated,
-                    system: Some(approval.system.to_string()),
-                    owner: Some(approval.group.clone()),
-                    escalation: Some(contact.clone()),
-                    task: Some(approval.task.to_string()),
-                    agent: Some(approval.agent.to_string()),
-                    user: Some(approval.user.to_string()),
-                    intent: None,
-                    reason: "approval_escalated".to_owned(),
-                    description: format!(
-                        "{} on `{}` has waited {}s for `{}`",
-                        approval.actions.join(" "),
-                        approval.system,
-                        escalate_after.seconds(),
-                        approval.group
-                    ),
-                    decision_id: None,
-                    approval_id: Some(approval.id.clone()),
-                });
+                let description = format!(
+                    "{} on `{}` has waited {}s for `{}`",
+                    approval.actions.join(" "),
+                    approval.system,
+                    escalate_after.seconds(),
+                    approval.group
+                );
+                self.notifier().notify(approval.notice(
+                    NoticeKind::ApprovalEscalated,
+                    Some(contact.clone()),
+                    description,
+                ));
             }
         }
         Ok((expired, escalated))
