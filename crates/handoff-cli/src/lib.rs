@@ -73,6 +73,9 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: String,
     },
+    /// Write a commented starter deployment (config, policies, policy tests) into a new or
+    /// empty DIR.
+    Init { dir: PathBuf },
     /// Validate a deployment (config and policies) without serving.
     Check {
         #[command(flatten)]
@@ -148,6 +151,11 @@ pub enum Command {
     Credentials {
         #[command(subcommand)]
         command: CredentialsCommand,
+    },
+    /// Signed evidence: sign a report as a registered system (CI), or send one to a server.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
     },
     /// Print a task's timeline: its intent, then every handoff with target, scope, decision and why.
     Trace {
@@ -243,6 +251,51 @@ pub enum CredentialsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Print an evidence JWT signed ES256 with a system's key (the one registered in
+    /// `[systems.ID.evidence]`), e.g. CI reporting `tests_passed` for a commit.
+    Sign {
+        /// The reporting system's id (`iss`).
+        #[arg(long)]
+        system: String,
+        /// The task the evidence is about.
+        #[arg(long)]
+        task: String,
+        /// What happened: a kind the system may report (`tests_passed`).
+        #[arg(long)]
+        kind: String,
+        /// A data field, `NAME=VALUE` (repeatable), e.g. `commit=abc123`.
+        #[arg(long = "field", value_name = "NAME=VALUE")]
+        fields: Vec<String>,
+        /// The system's private signing key (PKCS#8 PEM, P-256).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The key's id in the system's JWKS (may be left out when it has one key).
+        #[arg(long)]
+        kid: Option<String>,
+        /// The evidence id (`jti`, unique per system); a random one when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Handoff's trust domain (`aud`); else the `--config` deployment's.
+        #[arg(long, value_name = "URL")]
+        audience: Option<String>,
+        /// How long the statement may be used (`exp`), e.g. `5m`.
+        #[arg(long)]
+        lifetime: Option<String>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Post an evidence JWT (the argument, or standard input) to a running server.
+    Send {
+        /// The JWT; `-` or nothing reads it from standard input.
+        jwt: Option<String>,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Run the declarative test cases (*.toml) in DIR against the deployment's policies.
     Test {
@@ -275,6 +328,7 @@ pub fn run(cli: Cli) -> ExitCode {
             listen,
         } => commands::serve::run(&deployment, &data, &listen),
         Command::Check { deployment } => commands::check::run(&deployment),
+        Command::Init { dir } => commands::init::run(&dir),
         Command::Gateway {
             deployment,
             handoff,
@@ -307,6 +361,37 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => commands::audit::verify(&data),
+        Command::Evidence {
+            command:
+                EvidenceCommand::Sign {
+                    system,
+                    task,
+                    kind,
+                    fields,
+                    key,
+                    kid,
+                    id,
+                    audience,
+                    lifetime,
+                    deployment,
+                },
+        } => commands::evidence::sign(
+            &deployment,
+            &commands::evidence::Sign {
+                system: &system,
+                task: &task,
+                kind: &kind,
+                fields: &fields,
+                key: &key,
+                kid: kid.as_deref(),
+                id: id.as_deref(),
+                audience: audience.as_deref(),
+                lifetime: lifetime.as_deref(),
+            },
+        ),
+        Command::Evidence {
+            command: EvidenceCommand::Send { jwt, server },
+        } => commands::evidence::send(&server, jwt.as_deref()),
         Command::Trace { task, data, json } => commands::trace::run(&data, &task, json),
         Command::Revoke {
             kind,

@@ -3,8 +3,10 @@
 pub mod approvals;
 pub mod audit;
 pub mod check;
+pub mod evidence;
 pub mod gateway;
 pub mod identity;
+pub mod init;
 pub mod policy;
 pub mod revoke;
 pub mod serve;

@@ -60,10 +60,20 @@ impl Server {
     }
 
     pub fn start_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Self {
+        Self::start_listen(data_dir, config, env, "127.0.0.1:0")
+    }
+
+    /// `handoff serve --listen LISTEN`, for a test that must know its address before it starts.
+    pub fn start_listen(
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        listen: &str,
+    ) -> Self {
         let mut command = Command::new(binary());
         command.envs(env.iter().copied());
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir);
         if let Some(config) = config {
             command.arg("--config").arg(config);

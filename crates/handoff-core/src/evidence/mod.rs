@@ -6,7 +6,10 @@
 //! provenance.
 
 mod record;
+mod sign;
 mod verify;
+
+pub use sign::{EvidenceSignError, EvidenceStatement, sign_evidence};
 
 use crate::audit::{AuditEvent, EventKind, EvidenceRecord};
 use crate::config::{EvidenceConfig, SystemConfig};
