@@ -6,6 +6,8 @@ pub mod check;
 pub mod gateway;
 pub mod identity;
 pub mod policy;
+pub mod reload;
+pub mod remote;
 pub mod revoke;
 pub mod serve;
 pub mod trace;

@@ -29,6 +29,8 @@ mod hostile;
 mod identity;
 mod inputs;
 mod mcp;
+mod operator;
+mod reload;
 mod restart;
 mod tasks;
 mod templates;
