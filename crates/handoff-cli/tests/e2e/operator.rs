@@ -79,15 +79,15 @@ async fn revoking_a_token_or_an_agent_handoff_never_saw_says_so_and_fails() {
 
     for (args, says) in [
         (
-            vec!["revoke", "token", "tok_never_minted"],
+            ["revoke", "token", "tok_never_minted"],
             "no token with id `tok_never_minted`",
         ),
         (
-            vec!["revoke", "agent", "ghost-bot"],
+            ["revoke", "agent", "ghost-bot"],
             "agent `ghost-bot` never held a task",
         ),
     ] {
-        let mut all = args.clone();
+        let mut all = args.to_vec();
         all.extend(["--reason", "typo", "--data-dir", &data]);
         let output = cli(&all);
         assert!(!output.status.success(), "{args:?} succeeded");
