@@ -186,6 +186,11 @@ impl Store for SqliteStore {
                         conn,
                         "SELECT 1 FROM revoked_agents WHERE agent = ?1",
                         agent.as_str(),
+                    )?
+                    || reader::exists(
+                        conn,
+                        "SELECT 1 FROM delegations WHERE json_extract(body, '$.delegate') = ?1",
+                        agent.as_str(),
                     )?,
             )
         })
