@@ -13,12 +13,27 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Opens `root`, creating it (mode 0700) if needed.
+    /// Opens `root`, creating it (mode 0700) if needed: only `serve` (and `init`) create a
+    /// deployment's data directory; every other command uses [`DataDir::existing`].
     pub fn open(root: &Path) -> Result<Self> {
         let keys = root.join("keys");
         fs::create_dir_all(&keys).with_context(|| format!("cannot create `{}`", keys.display()))?;
         restrict(root, 0o700)?;
         restrict(&keys, 0o700)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Opens `root` only if it already holds a Handoff store, so a mistyped `--data-dir` (or a
+    /// command run from the wrong folder) never creates a second, empty deployment.
+    pub fn existing(root: &Path) -> Result<Self, NoStore> {
+        let database = root.join("handoff.db");
+        if !database.is_file() {
+            return Err(NoStore {
+                root: root.to_path_buf(),
+            });
+        }
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -101,6 +116,26 @@ impl DataDir {
         SigningKey::from_pkcs8(algorithm, &der).with_context(|| format!("key `{}`", path.display()))
     }
 }
+
+/// A data directory that holds no Handoff store.
+#[derive(Debug)]
+pub struct NoStore {
+    root: PathBuf,
+}
+
+impl std::fmt::Display for NoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` holds no Handoff store (no handoff.db): give the data directory of a deployment \
+             with --data-dir, or talk to the running server with --server; only `handoff serve` \
+             creates a store",
+            self.root.display()
+        )
+    }
+}
+
+impl std::error::Error for NoStore {}
 
 /// Writes a secret readable by the owner only, all or nothing, refusing to overwrite: the bytes
 /// go to a temporary file in the same directory (mode 0600), which is fsynced, linked into place

@@ -35,9 +35,35 @@ pub struct DeploymentArgs {
 
 #[derive(Debug, clap::Args, Clone)]
 pub struct DataArgs {
-    /// Where the store and keys live; created if missing.
+    /// Where the store and keys live (only `serve` creates one; other commands refuse a folder
+    /// without a store).
     #[arg(long, value_name = "DIR", default_value = ".handoff")]
     pub data_dir: PathBuf,
+}
+
+/// A running server and the operator credential to call its admin API with.
+#[derive(Debug, clap::Args, Clone)]
+pub struct RemoteArgs {
+    /// The running server's base URL: the command goes through its admin API instead of a
+    /// data directory.
+    #[arg(long, env = "HANDOFF_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// A file holding the operator credential (the server's `<data-dir>/keys/operator-secret`);
+    /// else `HANDOFF_OPERATOR_TOKEN`.
+    #[arg(long, value_name = "FILE")]
+    pub operator_token_file: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The server to call, if one was named.
+    pub fn remote(&self) -> anyhow::Result<Option<commands::remote::Remote>> {
+        self.server
+            .as_deref()
+            .map(|server| {
+                commands::remote::Remote::new(server, self.operator_token_file.as_deref())
+            })
+            .transpose()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +102,13 @@ pub enum Command {
     /// Write a commented starter deployment (config, policies, policy tests) into a new or
     /// empty DIR.
     Init { dir: PathBuf },
+    /// Make the running server read its config and policies again: checked as `handoff check`
+    /// checks them and swapped in, or refused with every problem listed (the old set keeps
+    /// serving). `SIGHUP` to the server does the same.
+    Reload {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Validate a deployment (config and policies) without serving.
     Check {
         #[command(flatten)]
@@ -110,6 +143,8 @@ pub enum Command {
         deployment: DeploymentArgs,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Freeze a system: no new tokens for it, and its live tokens introspect inactive.
     Freeze {
@@ -120,6 +155,8 @@ pub enum Command {
         deployment: DeploymentArgs,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Unfreeze a system.
     Unfreeze {
@@ -130,6 +167,8 @@ pub enum Command {
         deployment: DeploymentArgs,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Development tokens for people who approve (from the dev issuer).
     Approver {
@@ -141,7 +180,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ApprovalsCommand,
         /// The server's base URL.
-        #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long,
+            global = true,
+            env = "HANDOFF_SERVER",
+            default_value = "http://127.0.0.1:8080"
+        )]
         server: String,
         /// Your approver token (or set HANDOFF_TOKEN).
         #[arg(long, global = true, env = "HANDOFF_TOKEN", hide_env_values = true)]
@@ -163,6 +207,8 @@ pub enum Command {
         task: String,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// Print the records as JSON lines.
         #[arg(long)]
         json: bool,
@@ -247,6 +293,8 @@ pub enum CredentialsCommand {
         deployment: DeploymentArgs,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
 }
 
@@ -314,6 +362,21 @@ pub enum AuditCommand {
     },
 }
 
+/// A revocation or freeze through the server when one is named, else on the data directory.
+fn revoke(
+    deployment: &DeploymentArgs,
+    data: &DataArgs,
+    remote: &RemoteArgs,
+    kind: RevocationKind,
+    id: &str,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    match remote.remote()? {
+        Some(remote) => commands::revoke::revoke_remote(&remote, kind, id, reason),
+        None => commands::revoke::revoke(deployment, data, kind, id, reason),
+    }
+}
+
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -329,6 +392,14 @@ pub fn run(cli: Cli) -> ExitCode {
         } => commands::serve::run(&deployment, &data, &listen),
         Command::Check { deployment } => commands::check::run(&deployment),
         Command::Init { dir } => commands::init::run(&dir),
+        Command::Reload { remote } => {
+            let server = remote
+                .server
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+            commands::remote::Remote::new(&server, remote.operator_token_file.as_deref())
+                .and_then(|remote| commands::reload::run(&remote))
+        }
         Command::Gateway {
             deployment,
             handoff,
@@ -393,12 +464,23 @@ pub fn run(cli: Cli) -> ExitCode {
             command: EvidenceCommand::Send { jwt, server },
         } => commands::evidence::send(&server, jwt.as_deref()),
         Command::Trace { task, data, json } => commands::trace::run(&data, &task, json),
+        Command::Trace {
+            task,
+            data,
+            remote,
+            json,
+        } => match remote.remote() {
+            Ok(Some(remote)) => commands::trace::run_remote(&remote, &task, json),
+            Ok(None) => commands::trace::run(&data, &task, json),
+            Err(error) => Err(error),
+        },
         Command::Revoke {
             kind,
             id,
             reason,
             deployment,
             data,
+            remote,
         } => {
             let kind = match kind {
                 RevokeKind::Token => RevocationKind::Token,
@@ -406,22 +488,32 @@ pub fn run(cli: Cli) -> ExitCode {
                 RevokeKind::Agent => RevocationKind::Agent,
                 RevokeKind::Delegation => RevocationKind::Delegation,
             };
-            commands::revoke::revoke(&deployment, &data, kind, &id, &reason)
+            revoke(&deployment, &data, &remote, kind, &id, &reason)
         }
         Command::Freeze {
             system,
             reason,
             deployment,
             data,
-        } => commands::revoke::revoke(&deployment, &data, RevocationKind::Freeze, &system, &reason),
+            remote,
+        } => revoke(
+            &deployment,
+            &data,
+            &remote,
+            RevocationKind::Freeze,
+            &system,
+            &reason,
+        ),
         Command::Unfreeze {
             system,
             reason,
             deployment,
             data,
-        } => commands::revoke::revoke(
+            remote,
+        } => revoke(
             &deployment,
             &data,
+            &remote,
             RevocationKind::Unfreeze,
             &system,
             &reason,
@@ -466,8 +558,13 @@ pub fn run(cli: Cli) -> ExitCode {
                     system,
                     deployment,
                     data,
+                    remote,
                 },
-        } => commands::revoke::credential(&deployment, &data, &system),
+        } => match remote.remote() {
+            Ok(Some(remote)) => commands::revoke::credential_remote(&remote, &system),
+            Ok(None) => commands::revoke::credential(&deployment, &data, &system),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(code) => code,

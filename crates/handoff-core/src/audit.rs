@@ -24,11 +24,14 @@ pub enum EventKind {
     ApprovalEscalate,
     Evidence,
     Delegate,
+    /// The policy set and config were reloaded (or a reload was refused).
+    Reload,
 }
 
 impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Reload => "reload",
             Self::TaskOpen => "task_open",
             Self::TaskEnd => "task_end",
             Self::Exchange => "exchange",
@@ -98,6 +101,9 @@ pub struct AuditEvent {
     pub policies: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_set: Option<String>,
+    /// A reload's record: the hash of the policy set it replaced (`policy_set` is the new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_policy_set: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenRecord>,
     /// Who acted, when not the agent: an operator, a system, Handoff itself.

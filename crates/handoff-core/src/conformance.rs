@@ -96,6 +96,54 @@ async fn try_open(store: &dyn Store, id: &str) -> Result<crate::store::Receipt, 
         .await
 }
 
+/// Records name the tokens they mint and tasks their agents: only those are known.
+pub async fn tokens_and_agents_are_known_once_recorded(store: &dyn Store) -> Result<(), String> {
+    let agent = AgentId::new("agent-1");
+    ensure(
+        !store.token_known("jti-1").await.map_err(failed)?,
+        "no token is known in an empty store",
+    )?;
+    ensure(
+        !store.agent_known(&agent).await.map_err(failed)?,
+        "no agent is known in an empty store",
+    )?;
+    open(store, "conf-1").await?;
+    ensure(
+        store.agent_known(&agent).await.map_err(failed)?,
+        "an agent that opened a task is known",
+    )?;
+    let mut grant = event("conf-1", EventKind::Exchange);
+    grant.token = Some(crate::audit::TokenRecord {
+        jti: "jti-1".to_owned(),
+        aud: "https://ci.example".to_owned(),
+        scope: "run_tests".to_owned(),
+        exp: 3_600,
+    });
+    store
+        .write(Write::new(
+            Timestamp::from_millis(2_000),
+            grant,
+            TaskWrite::None,
+        ))
+        .await
+        .map_err(failed)?;
+    ensure(
+        store.token_known("jti-1").await.map_err(failed)?,
+        "a recorded token is known",
+    )?;
+    ensure(
+        !store.token_known("jti-2").await.map_err(failed)?,
+        "another token id is not",
+    )?;
+    ensure(
+        !store
+            .agent_known(&AgentId::new("agent-2"))
+            .await
+            .map_err(failed)?,
+        "another agent is not",
+    )
+}
+
 /// A write of `event` about `task` with no task change and these effects.
 fn effects(task: &str, kind: EventKind, at: i64, effects: Vec<Effect>) -> Write {
     let mut write = Write::new(
@@ -1186,6 +1234,7 @@ macro_rules! store_conformance {
             revoking_an_agent_revokes_its_open_tasks_and_stales_their_grants,
             revoking_a_task_stales_grants_decided_before,
             token_status_follows_its_task_its_system_and_its_own_revocation,
+            tokens_and_agents_are_known_once_recorded,
             an_approval_is_decided_once_and_never_after_it_expired,
             only_an_approved_unexpired_approval_is_consumed,
             an_approval_is_released_once_under_concurrent_use,

@@ -55,6 +55,10 @@ pub enum ServiceError {
     /// Evidence whose id was already received.
     #[error("{0}")]
     EvidenceReplayed(String),
+    /// A reload found the deployment on disk broken, or changing what cannot change while
+    /// serving: every problem, one line each. The old deployment keeps serving.
+    #[error("the deployment was not reloaded: {} problem(s)", .0.len())]
+    DeploymentRefused(Vec<String>),
     /// A fault on Handoff's side (no randomness, signing failed); never caused by input.
     #[error("internal error")]
     Internal(#[from] InternalError),
@@ -116,6 +120,8 @@ pub enum ErrorCode {
     DetailsMismatch,
     UpstreamCredentialUnavailable,
     UpstreamUnavailable,
+    /// A reload refused: the deployment on disk does not load, or changes a fixed setting.
+    InvalidDeployment,
 }
 
 impl ErrorCode {
@@ -130,7 +136,8 @@ impl ErrorCode {
             | Self::InvalidScope
             | Self::AuthorizationPending
             | Self::SlowDown
-            | Self::ExpiredToken => 400,
+            | Self::ExpiredToken
+            | Self::InvalidDeployment => 400,
             Self::InvalidClient
             | Self::InvalidGrant
             | Self::InvalidEvidence
@@ -184,6 +191,7 @@ impl ErrorCode {
             Self::DetailsMismatch => "details_mismatch",
             Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
             Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::InvalidDeployment => "invalid_deployment",
         }
     }
 }
@@ -225,6 +233,7 @@ impl ServiceError {
             Self::ExpiredToken(_) => ErrorCode::ExpiredToken,
             Self::InvalidEvidence(_) => ErrorCode::InvalidEvidence,
             Self::EvidenceReplayed(_) => ErrorCode::EvidenceReplayed,
+            Self::DeploymentRefused(_) => ErrorCode::InvalidDeployment,
             Self::Internal(_) => ErrorCode::ServerError,
         }
     }

@@ -40,7 +40,8 @@ pub struct Handoff {
     /// Exchanges of one task take turns on this node (striped by task id): each decides on the
     /// facts the last one wrote instead of losing the write race and deciding again, so a busy
     /// task never runs out of retries. Other nodes still meet at the store's version check.
-    task_turns: Box<[Mutex<()>]>,
+    /// Shared with the services a reload makes from this one ([`Handoff::reconfigured`]).
+    task_turns: Arc<[Mutex<()>]>,
 }
 
 /// Stripes of [`Handoff::task_turn`]: tasks that share one only wait for each other briefly.
@@ -71,6 +72,39 @@ impl Handoff {
             evidence_secrets: BTreeMap::new(),
             task_turns: (0..TASK_TURN_STRIPES).map(|_| Mutex::new(())).collect(),
         }
+    }
+
+    /// The same service (store, keys, clock, randomness, notifier, credentials, task turns) under
+    /// another config, policy set and identity verifiers: what a reload swaps in
+    /// ([`crate::live::Current::reload`]).
+    pub fn reconfigured(
+        &self,
+        config: Arc<Config>,
+        policies: Arc<PolicyEngine>,
+        identities: IdentityVerifier,
+        approvers: Option<IdentityVerifier>,
+    ) -> Self {
+        Self {
+            config,
+            policies,
+            keys: self.keys.clone(),
+            identities,
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            random: self.random.clone(),
+            operator_sha256: self.operator_sha256.clone(),
+            notifier: self.notifier.clone(),
+            approvers,
+            txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
+            evidence_secrets: self.evidence_secrets.clone(),
+            task_turns: self.task_turns.clone(),
+        }
+    }
+
+    /// The content hash of the policy set this service decides with (every decision's record
+    /// names it as `policy_set`).
+    pub fn policy_set(&self) -> &str {
+        self.policies.hash()
     }
 
     /// The HMAC keys of systems that sign evidence as webhooks (`hmac_secret_env`).

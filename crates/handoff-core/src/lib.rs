@@ -29,6 +29,7 @@ pub mod ids;
 pub mod json;
 pub mod keys;
 pub mod limits;
+pub mod live;
 pub mod notify;
 pub mod policy;
 pub mod random;

@@ -170,6 +170,12 @@ pub trait Store: Send + Sync {
     /// The open tasks of an agent.
     async fn open_tasks(&self, agent: &AgentId) -> Result<Vec<TaskId>, StoreError>;
 
+    /// Whether a record names a token with this `jti` (it was minted, or used, here).
+    async fn token_known(&self, jti: &str) -> Result<bool, StoreError>;
+
+    /// Whether `agent` ever held a task here, was delegated to, or was revoked before.
+    async fn agent_known(&self, agent: &AgentId) -> Result<bool, StoreError>;
+
     /// Revocation feed entries with `seq > after`, in order, at most `limit`.
     async fn revocations(
         &self,

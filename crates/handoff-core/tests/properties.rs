@@ -694,8 +694,23 @@ impl World {
             }
             Op::RevokeAgent { agent } => {
                 let agent = usize::from(*agent);
-                self.revoke(RevocationKind::Agent, AGENTS[agent]).await?;
-                self.revoked.agents.insert(agent);
+                // An agent that never held a task is refused as an unknown target.
+                match self
+                    .handoff
+                    .revoke(
+                        &operator(),
+                        RevocationKind::Agent,
+                        AGENTS[agent],
+                        "generated revocation",
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        self.revoked.agents.insert(agent);
+                    }
+                    Err(ServiceError::InvalidTarget(_)) => {}
+                    Err(e) => return Err(TestCaseError::fail(format!("revoke agent: {e:?}"))),
+                }
             }
             Op::RevokeDelegation { delegation } => {
                 let Some(id) = Self::pick(&self.delegations, *delegation).map(|d| d.id.clone())

@@ -39,6 +39,7 @@ use credential::Injector;
 use handoff_core::Handoff;
 use handoff_core::config::{Config, SystemConfig};
 use handoff_core::ids::SystemId;
+use handoff_core::live::Current;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -56,7 +57,7 @@ pub struct Gateway {
     verifier: Verifier,
     recorder: Recorder,
     /// Present inside `handoff serve`: MCP `tools/call` runs the exchange through it.
-    handoff: Option<Arc<Handoff>>,
+    handoff: Option<Arc<Current>>,
     credentials: BTreeMap<SystemId, Injector>,
     mcp: BTreeMap<SystemId, Arc<upstream_mcp::McpUpstream>>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -77,13 +78,19 @@ impl Gateway {
     /// A gateway inside `handoff serve`: tokens checked against Handoff's keys and store, uses
     /// appended to the audit chain, MCP tool calls decided by the exchange itself.
     pub fn embedded(handoff: Arc<Handoff>) -> Result<Self, BuildError> {
-        let config = Arc::new(handoff.config().clone());
+        Self::embedded_live(Current::fixed(handoff))
+    }
+
+    /// [`Gateway::embedded`] over the service current at each call (swapped by a reload; the
+    /// gateway's own tables are fixed while serving, so a reload may not change them).
+    pub fn embedded_live(current: Arc<Current>) -> Result<Self, BuildError> {
+        let config = Arc::new(current.get().config().clone());
         let mut gateway = Self::new(
             config,
-            Verifier::online(handoff.clone()),
-            Recorder::Store(handoff.clone()),
+            Verifier::online(current.clone()),
+            Recorder::Store(current.clone()),
         )?;
-        gateway.handoff = Some(handoff);
+        gateway.handoff = Some(current);
         Ok(gateway)
     }
 

@@ -127,7 +127,7 @@ pub async fn endpoint(
     if headers.contains_key(header::ORIGIN) {
         return GatewayError::BrowserOrigin.into_response();
     }
-    let Some(handoff) = gateway.handoff.clone() else {
+    let Some(handoff) = gateway.handoff.as_ref().map(|current| current.get()) else {
         return GatewayError::NotFound.into_response();
     };
     let identity_token = match handoff_http::bearer(&headers) {

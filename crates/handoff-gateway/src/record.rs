@@ -2,7 +2,7 @@
 //! verified token). The record's shape and the write to the audit chain are the core's
 //! ([`handoff_core::usage`]); the gateway only says where it goes.
 
-use handoff_core::Handoff;
+use handoff_core::live::Current;
 use handoff_core::token::AccessClaims;
 use handoff_core::usage::Use;
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use std::sync::Arc;
 /// Where use records go.
 #[derive(Clone)]
 pub enum Recorder {
-    /// Inside `handoff serve`: appended to the audit chain ([`Handoff::record_use`]).
-    Store(Arc<Handoff>),
+    /// Inside `handoff serve`: appended to the audit chain
+    /// ([`handoff_core::Handoff::record_use`]) by the service current when the call ended.
+    Store(Arc<Current>),
     /// A standalone gateway: posted to Handoff in batches (`POST /v1/gateway/uses`).
     Remote(crate::uses::Remote),
     /// Records go to the log only (`target: handoff_gateway::use`).
@@ -22,8 +23,8 @@ impl Recorder {
     /// Records `call` made under `claims`, without holding up the caller.
     pub fn record(&self, claims: &AccessClaims, call: Use) {
         match self {
-            Self::Store(handoff) => {
-                let handoff = handoff.clone();
+            Self::Store(current) => {
+                let handoff = current.get();
                 let claims = claims.clone();
                 tokio::spawn(async move {
                     if let Err(error) = handoff.record_use(&claims, call).await {

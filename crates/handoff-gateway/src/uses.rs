@@ -85,10 +85,10 @@ pub async fn receive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(handoff) = gateway.handoff.as_deref() else {
+    let Some(handoff) = gateway.handoff.as_ref().map(|current| current.get()) else {
         return GatewayError::NotFound.into_response();
     };
-    match accept(handoff, &headers, &body).await {
+    match accept(&handoff, &headers, &body).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }

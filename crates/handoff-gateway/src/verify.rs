@@ -4,12 +4,12 @@
 
 use crate::error::GatewayError;
 use crate::feed::FeedEntry;
-use handoff_core::Handoff;
 use handoff_core::cache::{DEFAULT_LIMIT, VerifiedCache};
 use handoff_core::clock::{Clock, SystemClock};
 use handoff_core::config::SystemConfig;
 use handoff_core::containment::Inactive;
 use handoff_core::containment::RevocationKind;
+use handoff_core::live::Current;
 use handoff_core::token::{
     ACCESS_TOKEN_TYP, AccessClaims, OWN_TOKEN_LEEWAY, TokenTimes, Unverified, verify_access_token,
 };
@@ -28,15 +28,16 @@ pub struct Verifier {
 
 enum Kind {
     /// Inside `handoff serve`: Handoff's keys, and the store's view of revocations and freezes.
-    Online(Arc<Handoff>),
+    Online(Arc<Current>),
     /// A standalone gateway: the served JWKS and a deny list fed by the revocation feed.
     Offline(Arc<OfflineVerifier>),
 }
 
 impl Verifier {
-    pub fn online(handoff: Arc<Handoff>) -> Self {
+    /// Inside `handoff serve`: checks against the service current at each call.
+    pub fn online(current: Arc<Current>) -> Self {
         Self {
-            kind: Kind::Online(handoff),
+            kind: Kind::Online(current),
             verified: VerifiedCache::new(DEFAULT_LIMIT),
         }
     }
@@ -55,7 +56,7 @@ impl Verifier {
         system: &SystemConfig,
     ) -> Result<AccessClaims, GatewayError> {
         let now = match &self.kind {
-            Kind::Online(handoff) => handoff.now().seconds(),
+            Kind::Online(current) => current.get().now().seconds(),
             Kind::Offline(offline) => offline.clock.now().seconds(),
         };
         let key = VerifiedCache::<AccessClaims>::key(token);
@@ -63,9 +64,9 @@ impl Verifier {
             Some(claims) => claims,
             None => {
                 let claims = match &self.kind {
-                    Kind::Online(handoff) => verify_access_token(
-                        handoff.keys(),
-                        &handoff.config().trust_domain,
+                    Kind::Online(current) => verify_access_token(
+                        current.get().keys(),
+                        &current.get().config().trust_domain,
                         Unverified::new(token),
                         Some(now),
                     )
@@ -87,7 +88,8 @@ impl Verifier {
         // Whether it was cut is the core's one answer (the same introspection gives), or the
         // deny list's offline; never a check of the gateway's own.
         let inactive = match &self.kind {
-            Kind::Online(handoff) => handoff
+            Kind::Online(current) => current
+                .get()
                 .why_inactive(&claims)
                 .await
                 .map_err(|e| GatewayError::Unavailable(e.to_string()))?,

@@ -99,6 +99,9 @@ impl ApiError {
             }) => body
                 .with("approval_id", approval_id.clone())
                 .with("interval", *interval),
+            Self::Service(ServiceError::DeploymentRefused(problems)) => {
+                body.with("problems", problems.clone())
+            }
             Self::Service(
                 ServiceError::InvalidRequest(_)
                 | ServiceError::InvalidAuthorizationDetails(_)

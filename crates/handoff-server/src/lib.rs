@@ -10,4 +10,4 @@ mod state;
 
 pub use error::ApiError;
 pub use listener::serve;
-pub use routes::app;
+pub use routes::{app, app_live};

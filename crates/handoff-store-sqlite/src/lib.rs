@@ -167,6 +167,35 @@ impl Store for SqliteStore {
         self.readers.with(|conn| reader::open_tasks(conn, agent))
     }
 
+    async fn token_known(&self, jti: &str) -> Result<bool, StoreError> {
+        // The expression is the one `audit_by_jti` indexes (migration 6), so this is a lookup.
+        self.readers.with(|conn| {
+            reader::exists(
+                conn,
+                "SELECT 1 FROM audit WHERE json_extract(body, '$.event.token.jti') = ?1",
+                jti,
+            )
+        })
+    }
+
+    async fn agent_known(&self, agent: &AgentId) -> Result<bool, StoreError> {
+        self.readers.with(|conn| {
+            Ok(
+                reader::exists(conn, "SELECT 1 FROM tasks WHERE agent = ?1", agent.as_str())?
+                    || reader::exists(
+                        conn,
+                        "SELECT 1 FROM revoked_agents WHERE agent = ?1",
+                        agent.as_str(),
+                    )?
+                    || reader::exists(
+                        conn,
+                        "SELECT 1 FROM delegations WHERE json_extract(body, '$.delegate') = ?1",
+                        agent.as_str(),
+                    )?,
+            )
+        })
+    }
+
     async fn revocations(
         &self,
         after: u64,

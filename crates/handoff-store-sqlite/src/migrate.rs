@@ -80,6 +80,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE revoked_delegations (id TEXT PRIMARY KEY, at INTEGER NOT NULL);",
     // 5: a task's delegations, read when an approval is decided (separation of duties).
     "CREATE INDEX delegations_by_task ON delegations (task);",
+    // 6: records by the token they name, so an operator's revocation of a token id Handoff
+    //    never minted is refused (`Store::token_known`).
+    "CREATE INDEX audit_by_jti ON audit (json_extract(body, '$.event.token.jti'));",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

@@ -29,7 +29,7 @@ pub fn issue(
         bail!("`--user` and at least one `--group` are required");
     }
     let lifetime = Ttl::parse(lifetime).map_err(anyhow::Error::msg)?;
-    let dir = DataDir::open(&data.data_dir)?;
+    let dir = DataDir::existing(&data.data_dir)?;
     let key = dir.dev_issuer_key()?;
     println!(
         "{}",

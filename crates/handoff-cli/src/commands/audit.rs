@@ -9,7 +9,7 @@ use std::process::ExitCode;
 const PAGE: usize = 1000;
 
 pub fn verify(data: &DataArgs) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::open(&data.data_dir)?;
+    let dir = DataDir::existing(&data.data_dir)?;
     let store = dir.store()?;
     let runtime = super::runtime()?;
     runtime.block_on(async {

@@ -28,7 +28,7 @@ pub fn issue(
         bail!("`--agent` must not be empty");
     }
     let lifetime = Ttl::parse(lifetime).map_err(anyhow::Error::msg)?;
-    let dir = DataDir::open(&data.data_dir)?;
+    let dir = DataDir::existing(&data.data_dir)?;
     let key = dir.dev_issuer_key()?;
     let token = issue_dev_identity(&deployment.config, &key, agent, SystemClock.now(), lifetime)?;
     println!("{token}");

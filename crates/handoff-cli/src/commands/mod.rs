@@ -8,6 +8,8 @@ pub mod gateway;
 pub mod identity;
 pub mod init;
 pub mod policy;
+pub mod reload;
+pub mod remote;
 pub mod revoke;
 pub mod serve;
 pub mod trace;

@@ -7,6 +7,7 @@ use handoff_core::Handoff;
 use handoff_core::clock::SystemClock;
 use handoff_core::config::Deployment;
 use handoff_core::identity::IdentityVerifier;
+use handoff_core::live::Current;
 use handoff_core::notify::Notifier;
 use handoff_core::random::SystemRandomness;
 use handoff_webhook::WebhookNotifier;
@@ -28,7 +29,7 @@ pub fn run(
     };
     super::init_logging();
     let source = crate::deployment::describe(deployment_args.config.as_deref());
-    super::runtime()?.block_on(serve(deployment, &source, data, listen))?;
+    super::runtime()?.block_on(serve(deployment, deployment_args, &source, data, listen))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -117,11 +118,13 @@ pub fn build_with_clock(
 
 async fn serve(
     deployment: Deployment,
+    deployment_args: &DeploymentArgs,
     source: &str,
     data: &DataArgs,
     listen: &str,
 ) -> anyhow::Result<()> {
     let dir = DataDir::open(&data.data_dir)?;
+    let reloads = super::reload::DiskDeployment::new(deployment_args, &dir, &deployment.config)?;
     let systems = deployment.config.systems.len();
     let policies = deployment.policies.len();
     let dev_issuer = deployment.config.dev_issuer;
@@ -144,7 +147,9 @@ async fn serve(
     let _ = out.write_all(banner.as_bytes());
     let _ = out.flush();
     drop(out);
-    serve_on(listener, handoff, shutdown()).await
+    let current = Current::reloadable(handoff, Arc::new(reloads));
+    super::reload::on_sighup(current.clone());
+    serve_live(listener, current, shutdown()).await
 }
 
 /// Serves what `handoff serve` serves (the API, the embedded gateway and the approval sweep) for
@@ -154,21 +159,30 @@ pub async fn serve_on(
     handoff: Arc<Handoff>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_live(listener, Current::fixed(handoff), shutdown).await
+}
+
+/// [`serve_on`] over the service `current` holds, which a reload swaps.
+pub async fn serve_live(
+    listener: tokio::net::TcpListener,
+    current: Arc<Current>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     // Approvals nobody decided in time expire, and slow ones escalate, in the background.
-    let sweeper = handoff.clone();
+    let sweeper = current.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
-            if let Err(error) = sweeper.sweep_approvals().await {
+            if let Err(error) = sweeper.get().sweep_approvals().await {
                 tracing::warn!(%error, "the approval sweep failed");
             }
         }
     });
     // The enforcement gateway (`/gateway/...`, `/mcp`) runs inside the same server.
-    let gateway = handoff_gateway::Gateway::embedded(handoff.clone())?;
-    let settings = handoff.config().server;
-    let app = handoff_server::app(handoff).merge(handoff_gateway::router(Arc::new(gateway)));
+    let gateway = handoff_gateway::Gateway::embedded_live(current.clone())?;
+    let settings = current.get().config().server;
+    let app = handoff_server::app_live(current).merge(handoff_gateway::router(Arc::new(gateway)));
     handoff_server::serve(listener, app, &settings, PASS_THROUGH, shutdown).await;
     Ok(())
 }

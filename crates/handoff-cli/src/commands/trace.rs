@@ -2,22 +2,70 @@
 
 use crate::DataArgs;
 use crate::data_dir::DataDir;
-use handoff_core::audit::{AuditEvent, EventKind, Outcome};
+use handoff_core::audit::{AuditEvent, EventKind, Outcome, SealedRecord};
 use handoff_core::ids::TaskId;
 use handoff_core::store::Store;
 use handoff_core::time::Timestamp;
 use std::process::ExitCode;
 
 pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::open(&data.data_dir)?;
+    let dir = DataDir::existing(&data.data_dir)?;
     let store = dir.store()?;
     let records = super::runtime()?.block_on(store.task_records(&TaskId::new(task)))?;
+    print(task, &records, json)
+}
+
+/// `handoff trace --server`: the records come from the running server's admin API.
+pub fn run_remote(
+    remote: &super::remote::Remote,
+    task: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    // Task ids are `task_` and letters or digits; anything else is not a task of Handoff's.
+    if task.is_empty()
+        || !task
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    {
+        eprintln!("no records for task `{task}`");
+        return Ok(ExitCode::FAILURE);
+    }
+    let path = format!("/v1/admin/tasks/{task}/records");
+    let (status, body) = remote.call(reqwest::Method::GET, &path, None)?;
+    if status != 200 {
+        super::remote::print_refusal(&body);
+        return Ok(ExitCode::FAILURE);
+    }
+    let records = body
+        .get("records")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let text = |key: &str| r.get(key).and_then(serde_json::Value::as_str);
+            Ok(SealedRecord {
+                seq: r
+                    .get("seq")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+                at: serde_json::from_value(r.get("at").cloned().unwrap_or_default())?,
+                task: Some(task.to_owned()),
+                body: text("body").unwrap_or_default().to_owned(),
+                prev_hash: text("prev_hash").unwrap_or_default().to_owned(),
+                hash: text("hash").unwrap_or_default().to_owned(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print(task, &records, json)
+}
+
+fn print(task: &str, records: &[SealedRecord], json: bool) -> anyhow::Result<ExitCode> {
     if records.is_empty() {
         eprintln!("no records for task `{task}`");
         return Ok(ExitCode::FAILURE);
     }
     if json {
-        for record in &records {
+        for record in records {
             println!("{}", record.body);
         }
         return Ok(ExitCode::SUCCESS);
@@ -25,7 +73,7 @@ pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> 
     // Uses of a token are shown under the grant that minted it.
     let mut granted = std::collections::BTreeSet::new();
     let mut uses = Vec::new();
-    for record in &records {
+    for record in records {
         let event = record.event().map_err(anyhow::Error::msg)?;
         match (event.kind, &event.token) {
             (Some(EventKind::Use), Some(_)) => uses.push((record.seq, record.at, event)),
@@ -36,7 +84,7 @@ pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> 
         }
     }
     let mut header_done = false;
-    for record in &records {
+    for record in records {
         let event = record.event().map_err(anyhow::Error::msg)?;
         if !header_done {
             print_header(task, &event);

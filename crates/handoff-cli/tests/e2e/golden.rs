@@ -34,6 +34,8 @@ fn handoff_check_on_the_bundled_example_prints_the_golden_summary() {
 
 /// Three records written by the CLI's one-shot commands (freeze, unfreeze, freeze).
 fn three_records(data_dir: &str) {
+    // Only `serve` creates a store; it writes no record itself.
+    crate::harness::Server::start(std::path::Path::new(data_dir)).stop();
     for args in [
         ["freeze", "payments", "--reason", "incident 7"],
         ["unfreeze", "payments", "--reason", "resolved"],

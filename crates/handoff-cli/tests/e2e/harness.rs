@@ -247,6 +247,11 @@ impl Server {
         (status, response.json().await.unwrap())
     }
 
+    /// The `handoff serve` process id (to signal it); none for an in-process server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn stop(mut self) {
         self.halt();
     }

@@ -32,6 +32,8 @@ mod init;
 mod inputs;
 mod mcp;
 mod python_client;
+mod operator;
+mod reload;
 mod restart;
 mod tasks;
 mod templates;

@@ -53,6 +53,7 @@ async fn a_restart_keeps_keys_tasks_history_and_the_chain() {
 fn private_keys_are_readable_by_the_owner_only() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = temp_dir();
+    crate::harness::Server::start(dir.path()).stop();
     let output = cli(&[
         "identity",
         "issue",
@@ -75,13 +76,20 @@ fn a_key_file_others_can_read_stops_the_start_and_no_temporary_file_is_left() {
     let dir = temp_dir();
     let data_dir = dir.path().to_str().unwrap();
     let issue = || cli(&["identity", "issue", "--agent", "a", "--data-dir", data_dir]);
+    // Only `serve` creates a data directory.
+    crate::harness::Server::start(dir.path()).stop();
     assert!(issue().status.success());
     // Secrets are written whole and linked into place: nothing but the secrets remains.
-    let names: Vec<String> = std::fs::read_dir(dir.path().join("keys"))
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("keys"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["dev-issuer-ES256.p8"], "{names:?}");
+    names.sort();
+    assert_eq!(
+        names,
+        ["dev-issuer-ES256.p8", "operator-secret", "signing-ES256.p8"],
+        "{names:?}"
+    );
 
     let key = dir.path().join("keys/dev-issuer-ES256.p8");
     for mode in [0o640, 0o604] {

@@ -100,6 +100,13 @@ impl Handoff {
         };
         match kind {
             RevocationKind::Token => {
+                // An operator naming a token id Handoff never minted has the wrong id (or the
+                // wrong deployment): say so. RFC 7009's endpoint still answers 200 for those.
+                if !self.store().token_known(subject).await? {
+                    return Err(ServiceError::InvalidTarget(format!(
+                        "no token with id `{subject}` was ever issued here"
+                    )));
+                }
                 self.apply_revocation(revocation, None).await?;
                 Ok(RevokeReport {
                     kind,
@@ -123,6 +130,11 @@ impl Handoff {
             }
             RevocationKind::Agent => {
                 let agent = AgentId::new(subject);
+                if !self.store().agent_known(&agent).await? {
+                    return Err(ServiceError::InvalidTarget(format!(
+                        "agent `{subject}` never held a task here"
+                    )));
+                }
                 let tasks = self.store().open_tasks(&agent).await?;
                 self.apply_revocation(revocation, None).await?;
                 // One record per task cut, so each task's trace shows why it stopped.

@@ -130,6 +130,16 @@ impl Store for FailingStore {
         self.inner.token_status(jti, task, system).await
     }
 
+    async fn token_known(&self, jti: &str) -> Result<bool, StoreError> {
+        self.read()?;
+        self.inner.token_known(jti).await
+    }
+
+    async fn agent_known(&self, agent: &AgentId) -> Result<bool, StoreError> {
+        self.read()?;
+        self.inner.agent_known(agent).await
+    }
+
     async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError> {
         self.read()?;
         self.inner.is_frozen(system).await

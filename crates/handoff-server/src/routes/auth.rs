@@ -30,9 +30,26 @@ pub fn bearer<'h>(headers: &'h HeaderMap, unauthenticated: &str) -> Result<&'h s
     handoff_http::bearer(headers).map_err(|error| refused(error, unauthenticated))
 }
 
+/// The header in which an operator's client names the person at the keyboard
+/// (`handoff ... --server` sends `$USER`); records then name `operator:<name>`. It is the
+/// holder of the operator credential's word, not a second authentication.
+pub const OPERATOR_NAME: &str = "handoff-operator";
+
 pub fn operator(handoff: &Handoff, headers: &HeaderMap) -> Result<Operator, ApiError> {
     let secret = bearer(headers, "operator credentials are required")?;
-    Ok(handoff.authenticate_operator(secret)?)
+    let operator = handoff.authenticate_operator(secret)?;
+    let Some(name) = headers.get(OPERATOR_NAME) else {
+        return Ok(operator);
+    };
+    let name = name
+        .to_str()
+        .map_err(|_| ApiError::invalid_request(format!("`{OPERATOR_NAME}` is not text")))?;
+    handoff_core::text::check_identifier(OPERATOR_NAME, name)?;
+    Ok(Operator::local(format!(
+        "{}:{}",
+        operator.name(),
+        name.trim()
+    )))
 }
 
 /// A system or an operator (for introspection and the revocation feed).

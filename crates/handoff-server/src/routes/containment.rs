@@ -35,10 +35,11 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = auth::system_or_operator(&state.handoff, &headers).await?;
+    let handoff = state.handoff();
+    let caller = auth::system_or_operator(&handoff, &headers).await?;
     let params = FormParams::parse(&headers, &body)?;
     let token = params.required("token")?;
-    let answer = match state.handoff.introspect(&caller, token).await? {
+    let answer = match handoff.introspect(&caller, token).await? {
         Introspection::Active(claims) => json!({
             "active": true,
             "iss": claims.iss,
@@ -63,10 +64,11 @@ pub async fn revoke_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = auth::any_caller(&state.handoff, &headers).await?;
+    let handoff = state.handoff();
+    let caller = auth::any_caller(&handoff, &headers).await?;
     let params = FormParams::parse(&headers, &body)?;
     let token = params.required("token")?;
-    state.handoff.revoke_token(&caller, token).await?;
+    handoff.revoke_token(&caller, token).await?;
     state.feed.notify_waiters();
     Ok(no_store(Json(json!({})).into_response()))
 }
@@ -98,8 +100,9 @@ async fn apply(
     id: &str,
     reason: &str,
 ) -> Result<Response, ApiError> {
-    let operator = auth::operator(&state.handoff, headers)?;
-    let report = state.handoff.revoke(&operator, kind, id, reason).await?;
+    let handoff = state.handoff();
+    let operator = auth::operator(&handoff, headers)?;
+    let report = handoff.revoke(&operator, kind, id, reason).await?;
     state.feed.notify_waiters();
     Ok(Json(json!({
         "kind": report.kind,
@@ -175,12 +178,10 @@ pub async fn credential(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let operator = auth::operator(&state.handoff, &headers)?;
+    let handoff = state.handoff();
+    let operator = auth::operator(&handoff, &headers)?;
     let body: CredentialBody = json_body(&body)?;
-    let secret = state
-        .handoff
-        .register_credential(&operator, &body.system)
-        .await?;
+    let secret = handoff.register_credential(&operator, &body.system).await?;
     Ok(no_store(
         Json(json!({ "system": body.system, "client_secret": secret })).into_response(),
     ))
@@ -202,9 +203,10 @@ pub async fn feed(
     headers: HeaderMap,
     Query(query): Query<FeedQuery>,
 ) -> Result<Response, ApiError> {
-    auth::system_or_operator(&state.handoff, &headers).await?;
+    let handoff = state.handoff();
+    auth::system_or_operator(&handoff, &headers).await?;
     let limit = query.limit.unwrap_or(MAX_FEED_PAGE);
-    let entries = state.handoff.revocation_feed(query.after, limit).await?;
+    let entries = handoff.revocation_feed(query.after, limit).await?;
     let next = entries.last().map_or(query.after, |e| e.seq);
     Ok(no_store(
         Json(
@@ -219,7 +221,7 @@ pub async fn stream(
     headers: HeaderMap,
     Query(query): Query<FeedQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    auth::system_or_operator(&state.handoff, &headers).await?;
+    auth::system_or_operator(&state.handoff(), &headers).await?;
     // A reconnecting EventSource resumes after the last id it saw.
     let resume = headers
         .get("last-event-id")
@@ -239,7 +241,7 @@ pub async fn stream(
                         .data(entry_json(&entry).to_string());
                     return Some((Ok(event), (state, cursor, pending)));
                 }
-                match state.handoff.revocation_feed(cursor, MAX_FEED_PAGE).await {
+                match state.handoff().revocation_feed(cursor, MAX_FEED_PAGE).await {
                     Ok(entries) if !entries.is_empty() => pending = entries,
                     _ => {
                         let woken = state.feed.notified();

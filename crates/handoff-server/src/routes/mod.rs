@@ -8,6 +8,8 @@ mod discovery;
 mod evidence;
 pub(crate) mod form;
 mod no_store;
+mod records;
+mod reload;
 pub(crate) mod tasks;
 pub(crate) mod token;
 
@@ -16,15 +18,23 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use handoff_core::Handoff;
+use handoff_core::live::Current;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Largest request body accepted anywhere (authorization details included).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The router over a service that is never reloaded.
 pub fn app(handoff: Arc<Handoff>) -> Router {
+    app_live(Current::fixed(handoff))
+}
+
+/// The router over `current`: each request is served by the service current when it arrived,
+/// and `POST /v1/admin/reload` swaps it.
+pub fn app_live(current: Arc<Current>) -> Router {
     let state = AppState {
-        handoff,
+        current,
         feed: Arc::new(Notify::new()),
     };
     Router::new()
@@ -45,6 +55,8 @@ pub fn app(handoff: Arc<Handoff>) -> Router {
         .route("/v1/admin/freeze", post(containment::freeze))
         .route("/v1/admin/unfreeze", post(containment::unfreeze))
         .route("/v1/admin/credentials", post(containment::credential))
+        .route("/v1/admin/reload", post(reload::reload))
+        .route("/v1/admin/tasks/{id}/records", get(records::task_records))
         .route("/v1/revocations", get(containment::feed))
         .route("/v1/revocations/stream", get(containment::stream))
         .route("/v1/approvals", get(approvals::list))

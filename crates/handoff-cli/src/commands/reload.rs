@@ -1,0 +1,112 @@
+//! Live reload: `SIGHUP`, `handoff reload` and `POST /v1/admin/reload` read the same config file
+//! and policy folder again ([`DiskDeployment`]) and swap them in, or refuse them with every
+//! problem listed ([`handoff_core::live::Current::reload`]). SIGTERM and SIGINT are shutdown's
+//! (`serve.rs`); this module handles only SIGHUP.
+
+use crate::DeploymentArgs;
+use crate::data_dir::DataDir;
+use handoff_core::config::Config;
+use handoff_core::identity::IdentityVerifier;
+use handoff_core::keys::SigningKey;
+use handoff_core::live::{Current, DeploymentSource, Reloaded};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The deployment `handoff serve` was started with, read again from disk.
+pub struct DiskDeployment {
+    config: Option<PathBuf>,
+    dev_key: Option<SigningKey>,
+}
+
+impl DiskDeployment {
+    pub fn new(args: &DeploymentArgs, dir: &DataDir, config: &Config) -> anyhow::Result<Self> {
+        // The dev issuer cannot be switched on by a reload (`fixed_changes`), so its key is
+        // read only when it is on now.
+        let dev_key = if config.dev_issuer {
+            Some(dir.dev_issuer_key()?)
+        } else {
+            None
+        };
+        Ok(Self {
+            config: args.config.clone(),
+            dev_key,
+        })
+    }
+}
+
+impl DeploymentSource for DiskDeployment {
+    fn load(&self) -> Result<Reloaded, Vec<String>> {
+        let deployment = crate::deployment::load(self.config.as_deref()).map_err(|problems| {
+            problems
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })?;
+        let config = deployment.config;
+        Ok(Reloaded {
+            identities: IdentityVerifier::new(&config, self.dev_key.as_ref()),
+            approvers: Some(IdentityVerifier::for_approvers(
+                &config,
+                self.dev_key.as_ref(),
+            )),
+            config,
+            policies: deployment.policies,
+        })
+    }
+}
+
+/// Reloads on every `SIGHUP` (recorded as `actor=signal:SIGHUP`); the outcome goes to the log.
+pub fn on_sighup(current: Arc<Current>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                tracing::warn!(%error, "SIGHUP cannot be watched; reload through the admin API");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            match current.reload("signal:SIGHUP").await {
+                Ok(report) => tracing::info!(
+                    policy_set = %report.policy_set,
+                    previous_policy_set = %report.previous_policy_set,
+                    "reloaded the deployment"
+                ),
+                Err(handoff_core::ServiceError::DeploymentRefused(problems)) => {
+                    tracing::error!(
+                        problems = %problems.join("; "),
+                        "the deployment was not reloaded; the old one keeps serving"
+                    );
+                }
+                Err(error) => tracing::error!(%error, "the reload failed"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = current;
+}
+
+/// `handoff reload`: asks the running server to reload.
+pub fn run(remote: &super::remote::Remote) -> anyhow::Result<ExitCode> {
+    let (status, body) = remote.call(reqwest::Method::POST, "/v1/admin/reload", None)?;
+    if status != 200 {
+        super::remote::print_refusal(&body);
+        return Ok(ExitCode::FAILURE);
+    }
+    let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
+    if text("policy_set") == text("previous_policy_set") {
+        println!("reloaded; policy set {} (unchanged)", text("policy_set"));
+    } else {
+        println!(
+            "reloaded; policy set {} (was {})",
+            text("policy_set"),
+            text("previous_policy_set")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
