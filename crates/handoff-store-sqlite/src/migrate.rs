@@ -80,6 +80,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE revoked_delegations (id TEXT PRIMARY KEY, at INTEGER NOT NULL);",
     // 5: a task's delegations, read when an approval is decided (separation of duties).
     "CREATE INDEX delegations_by_task ON delegations (task);",
+    // 6: signed checkpoints of the audit chain (outside the chain).
+    "CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER NOT NULL,
+        head TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        jws TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

@@ -97,6 +97,12 @@ pub fn build_with_clock(
             _ => {}
         }
     }
+    let checkpoint_key = Arc::new(dir.checkpoint_key()?);
+    let witness = config
+        .audit
+        .checkpoint_file
+        .as_ref()
+        .map(|file| Arc::new(super::audit::FileWitness::new(file.into())));
     let mut handoff = Handoff::new(
         Arc::new(config),
         Arc::new(policies),
@@ -108,7 +114,11 @@ pub fn build_with_clock(
     )
     .with_operator_credential(operator)
     .with_approvers(approvers)
-    .with_evidence_secrets(evidence_secrets);
+    .with_evidence_secrets(evidence_secrets)
+    .with_checkpoint_key(checkpoint_key);
+    if let Some(witness) = witness {
+        handoff = handoff.with_witness(witness);
+    }
     if let Some(notifier) = notifier {
         handoff = handoff.with_notifier(notifier);
     }
@@ -162,6 +172,22 @@ pub async fn serve_on(
             tick.tick().await;
             if let Err(error) = sweeper.sweep_approvals().await {
                 tracing::warn!(%error, "the approval sweep failed");
+            }
+        }
+    });
+    // A signed checkpoint of the audit chain's head at every `[audit] checkpoint_interval`
+    // (the first one when serving starts).
+    let checkpointer = handoff.clone();
+    let every = std::time::Duration::from_secs(u64::from(
+        handoff.config().audit.checkpoint_interval.seconds(),
+    ));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = checkpointer.checkpoint().await {
+                tracing::warn!(%error, "the audit checkpoint failed");
             }
         }
     });

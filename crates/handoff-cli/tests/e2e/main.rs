@@ -10,6 +10,8 @@
 
 mod approvals;
 mod audit;
+mod audit_format;
+mod audit_query;
 mod bounded;
 mod check;
 mod containment;
