@@ -253,6 +253,7 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum AuditCommand {
     /// Walk the hash chain and name the first record that was altered, removed or reordered;
     /// check every stored checkpoint (signature, and the head at its record).
