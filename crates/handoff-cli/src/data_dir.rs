@@ -100,7 +100,25 @@ impl DataDir {
         self.key("dev-issuer-ES256.p8", SigningAlgorithm::Es256)
     }
 
+    /// The key audit checkpoints are signed with (Ed25519), apart from every token key.
+    pub fn checkpoint_key(&self) -> Result<SigningKey> {
+        self.key_for(
+            "checkpoint-EdDSA.p8",
+            SigningAlgorithm::EdDsa,
+            handoff_core::checkpoint::CHECKPOINT_USE,
+        )
+    }
+
     fn key(&self, name: &str, algorithm: SigningAlgorithm) -> Result<SigningKey> {
+        self.key_for(name, algorithm, "sig")
+    }
+
+    fn key_for(
+        &self,
+        name: &str,
+        algorithm: SigningAlgorithm,
+        key_use: &str,
+    ) -> Result<SigningKey> {
         let path = self.root.join("keys").join(name);
         let der = loop {
             let read = read_private(&path)
@@ -113,7 +131,8 @@ impl DataDir {
                 break der;
             }
         };
-        SigningKey::from_pkcs8(algorithm, &der).with_context(|| format!("key `{}`", path.display()))
+        SigningKey::from_pkcs8_for(algorithm, &der, key_use)
+            .with_context(|| format!("key `{}`", path.display()))
     }
 }
 

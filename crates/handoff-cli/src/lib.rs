@@ -354,9 +354,40 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum AuditCommand {
-    /// Walk the hash chain and name the first record that was altered, removed or reordered.
+    /// Walk the hash chain and name the first record that was altered, removed or reordered;
+    /// check every stored checkpoint (signature, and the head at its record).
     Verify {
+        #[command(flatten)]
+        data: DataArgs,
+        /// A file of checkpoints (one compact JWS a line, as `[audit] checkpoint_file` writes):
+        /// prove the log only grew since each (the record it covers still has its head).
+        #[arg(long, value_name = "CHECKPOINT_FILE")]
+        against: Option<PathBuf>,
+    },
+    /// Write the chain (or the stored checkpoints) to stdout, one JSON line a record, for an
+    /// independent verifier (`docs/audit-format.md`).
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_enum, default_value = "chain")]
+        format: commands::audit::ExportFormat,
+        /// Only records with a sequence number above this.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Incident queries: every record matching all the filters given, oldest first.
+    Query {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        filters: commands::audit::QueryArgs,
+    },
+    /// Sign a checkpoint of the chain's head now and print it (kept in the store too).
+    Checkpoint {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -429,9 +460,6 @@ pub fn run(cli: Cli) -> ExitCode {
                     data,
                 },
         } => commands::identity::issue(&deployment, &data, &agent, &lifetime),
-        Command::Audit {
-            command: AuditCommand::Verify { data },
-        } => commands::audit::verify(&data),
         Command::Evidence {
             command:
                 EvidenceCommand::Sign {
@@ -463,7 +491,23 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Evidence {
             command: EvidenceCommand::Send { jwt, server },
         } => commands::evidence::send(&server, jwt.as_deref()),
-        Command::Trace { task, data, json } => commands::trace::run(&data, &task, json),
+        Command::Audit {
+            command: AuditCommand::Verify { data, against },
+        } => commands::audit::verify(&data, against.as_deref()),
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    data,
+                    format,
+                    after,
+                },
+        } => commands::audit::export(&data, format, after),
+        Command::Audit {
+            command: AuditCommand::Query { data, filters },
+        } => commands::audit::query(&data, &filters),
+        Command::Audit {
+            command: AuditCommand::Checkpoint { deployment, data },
+        } => commands::audit::checkpoint(&deployment, &data),
         Command::Trace {
             task,
             data,

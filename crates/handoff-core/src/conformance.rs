@@ -17,6 +17,7 @@
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, ChainVerifier, EventKind, Outcome};
+use crate::checkpoint::Checkpoint;
 use crate::config::ActionConfig;
 use crate::containment::{Revocation, RevocationKind};
 use crate::counters::AgentFacts;
@@ -501,6 +502,44 @@ pub async fn a_stale_update_conflicts_and_appends_nothing(store: &dyn Store) -> 
         .map_err(|e| e.to_string())?
         .len();
     ensure(before == after, "a refused write must not append a record")
+}
+
+pub async fn checkpoints_read_back_in_order_and_the_head_follows_the_chain(
+    store: &dyn Store,
+) -> Result<(), String> {
+    ensure(
+        store.audit_head().await.map_err(failed)?.is_none(),
+        "an empty log has no head",
+    )?;
+    let mut made = Vec::new();
+    for n in 1..=3_u64 {
+        let receipt = try_open(store, &format!("cp-{n}")).await.map_err(failed)?;
+        let head = store.audit_head().await.map_err(failed)?;
+        ensure(
+            head.as_ref() == Some(&receipt),
+            "the head is the last record written",
+        )?;
+        let checkpoint = Checkpoint {
+            seq: receipt.seq,
+            head: receipt.hash.clone(),
+            at: Timestamp::from_millis(i64::try_from(n).unwrap_or(0) * 1_000),
+            jws: format!("header.claims-{n}.signature"),
+        };
+        store.insert_checkpoint(&checkpoint).await.map_err(failed)?;
+        made.push(checkpoint);
+    }
+    ensure(
+        store.checkpoints(0, 100).await.map_err(failed)? == made,
+        "checkpoints read back as written, in order",
+    )?;
+    ensure(
+        Some(store.checkpoints(1, 1).await.map_err(failed)?.as_slice()) == made.get(1..2),
+        "checkpoints page after the n-th",
+    )?;
+    ensure(
+        records(store).await? == 3,
+        "a checkpoint appends no audit record",
+    )
 }
 
 pub async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result<(), String> {
@@ -1225,6 +1264,7 @@ macro_rules! store_conformance {
             an_update_at_the_expected_version_applies,
             a_stale_update_conflicts_and_appends_nothing,
             the_chain_verifies_and_task_records_filter,
+            checkpoints_read_back_in_order_and_the_head_follows_the_chain,
             agent_facts_are_versioned_like_a_task,
             evidence_is_accepted_once,
             a_delegation_reads_back_and_its_revocation_is_seen,

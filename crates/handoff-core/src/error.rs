@@ -71,6 +71,10 @@ pub enum InternalError {
     Random(#[from] RandomError),
     #[error("signing failed")]
     Signing(#[from] KeyError),
+    #[error("no checkpoint key is configured")]
+    NoCheckpointKey,
+    #[error("the checkpoint was stored, but its witness failed: {0}")]
+    Witness(String),
 }
 
 impl From<RandomError> for ServiceError {

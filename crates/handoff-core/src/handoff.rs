@@ -4,12 +4,13 @@
 //! [`crate::delegation`], [`crate::containment`], [`crate::evidence`].
 
 use crate::cache::VerifiedCache;
+use crate::checkpoint::Witness;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ServiceError;
 use crate::identity::IdentityVerifier;
 use crate::ids::{SystemId, TaskId};
-use crate::keys::KeyRing;
+use crate::keys::{KeyRing, SigningKey};
 use crate::notify::{NoNotifier, Notifier};
 use crate::policy::PolicyEngine;
 use crate::random::{Randomness, new_id};
@@ -42,6 +43,10 @@ pub struct Handoff {
     /// task never runs out of retries. Other nodes still meet at the store's version check.
     /// Shared with the services a reload makes from this one ([`Handoff::reconfigured`]).
     task_turns: Arc<[Mutex<()>]>,
+    /// Signs audit checkpoints (never tokens); published in the JWKS with its own `use`.
+    checkpoint_key: Option<Arc<SigningKey>>,
+    /// Where checkpoints go as they are made, besides the store.
+    witness: Option<Arc<dyn Witness>>,
 }
 
 /// Stripes of [`Handoff::task_turn`]: tasks that share one only wait for each other briefly.
@@ -71,6 +76,8 @@ impl Handoff {
             txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
             evidence_secrets: BTreeMap::new(),
             task_turns: (0..TASK_TURN_STRIPES).map(|_| Mutex::new(())).collect(),
+            checkpoint_key: None,
+            witness: None,
         }
     }
 
@@ -98,6 +105,8 @@ impl Handoff {
             txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
             evidence_secrets: self.evidence_secrets.clone(),
             task_turns: self.task_turns.clone(),
+            checkpoint_key: self.checkpoint_key.clone(),
+            witness: self.witness.clone(),
         }
     }
 
@@ -105,6 +114,18 @@ impl Handoff {
     /// names it as `policy_set`).
     pub fn policy_set(&self) -> &str {
         self.policies.hash()
+    }
+
+    /// Signs audit checkpoints with `key` (its own key, never a token key).
+    pub fn with_checkpoint_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.checkpoint_key = Some(key);
+        self
+    }
+
+    /// Hands every checkpoint to `witness` as it is made.
+    pub fn with_witness(mut self, witness: Arc<dyn Witness>) -> Self {
+        self.witness = Some(witness);
+        self
     }
 
     /// The HMAC keys of systems that sign evidence as webhooks (`hmac_secret_env`).
@@ -138,6 +159,29 @@ impl Handoff {
 
     pub fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    /// The key audit checkpoints are signed with, if any.
+    pub fn checkpoint_key(&self) -> Option<&SigningKey> {
+        self.checkpoint_key.as_deref()
+    }
+
+    pub(crate) fn witness(&self) -> Option<&dyn Witness> {
+        self.witness.as_deref()
+    }
+
+    /// The JWKS document served at `/.well-known/jwks.json`: the token keys (`use: sig`) and the
+    /// checkpoint key (`use: handoff-checkpoint`).
+    pub fn jwks(&self) -> serde_json::Value {
+        let mut jwks = self.keys.jwks();
+        if let (Some(key), Some(keys)) = (
+            &self.checkpoint_key,
+            jwks.get_mut("keys")
+                .and_then(serde_json::Value::as_array_mut),
+        ) {
+            keys.push(key.public_jwk().clone());
+        }
+        jwks
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -66,6 +66,16 @@ pub fn generate_pkcs8(algorithm: SigningAlgorithm) -> Result<Vec<u8>, KeyError> 
 
 impl SigningKey {
     pub fn from_pkcs8(algorithm: SigningAlgorithm, der: &[u8]) -> Result<Self, KeyError> {
+        Self::from_pkcs8_for(algorithm, der, "sig")
+    }
+
+    /// A key published with JWK `use` = `key_use` (`sig` for token keys; the checkpoint key has
+    /// its own, so nothing that picks token keys from the JWKS picks it).
+    pub fn from_pkcs8_for(
+        algorithm: SigningAlgorithm,
+        der: &[u8],
+        key_use: &str,
+    ) -> Result<Self, KeyError> {
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
         let (pair, thumbprint_input, jwk, decoding) = match algorithm {
             SigningAlgorithm::Es256 => {
@@ -99,7 +109,7 @@ impl SigningKey {
         let mut jwk = jwk;
         if let Value::Object(map) = &mut jwk {
             map.insert("kid".to_owned(), Value::String(kid.clone()));
-            map.insert("use".to_owned(), Value::String("sig".to_owned()));
+            map.insert("use".to_owned(), Value::String(key_use.to_owned()));
             map.insert(
                 "alg".to_owned(),
                 Value::String(algorithm.jws_name().to_owned()),

@@ -9,9 +9,11 @@
 
 pub mod approval;
 pub mod audit;
+pub mod audit_query;
 pub mod budget;
 pub mod cache;
 mod caller;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "conformance")]

@@ -161,7 +161,7 @@ async fn record(
 const MAX_DESCRIPTION_CHARS: usize = 4096;
 
 /// The settings that are fixed while serving and differ between `old` and `new`, one problem
-/// each: the trust domain, the signing algorithm, the dev issuer, `[server]`, `[notifications]`,
+/// each: the trust domain, the signing algorithm, the dev issuer, `[server]`, `[audit]` (its checkpoint interval and witness), `[notifications]`,
 /// and the systems' gateway and evidence tables (the listener, keys, notifier, embedded gateway
 /// and evidence keys are set up once at start). The listen address and data directory are
 /// command-line flags, which a reload does not read.
@@ -181,6 +181,7 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
     );
     fixed("dev_issuer", old.dev_issuer != new.dev_issuer);
     fixed("server", debug(&old.server) != debug(&new.server));
+    fixed("audit", debug(&old.audit) != debug(&new.audit));
     fixed(
         "notifications",
         debug(&old.notifications) != debug(&new.notifications),

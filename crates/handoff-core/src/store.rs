@@ -3,6 +3,7 @@
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, SealedRecord};
+use crate::checkpoint::Checkpoint;
 use crate::containment::{Revocation, RevocationEntry, TokenStatus};
 use crate::counters::AgentFacts;
 use crate::delegation::Delegation;
@@ -138,6 +139,16 @@ pub trait Store: Send + Sync {
 
     /// Records with `seq > after`, in order, at most `limit`.
     async fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<SealedRecord>, StoreError>;
+
+    /// Where the chain ends: the last record's sequence number and hash (`None`: no record yet).
+    async fn audit_head(&self) -> Result<Option<Receipt>, StoreError>;
+
+    /// Keeps a signed checkpoint (outside the chain).
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// Stored checkpoints in the order they were made, numbered from 1: those numbered after
+    /// `after`, at most `limit`.
+    async fn checkpoints(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError>;
 
     /// Every record about one task, in order.
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError>;

@@ -49,6 +49,69 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses RFC 3339 in UTC (`2026-12-02T15:04:05Z`, optionally `.123` milliseconds, `Z` or
+    /// `+00:00`), or a whole number of milliseconds since the epoch.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(millis) = text.parse::<i64>() {
+            return Ok(Self(millis));
+        }
+        let bad = || format!("`{text}` is not an RFC 3339 UTC time (2026-12-02T15:04:05Z)");
+        let rest = text
+            .strip_suffix('Z')
+            .or_else(|| text.strip_suffix("+00:00"))
+            .ok_or_else(bad)?;
+        let (date, time) = rest.split_once(['T', 't', ' ']).ok_or_else(bad)?;
+        let mut date = date.splitn(3, '-');
+        let field = |part: Option<&str>, len: usize| -> Result<i64, String> {
+            part.filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<i64>().ok())
+                .ok_or_else(bad)
+        };
+        let (year, month, day) = (
+            field(date.next(), 4)?,
+            field(date.next(), 2)?,
+            field(date.next(), 2)?,
+        );
+        let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+        let mut clock = clock.splitn(3, ':');
+        let (hour, minute, second) = (
+            field(clock.next(), 2)?,
+            field(clock.next(), 2)?,
+            field(clock.next(), 2)?,
+        );
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+            || fraction.len() > 9
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let millis = format!("{fraction:0<3}")
+            .get(..3)
+            .and_then(|m| m.parse::<i64>().ok())
+            .unwrap_or(0);
+        let days = days_from_civil(year, month, day);
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+        Ok(Self(seconds * 1000 + millis))
+    }
+}
+
+/// Howard Hinnant's civil-to-days algorithm (proleptic Gregorian).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())
@@ -129,5 +192,30 @@ mod tests {
         assert!(Ttl::parse("0s").is_err());
         assert!(Ttl::parse("5y").is_err());
         assert!(Ttl::parse("").is_err());
+    }
+
+    #[test]
+    fn rfc3339_reads_back_what_it_writes() {
+        for millis in [0, 1_700_000_000_123, 951_782_400_000, -86_400_000] {
+            let at = Timestamp::from_millis(millis);
+            assert_eq!(Timestamp::parse(&at.rfc3339()), Ok(at));
+        }
+        assert_eq!(
+            Timestamp::parse("2023-11-14T22:13:20Z"),
+            Ok(Timestamp::from_seconds(1_700_000_000))
+        );
+        assert_eq!(
+            Timestamp::parse("1700000000123"),
+            Ok(Timestamp::from_millis(1_700_000_000_123))
+        );
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T22:13:20+02:00",
+            "x",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -183,6 +183,15 @@ impl DenyList {
     }
 }
 
+/// Whether a key of Handoff's JWKS may verify tokens: `use` is `sig` or absent. The checkpoint key
+/// (`use: handoff-checkpoint`) never does.
+fn is_token_key(jwk: &jsonwebtoken::jwk::Jwk) -> bool {
+    matches!(
+        jwk.common.public_key_use,
+        None | Some(jsonwebtoken::jwk::PublicKeyUse::Signature)
+    )
+}
+
 impl OfflineVerifier {
     pub fn new(issuer: impl Into<String>, jwks: JwkSet, stale_after: Duration) -> Self {
         Self {
@@ -245,6 +254,7 @@ impl OfflineVerifier {
                 .kid
                 .as_deref()
                 .and_then(|kid| jwks.find(kid))
+                .filter(|jwk| is_token_key(jwk))
                 .ok_or_else(|| refused("no key of Handoff matches the token"))?;
             DecodingKey::from_jwk(jwk).map_err(|_| refused("the key does not parse"))?
         };

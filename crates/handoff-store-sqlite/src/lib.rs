@@ -10,6 +10,7 @@ mod writer;
 use async_trait::async_trait;
 use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
+use handoff_core::checkpoint::Checkpoint;
 use handoff_core::containment::{RevocationEntry, TokenStatus};
 use handoff_core::counters::AgentFacts;
 use handoff_core::delegation::Delegation;
@@ -103,6 +104,33 @@ impl Store for SqliteStore {
     async fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<SealedRecord>, StoreError> {
         self.readers
             .with(|conn| reader::audit_page(conn, after, limit))
+    }
+
+    async fn audit_head(&self) -> Result<Option<Receipt>, StoreError> {
+        self.readers.with(reader::audit_head)
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let conn = self
+            .side
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a writer panicked".to_owned()))?;
+        conn.execute(
+            "INSERT INTO checkpoints (seq, head, at, jws) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                i64::try_from(checkpoint.seq).unwrap_or(i64::MAX),
+                checkpoint.head,
+                checkpoint.at.millis(),
+                checkpoint.jws
+            ],
+        )
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
+        self.readers
+            .with(|conn| reader::checkpoints(conn, after, limit))
     }
 
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {

@@ -83,6 +83,14 @@ const MIGRATIONS: &[&str] = &[
     // 6: records by the token they name, so an operator's revocation of a token id Handoff
     //    never minted is refused (`Store::token_known`).
     "CREATE INDEX audit_by_jti ON audit (json_extract(body, '$.event.token.jti'));",
+    // 7: signed checkpoints of the audit chain (outside the chain).
+    "CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER NOT NULL,
+        head TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        jws TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

@@ -2,11 +2,12 @@
 
 use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
+use handoff_core::checkpoint::Checkpoint;
 use handoff_core::containment::{RevocationEntry, RevocationKind, TokenStatus};
 use handoff_core::counters::AgentFacts;
 use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
-use handoff_core::store::StoreError;
+use handoff_core::store::{Receipt, StoreError};
 use handoff_core::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use handoff_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -134,6 +135,46 @@ pub fn audit_page(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt
         .query_map(params![after, limit], record_row)
+        .map_err(unavailable)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+}
+
+pub fn audit_head(conn: &Connection) -> Result<Option<Receipt>, StoreError> {
+    conn.query_row(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [],
+        |row| {
+            Ok(Receipt {
+                seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                hash: row.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(unavailable)
+}
+
+pub fn checkpoints(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, head, at, jws FROM checkpoints WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )
+        .map_err(unavailable)?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![after, limit], |row| {
+            Ok(Checkpoint {
+                seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                head: row.get(1)?,
+                at: Timestamp::from_millis(row.get(2)?),
+                jws: row.get(3)?,
+            })
+        })
         .map_err(unavailable)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
 }

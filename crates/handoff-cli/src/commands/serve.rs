@@ -98,6 +98,12 @@ pub fn build_with_clock(
             _ => {}
         }
     }
+    let checkpoint_key = Arc::new(dir.checkpoint_key()?);
+    let witness = config
+        .audit
+        .checkpoint_file
+        .as_ref()
+        .map(|file| Arc::new(super::audit::FileWitness::new(file.into())));
     let mut handoff = Handoff::new(
         Arc::new(config),
         Arc::new(policies),
@@ -109,7 +115,11 @@ pub fn build_with_clock(
     )
     .with_operator_credential(operator)
     .with_approvers(approvers)
-    .with_evidence_secrets(evidence_secrets);
+    .with_evidence_secrets(evidence_secrets)
+    .with_checkpoint_key(checkpoint_key);
+    if let Some(witness) = witness {
+        handoff = handoff.with_witness(witness);
+    }
     if let Some(notifier) = notifier {
         handoff = handoff.with_notifier(notifier);
     }
@@ -176,6 +186,22 @@ pub async fn serve_live(
             tick.tick().await;
             if let Err(error) = sweeper.get().sweep_approvals().await {
                 tracing::warn!(%error, "the approval sweep failed");
+            }
+        }
+    });
+    // A signed checkpoint of the audit chain's head at every `[audit] checkpoint_interval`
+    // (the first one when serving starts).
+    let checkpointer = current.clone();
+    let every = std::time::Duration::from_secs(u64::from(
+        current.get().config().audit.checkpoint_interval.seconds(),
+    ));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = checkpointer.get().checkpoint().await {
+                tracing::warn!(%error, "the audit checkpoint failed");
             }
         }
     });

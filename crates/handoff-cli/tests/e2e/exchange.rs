@@ -429,9 +429,18 @@ async fn discovery_documents_list_the_endpoints_and_keys() {
         assert!(types.contains(&json!(system)), "{metadata}");
     }
     assert!(!types.contains(&json!("*")), "{metadata}");
+    // One token key (`use: sig`) and the audit checkpoint key, published for checkpoints only.
     let jwks = server.jwks().await;
-    assert_eq!(jwks.keys.len(), 1);
+    assert_eq!(jwks.keys.len(), 2);
     let key: Value = serde_json::to_value(&jwks.keys[0]).unwrap();
     assert_eq!(key["kty"], "EC");
+    assert_eq!(key["use"], "sig");
     assert!(key.get("d").is_none(), "no private part is published");
+    let checkpoint: Value = serde_json::to_value(&jwks.keys[1]).unwrap();
+    assert_eq!(checkpoint["use"], "handoff-checkpoint");
+    assert_ne!(checkpoint["kid"], key["kid"]);
+    assert!(
+        checkpoint.get("d").is_none(),
+        "no private part is published"
+    );
 }

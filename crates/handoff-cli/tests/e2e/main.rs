@@ -10,6 +10,8 @@
 
 mod approvals;
 mod audit;
+mod audit_format;
+mod audit_query;
 mod bounded;
 mod check;
 mod containment;
@@ -31,8 +33,8 @@ mod identity;
 mod init;
 mod inputs;
 mod mcp;
-mod python_client;
 mod operator;
+mod python_client;
 mod reload;
 mod restart;
 mod tasks;

@@ -2,6 +2,7 @@
 //! in one pass that reports every problem at once.
 
 mod approvals;
+mod audit;
 mod check;
 mod counters;
 mod delegation;
@@ -25,6 +26,7 @@ use jsonwebtoken::jwk::JwkSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+pub use audit::AuditSettings;
 pub use gateway::{GatewayConfig, Route, Secret, SecretSource, Tool, UpstreamCredential};
 pub use server::ServerSettings;
 pub use validate::load_config;
@@ -324,6 +326,8 @@ pub struct Config {
     pub delegation: DelegationSettings,
     /// The HTTP listener's limits (`[server]`).
     pub server: ServerSettings,
+    /// Checkpoints of the audit chain (`[audit]`).
+    pub audit: AuditSettings,
 }
 
 /// The system and action a qualified name (`git:push`) names in `systems`, if both are declared.

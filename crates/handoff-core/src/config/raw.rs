@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub delegation: RawDelegation,
     #[serde(default)]
     pub server: super::server::RawServer,
+    #[serde(default)]
+    pub audit: super::audit::RawAudit,
 }
 
 #[derive(Debug, Deserialize)]

@@ -88,6 +88,7 @@ const ROOT: Shape = Shape::Fields(&[
     ("counters", Shape::MapOf(&COUNTER)),
     ("delegation", DELEGATION),
     ("server", super::server::SERVER_SHAPE),
+    ("audit", super::audit::AUDIT_SHAPE),
 ]);
 const APPROVALS: Shape = Shape::Fields(&[
     ("ttl", Shape::Leaf),

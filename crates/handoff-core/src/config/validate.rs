@@ -74,8 +74,10 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
     let counters = super::counters::validate_counters(ctx, &raw.counters, &systems);
     let delegation = super::delegation::validate_delegation(ctx, &raw.delegation);
     let server = super::server::validate_server(ctx, &raw.server);
+    let audit = super::audit::validate_audit(ctx, &raw.audit);
     Some(Config {
         server,
+        audit,
         counters,
         delegation,
         approvals,

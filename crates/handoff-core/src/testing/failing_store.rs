@@ -115,6 +115,32 @@ impl Store for FailingStore {
         self.inner.audit_page(after, limit).await
     }
 
+    async fn audit_head(&self) -> Result<Option<Receipt>, StoreError> {
+        self.read()?;
+        self.inner.audit_head().await
+    }
+
+    async fn insert_checkpoint(
+        &self,
+        checkpoint: &crate::checkpoint::Checkpoint,
+    ) -> Result<(), StoreError> {
+        if self.writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "the store is switched off (test)".to_owned(),
+            ));
+        }
+        self.inner.insert_checkpoint(checkpoint).await
+    }
+
+    async fn checkpoints(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::checkpoint::Checkpoint>, StoreError> {
+        self.read()?;
+        self.inner.checkpoints(after, limit).await
+    }
+
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
         self.read()?;
         self.inner.task_records(task).await

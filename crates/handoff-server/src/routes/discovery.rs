@@ -11,7 +11,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub async fn jwks(State(handoff): State<Arc<Handoff>>) -> Response {
-    let mut response = Json(handoff.keys().jwks()).into_response();
+    let mut response = Json(handoff.jwks()).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),

@@ -1,6 +1,7 @@
 //! The router: one module per concern.
 
 pub(crate) mod approvals;
+mod audit;
 mod auth;
 pub(crate) mod containment;
 pub(crate) mod delegations;
@@ -57,6 +58,8 @@ pub fn app_live(current: Arc<Current>) -> Router {
         .route("/v1/admin/credentials", post(containment::credential))
         .route("/v1/admin/reload", post(reload::reload))
         .route("/v1/admin/tasks/{id}/records", get(records::task_records))
+        .route("/v1/audit/checkpoints", post(audit::checkpoint))
+        .route("/v1/audit/records", get(audit::records))
         .route("/v1/revocations", get(containment::feed))
         .route("/v1/revocations/stream", get(containment::stream))
         .route("/v1/approvals", get(approvals::list))

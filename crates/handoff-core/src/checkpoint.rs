@@ -1,0 +1,144 @@
+//! Signed checkpoints of the audit chain: "record `seq` has chain hash `head`", signed with a key
+//! of their own (never a token key). Someone holding a checkpoint detects any later truncation or
+//! rewrite of the log up to `seq`: the record there must still carry that head, and the chain must
+//! still lead to it. The format is specified in `docs/audit-format.md`.
+
+use crate::audit::{GENESIS, SealedRecord};
+use crate::error::{InternalError, ServiceError};
+use crate::handoff::Handoff;
+use crate::keys::SigningKey;
+use crate::time::Timestamp;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The JWS `typ` of a checkpoint.
+pub const CHECKPOINT_TYP: &str = "handoff-checkpoint+jwt";
+/// The JWK `use` of the checkpoint key in the JWKS (token keys are `sig`).
+pub const CHECKPOINT_USE: &str = "handoff-checkpoint";
+
+/// What a checkpoint says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointClaims {
+    /// Handoff's trust domain.
+    pub iss: String,
+    /// The sequence number of the last record covered (0: the empty log).
+    pub seq: u64,
+    /// That record's chain hash (`GENESIS` for the empty log).
+    pub head: String,
+    /// When it was signed (seconds since the epoch).
+    pub iat: i64,
+}
+
+/// A checkpoint as kept in the store and sent to witnesses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub head: String,
+    pub at: Timestamp,
+    /// The compact JWS.
+    pub jws: String,
+}
+
+/// Somewhere checkpoints go as they are made (a file, a webhook): a witness of the log's end.
+pub trait Witness: Send + Sync {
+    fn witness(&self, checkpoint: &Checkpoint) -> Result<(), String>;
+}
+
+/// Why a checkpoint was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("the checkpoint is not a compact JWS: {0}")]
+    Malformed(String),
+    #[error("the checkpoint's typ is not `{CHECKPOINT_TYP}`")]
+    WrongType,
+    #[error("the checkpoint was not signed by a known checkpoint key")]
+    UnknownKey,
+    #[error("the checkpoint's signature does not verify: {0}")]
+    BadSignature(String),
+    #[error("record {seq} is missing (the checkpoint covers it)")]
+    RecordMissing { seq: u64 },
+    #[error("record {seq} does not have the checkpoint's head: the log was rewritten")]
+    HeadDiffers { seq: u64 },
+}
+
+/// Verifies a checkpoint's signature against `keys` (the checkpoint keys, never token keys) and
+/// returns what it says.
+pub fn verify_checkpoint(
+    jws: &str,
+    keys: &[&SigningKey],
+) -> Result<CheckpointClaims, CheckpointError> {
+    let header =
+        jsonwebtoken::decode_header(jws).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+    if header.typ.as_deref() != Some(CHECKPOINT_TYP) {
+        return Err(CheckpointError::WrongType);
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.iter().find(|k| k.kid() == kid))
+        .ok_or(CheckpointError::UnknownKey)?;
+    if header.alg != key.jwt_algorithm()
+        || !matches!(header.alg, Algorithm::EdDSA | Algorithm::ES256)
+    {
+        return Err(CheckpointError::UnknownKey);
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.set_required_spec_claims::<&str>(&[]);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<CheckpointClaims>(jws, key.decoding_key(), &validation)
+        .map(|data| data.claims)
+        .map_err(|e| CheckpointError::BadSignature(e.to_string()))
+}
+
+/// Checks that `record` (the record at the checkpoint's `seq`, `None` if absent) still carries the
+/// checkpoint's head. The empty-log checkpoint (seq 0) needs no record.
+pub fn check_head(
+    claims: &CheckpointClaims,
+    record: Option<&SealedRecord>,
+) -> Result<(), CheckpointError> {
+    if claims.seq == 0 {
+        return if claims.head == GENESIS {
+            Ok(())
+        } else {
+            Err(CheckpointError::HeadDiffers { seq: 0 })
+        };
+    }
+    match record {
+        Some(r) if r.seq == claims.seq && r.hash == claims.head => Ok(()),
+        Some(_) => Err(CheckpointError::HeadDiffers { seq: claims.seq }),
+        None => Err(CheckpointError::RecordMissing { seq: claims.seq }),
+    }
+}
+
+impl Handoff {
+    /// Signs a checkpoint of the chain's current head, keeps it in the store and hands it to the
+    /// witness, if one is configured. A witness that fails is an error, but the checkpoint stays
+    /// stored (it is true either way).
+    pub async fn checkpoint(&self) -> Result<Checkpoint, ServiceError> {
+        let key = self
+            .checkpoint_key()
+            .ok_or(ServiceError::Internal(InternalError::NoCheckpointKey))?;
+        let (seq, head) = match self.store().audit_head().await? {
+            Some(receipt) => (receipt.seq, receipt.hash),
+            None => (0, GENESIS.to_owned()),
+        };
+        let at = self.now();
+        let claims = CheckpointClaims {
+            iss: self.config().trust_domain.clone(),
+            seq,
+            head: head.clone(),
+            iat: at.seconds(),
+        };
+        let jws = key.sign_jwt(CHECKPOINT_TYP, &claims)?;
+        let checkpoint = Checkpoint { seq, head, at, jws };
+        self.store().insert_checkpoint(&checkpoint).await?;
+        if let Some(witness) = self.witness() {
+            witness
+                .witness(&checkpoint)
+                .map_err(|e| ServiceError::Internal(InternalError::Witness(e)))?;
+        }
+        Ok(checkpoint)
+    }
+}

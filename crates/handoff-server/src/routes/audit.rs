@@ -1,0 +1,130 @@
+//! The audit log for operators: signed checkpoints on demand, and incident queries.
+
+use super::auth;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use handoff_core::audit::Outcome;
+use handoff_core::audit_query::{self, AuditQuery, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT};
+use handoff_core::time::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `POST /v1/audit/checkpoints`: sign a checkpoint of the chain's head now (operators only).
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let handoff = state.handoff();
+    auth::operator(&handoff, &headers)?;
+    let checkpoint = handoff.checkpoint().await?;
+    Ok(no_store(
+        Json(json!({
+            "seq": checkpoint.seq,
+            "head": checkpoint.head,
+            "at": checkpoint.at.rfc3339(),
+            "checkpoint": checkpoint.jws,
+        }))
+        .into_response(),
+    ))
+}
+
+/// The filters of `GET /v1/audit/records`, as written in the query string.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    agent: Option<String>,
+    user: Option<String>,
+    system: Option<String>,
+    action: Option<String>,
+    task: Option<String>,
+    decision: Option<String>,
+    reason: Option<String>,
+    policy: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+impl RecordsQuery {
+    fn parse(self) -> Result<(AuditQuery, u64, usize), ApiError> {
+        let time = |value: Option<String>, what: &str| {
+            value
+                .map(|v| Timestamp::parse(&v))
+                .transpose()
+                .map_err(|e| ApiError::invalid_request(format!("{what}: {e}")))
+        };
+        let decision = match self.decision.as_deref() {
+            None => None,
+            Some("permit") => Some(Outcome::Permit),
+            Some("deny") => Some(Outcome::Deny),
+            Some(_) => {
+                return Err(ApiError::invalid_request(
+                    "decision must be `permit` or `deny`",
+                ));
+            }
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
+        if !(1..=MAX_QUERY_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid_request(format!(
+                "limit must be between 1 and {MAX_QUERY_LIMIT}"
+            )));
+        }
+        let query = AuditQuery {
+            since: time(self.since, "since")?,
+            until: time(self.until, "until")?,
+            agent: self.agent,
+            user: self.user,
+            system: self.system,
+            action: self.action,
+            task: self.task,
+            decision,
+            reason: self.reason,
+            policy: self.policy,
+        };
+        Ok((query, self.after, limit))
+    }
+}
+
+/// `GET /v1/audit/records`: the records matching every filter given, a page at a time
+/// (operators only). `next` is the `after` of the next page; `null` when the log's end was
+/// reached.
+pub async fn records(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<RecordsQuery>,
+) -> Result<Response, ApiError> {
+    let handoff = state.handoff();
+    auth::operator(&handoff, &headers)?;
+    let (query, after, limit) = query.parse()?;
+    let page = audit_query::query(handoff.store().as_ref(), &query, after, limit)
+        .await
+        .map_err(handoff_core::ServiceError::from)?;
+    let records: Vec<Value> = page
+        .records
+        .iter()
+        .map(|(record, event)| {
+            json!({
+                "seq": record.seq,
+                "at": record.at.rfc3339(),
+                "hash": record.hash,
+                "event": event,
+            })
+        })
+        .collect();
+    Ok(no_store(
+        Json(json!({ "records": records, "next": page.next })).into_response(),
+    ))
+}
