@@ -200,7 +200,7 @@ impl Store for SqliteStore {
         self.readers.with(|conn| {
             reader::exists(
                 conn,
-                "SELECT 1 FROM audit WHERE json_extract(body, '$.event.token.jti') = ?1",
+                "SELECT 1 FROM audit WHERE CASE WHEN json_valid(body) THEN json_extract(body, '$.event.token.jti') END = ?1",
                 jti,
             )
         })

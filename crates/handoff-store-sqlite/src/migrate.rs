@@ -81,8 +81,11 @@ const MIGRATIONS: &[&str] = &[
     // 5: a task's delegations, read when an approval is decided (separation of duties).
     "CREATE INDEX delegations_by_task ON delegations (task);",
     // 6: records by the token they name, so an operator's revocation of a token id Handoff
-    //    never minted is refused (`Store::token_known`).
-    "CREATE INDEX audit_by_jti ON audit (json_extract(body, '$.event.token.jti'));",
+    //    never minted is refused (`Store::token_known`). A body that is not JSON (a tampered
+    //    row, which `audit verify` reports) indexes as NULL rather than failing its write.
+    "CREATE INDEX audit_by_jti ON audit (
+        CASE WHEN json_valid(body) THEN json_extract(body, '$.event.token.jti') END
+    );",
     // 7: signed checkpoints of the audit chain (outside the chain).
     "CREATE TABLE checkpoints (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -87,7 +87,12 @@ fn a_key_file_others_can_read_stops_the_start_and_no_temporary_file_is_left() {
     names.sort();
     assert_eq!(
         names,
-        ["dev-issuer-ES256.p8", "operator-secret", "signing-ES256.p8"],
+        [
+            "checkpoint-EdDSA.p8",
+            "dev-issuer-ES256.p8",
+            "operator-secret",
+            "signing-ES256.p8"
+        ],
         "{names:?}"
     );
 
