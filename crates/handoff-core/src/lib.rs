@@ -32,6 +32,7 @@ pub mod limits;
 pub mod notify;
 pub mod policy;
 pub mod random;
+pub mod readiness;
 mod refusal;
 pub mod store;
 pub mod task;

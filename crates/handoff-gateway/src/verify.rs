@@ -65,7 +65,7 @@ impl Verifier {
                 let claims = match &self.kind {
                     Kind::Online(handoff) => verify_access_token(
                         handoff.keys(),
-                        &handoff.config().trust_domain,
+                        handoff.config().issuer(),
                         Unverified::new(token),
                         Some(now),
                     )

@@ -29,6 +29,7 @@ mod hostile;
 mod identity;
 mod inputs;
 mod mcp;
+mod operations;
 mod restart;
 mod tasks;
 mod templates;

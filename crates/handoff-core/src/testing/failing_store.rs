@@ -130,6 +130,10 @@ impl Store for FailingStore {
         self.inner.token_status(jti, task, system).await
     }
 
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+
     async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError> {
         self.read()?;
         self.inner.is_frozen(system).await

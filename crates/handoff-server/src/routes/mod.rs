@@ -34,6 +34,8 @@ pub fn app(handoff: Arc<Handoff>) -> Router {
             get(discovery::metadata),
         )
         .route("/healthz", get(discovery::health))
+        .route("/readyz", get(discovery::ready))
+        .route("/metrics", get(crate::metrics::render))
         .route("/oauth/token", post(token::token))
         .route("/v1/tasks", post(tasks::open))
         .route("/v1/tasks/{id}/end", post(tasks::end))
