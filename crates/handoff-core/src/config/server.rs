@@ -97,6 +97,11 @@ pub(super) fn validate_server(ctx: &mut Ctx<'_>, raw: &RawServer) -> ServerSetti
         "server.body_read_timeout",
         defaults.body_read_timeout,
     );
+    let shutdown_drain = ttl(
+        &raw.shutdown_drain,
+        "server.shutdown_drain",
+        defaults.shutdown_drain,
+    );
     let max_header_bytes = bounded(
         ctx,
         raw.max_header_bytes.as_ref(),
@@ -110,11 +115,6 @@ pub(super) fn validate_server(ctx: &mut Ctx<'_>, raw: &RawServer) -> ServerSetti
         "server.max_connections",
         (1, MAX_MAX_CONNECTIONS),
         defaults.max_connections,
-    );
-    let shutdown_drain = ttl(
-        &raw.shutdown_drain,
-        "server.shutdown_drain",
-        defaults.shutdown_drain,
     );
     let public_url =
         raw.public_url
