@@ -54,7 +54,6 @@ pub fn init_logging(args: &crate::LogArgs) -> anyhow::Result<()> {
 }
 
 /// A runtime for the async store from synchronous commands.
-
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
