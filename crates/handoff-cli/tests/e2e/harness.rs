@@ -387,6 +387,17 @@ impl Server {
 
     /// Verifies an access token as a resource server would: JWKS, `typ`, issuer, one audience.
     pub async fn verify_access_token(&self, token: &str, audience: &str) -> Value {
+        self.verify_access_token_from(token, audience, &self.base)
+            .await
+    }
+
+    /// [`Server::verify_access_token`] for a token whose issuer is `issuer` (a public URL).
+    pub async fn verify_access_token_from(
+        &self,
+        token: &str,
+        audience: &str,
+        issuer: &str,
+    ) -> Value {
         let header = decode_header(token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         let jwks = self.jwks().await;
@@ -397,7 +408,7 @@ impl Server {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_audience(&[audience]);
         // Handoff's issuer is the origin it is served at.
-        validation.set_issuer(&[&self.base]);
+        validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         decode::<Value>(token, &key, &validation)
             .expect("the token verifies")

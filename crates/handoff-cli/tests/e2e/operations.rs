@@ -123,7 +123,8 @@ async fn a_discovery_driven_client_completes_an_exchange_from_the_metadata_alone
         TXN
     ));
     assert!(supports("token_exchange_actor_token_types_supported", JWT));
-    assert!(supports("scopes_supported", "run_tests"));
+    // Scopes are listed qualified by their system; the request names the system as its audience.
+    assert!(supports("scopes_supported", "ci:run_tests"));
 
     let post = |form: Vec<(&'static str, String)>| {
         let url = token_endpoint.clone();
@@ -169,7 +170,7 @@ async fn a_discovery_driven_client_completes_an_exchange_from_the_metadata_alone
     let claims = decode::<Value>(token, &key, &validation)
         .expect("the token verifies against the discovered issuer and keys")
         .claims;
-    assert_eq!(claims["scope"], "run_tests");
+    assert_eq!(claims["scope"], "ci:run_tests");
 }
 
 /// SIGTERM with a revocation stream open: the stream ends at once and the process exits 0 long
@@ -245,10 +246,11 @@ async fn each_request_is_one_json_log_line_with_its_decision_and_never_a_token()
     );
     let agent = server.identity("release-bot");
     let (task, txn) = server.task(&agent, "release", &["ci"]).await;
-    let (status, permit) = server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
-    assert_eq!(status, 200, "{permit}");
+    // A deploy before any test run has no permit; the test run that follows has one.
     let (status, deny) = server.exchange(&agent, &txn, "ci", "deploy", &[]).await;
     assert_eq!(status, 403, "{deny}");
+    let (status, permit) = server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
+    assert_eq!(status, 200, "{permit}");
 
     for (body, outcome) in [(&permit, "permit"), (&deny, "deny")] {
         let decision = body["decision_id"].as_str().unwrap();
@@ -347,7 +349,11 @@ async fn metrics_counters_move_by_exactly_the_requests_made() {
         let (status, body) = server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
         assert_eq!(status, 200, "{body}");
     }
-    let (status, _) = server.exchange(&agent, &txn, "ci", "deploy", &[]).await;
+    // A deploy in a task whose tests never ran has no permit (in `txn` it would have one now).
+    let (_, untested) = server.task(&agent, "release", &["ci"]).await;
+    let (status, _) = server
+        .exchange(&agent, &untested, "ci", "deploy", &[])
+        .await;
     assert_eq!(status, 403);
     let after = scrape(&server).await;
 
