@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod data_dir;
 pub mod deployment;
+pub mod signals;
 
 use clap::{Parser, Subcommand};
 use handoff_core::containment::RevocationKind;
@@ -29,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, clap::Args, Clone)]
 pub struct DeploymentArgs {
     /// The deployment's config file; the bundled example when omitted.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HANDOFF_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
@@ -37,7 +38,12 @@ pub struct DeploymentArgs {
 pub struct DataArgs {
     /// Where the store and keys live (only `serve` creates one; other commands refuse a folder
     /// without a store).
-    #[arg(long, value_name = "DIR", default_value = ".handoff")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".handoff",
+        env = "HANDOFF_DATA_DIR"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -66,6 +72,46 @@ impl RemoteArgs {
     }
 }
 
+/// How the long-running commands log (to stderr).
+#[derive(Debug, clap::Args, Clone)]
+pub struct LogArgs {
+    /// `text` (one readable line per event) or `json` (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "HANDOFF_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// The level or filter (`info`, `warn`, `handoff::request=info,warn`); overrides `RUST_LOG`.
+    /// Default: `RUST_LOG`, else `info`.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How `handoff serve` listens, names itself and stops.
+#[derive(Debug, clap::Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "HANDOFF_LISTEN")]
+    pub listen: String,
+    /// The URL clients reach Handoff at (its issuer); overrides `[server] public_url`. Without
+    /// either, `http://<listen address>`.
+    #[arg(long, value_name = "URL", env = "HANDOFF_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How long in-flight requests get to finish on SIGTERM/SIGINT (`5s`); overrides
+    /// `[server] shutdown_drain`.
+    #[arg(long, value_name = "DURATION", env = "HANDOFF_DRAIN")]
+    pub drain: Option<String>,
+    /// Also serve `GET /metrics` (Prometheus) on this address, e.g. one only the scraper
+    /// reaches; the main listener serves it too.
+    #[arg(long, value_name = "ADDRESS", env = "HANDOFF_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the Handoff server.
@@ -74,9 +120,8 @@ pub enum Command {
         deployment: DeploymentArgs,
         #[command(flatten)]
         data: DataArgs,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
+        #[command(flatten)]
+        options: ServeArgs,
     },
     /// Run the enforcement gateway alone, in front of the HTTP APIs in the config's
     /// `[systems.ID.gateway]` tables, verifying tokens offline against Handoff's JWKS.
@@ -98,6 +143,8 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: String,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Write a commented starter deployment (config, policies, policy tests) into a new or
     /// empty DIR.
@@ -419,8 +466,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve {
             deployment,
             data,
-            listen,
-        } => commands::serve::run(&deployment, &data, &listen),
+            options,
+        } => commands::serve::run(&deployment, &data, &options),
         Command::Check { deployment } => commands::check::run(&deployment),
         Command::Init { dir } => commands::init::run(&dir),
         Command::Reload { remote } => {
@@ -438,6 +485,7 @@ pub fn run(cli: Cli) -> ExitCode {
             feed_secret,
             poll_seconds,
             listen,
+            log,
         } => commands::gateway::run(
             &deployment,
             &commands::gateway::Upstream {
@@ -447,6 +495,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 poll: std::time::Duration::from_secs(poll_seconds.max(1)),
             },
             &listen,
+            &log,
         ),
         Command::Policy {
             command: PolicyCommand::Test { dir, deployment },

@@ -264,13 +264,32 @@ fn txn_token(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
         let keys = KeyRing::new(key(algorithm), Vec::new());
-        let token = mint_txn_token(&keys, &trust_domain, &task("release", &["git", "ci"])).unwrap();
-        verify_txn_token(&keys, &trust_domain, Unverified::new(&token), now.seconds()).unwrap();
+        let token = mint_txn_token(
+            &keys,
+            &trust_domain,
+            &trust_domain,
+            &task("release", &["git", "ci"]),
+        )
+        .unwrap();
+        verify_txn_token(
+            &keys,
+            &trust_domain,
+            &trust_domain,
+            Unverified::new(&token),
+            now.seconds(),
+        )
+        .unwrap();
         group.bench_function(BenchmarkId::new("verify", algorithm.jws_name()), |b| {
             b.iter(|| {
                 black_box(
-                    verify_txn_token(&keys, &trust_domain, Unverified::new(&token), now.seconds())
-                        .unwrap(),
+                    verify_txn_token(
+                        &keys,
+                        &trust_domain,
+                        &trust_domain,
+                        Unverified::new(&token),
+                        now.seconds(),
+                    )
+                    .unwrap(),
                 )
             });
         });

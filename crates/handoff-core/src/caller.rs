@@ -30,6 +30,7 @@ impl Handoff {
         }
         let txn = verify_txn_token(
             self.keys(),
+            self.config().issuer(),
             &self.config().trust_domain,
             Unverified::new(token),
             now_seconds,

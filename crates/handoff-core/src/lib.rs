@@ -35,6 +35,7 @@ pub mod live;
 pub mod notify;
 pub mod policy;
 pub mod random;
+pub mod readiness;
 mod refusal;
 pub mod store;
 pub mod task;

@@ -222,4 +222,10 @@ pub trait Store: Send + Sync {
         now: Timestamp,
         interval_seconds: u32,
     ) -> Result<bool, StoreError>;
+
+    /// Returns once every write queued before the call has been committed (or refused): the
+    /// last step of a graceful shutdown. Backends that write synchronously have nothing to do.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

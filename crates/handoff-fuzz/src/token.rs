@@ -43,14 +43,14 @@ pub fn token_verify(data: &[u8]) {
         }
     }
 
-    if let Ok(txn) = verify_txn_token(keys, issuer(), token, NOW) {
+    if let Ok(txn) = verify_txn_token(keys, issuer(), issuer(), token, NOW) {
         let claims = txn.claims();
         assert_eq!(txn.task().as_str(), claims.txn);
         assert_eq!(txn.agent().as_str(), claims.req_wl);
         let again = signer
             .sign_jwt(TXN_TOKEN_TYP, claims)
             .expect("verified claims re-encode");
-        let reverified = verify_txn_token(keys, issuer(), Unverified::new(&again), NOW)
+        let reverified = verify_txn_token(keys, issuer(), issuer(), Unverified::new(&again), NOW)
             .expect("a re-encoded Transaction Token verifies");
         assert_eq!(reverified.claims(), claims, "re-encoded Transaction Token");
     }
@@ -115,7 +115,7 @@ pub fn token_seed_verifies(name: &str, token: &str) -> bool {
     let now = Timestamp::from_seconds(NOW);
     match name {
         "access" => verify_access_token(keys, issuer(), token, Some(NOW)).is_ok(),
-        "txn" | "txn-delegated" => verify_txn_token(keys, issuer(), token, NOW).is_ok(),
+        "txn" | "txn-delegated" => verify_txn_token(keys, issuer(), issuer(), token, NOW).is_ok(),
         "identity" => IdentityVerifier::new(config, Some(keys.active()))
             .verify(token, now)
             .is_ok(),

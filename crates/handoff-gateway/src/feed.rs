@@ -25,6 +25,31 @@ pub async fn fetch_jwks(client: &reqwest::Client, handoff: &str) -> Result<JwkSe
         .map_err(|e| format!("`{url}` is not a JWKS: {e}"))
 }
 
+/// Handoff's issuer identifier, from its RFC 8414 metadata: the `iss` its tokens carry.
+pub async fn fetch_issuer(client: &reqwest::Client, handoff: &str) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Metadata {
+        issuer: String,
+    }
+    let url = format!(
+        "{}/.well-known/oauth-authorization-server",
+        handoff.trim_end_matches('/')
+    );
+    let answer = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read `{url}`: {e}"))?;
+    if !answer.status().is_success() {
+        return Err(format!("`{url}` answered {}", answer.status()));
+    }
+    let metadata: Metadata = answer
+        .json()
+        .await
+        .map_err(|e| format!("`{url}` is not authorization server metadata: {e}"))?;
+    Ok(metadata.issuer)
+}
+
 #[derive(Deserialize)]
 struct Page {
     entries: Vec<FeedEntry>,

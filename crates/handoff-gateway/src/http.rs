@@ -179,7 +179,12 @@ async fn handle(
                     refused: Some(ErrorCode::UpstreamUnavailable.as_str().to_owned()),
                 },
             );
-            return Err(GatewayError::Upstream(e.to_string()));
+            let mut refused = GatewayError::Upstream(e.to_string()).into_response();
+            refused.extensions_mut().insert(handoff_http::ForwardFacts {
+                system: system.id.to_string(),
+                upstream_status: None,
+            });
+            return Ok(refused);
         }
     };
     let (mut head, incoming) = answer.into_parts();
@@ -213,7 +218,14 @@ async fn handle(
             );
         }),
     );
-    Ok(Response::from_parts(head, Body::new(metered)))
+    let mut response = Response::from_parts(head, Body::new(metered));
+    response
+        .extensions_mut()
+        .insert(handoff_http::ForwardFacts {
+            system: system.id.to_string(),
+            upstream_status: Some(status),
+        });
+    Ok(response)
 }
 
 /// Finds the route and checks it against the grant; on refusal, says which action it was.

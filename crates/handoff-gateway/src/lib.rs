@@ -19,7 +19,7 @@ mod uses;
 mod verify;
 
 pub use error::GatewayError;
-pub use feed::{FeedCredential, FeedEntry, fetch_jwks, follow_feed};
+pub use feed::{FeedCredential, FeedEntry, fetch_issuer, fetch_jwks, follow_feed};
 pub use http::PREFIX as HTTP_PREFIX;
 /// The gateway's path matching, for the fuzz targets (`crates/handoff-fuzz`). Not an API.
 #[doc(hidden)]

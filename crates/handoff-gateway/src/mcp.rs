@@ -65,7 +65,7 @@ const MAX_LIST_PAGES: usize = 16;
 const RELAY_BUFFER: usize = 16;
 
 pub async fn metadata(State(gateway): State<Arc<Gateway>>) -> Response {
-    let issuer = &gateway.config.trust_domain;
+    let issuer = gateway.config.issuer();
     Json(json!({
         "resource": format!("{issuer}{PATH}"),
         "authorization_servers": [issuer],
@@ -84,7 +84,7 @@ fn unauthenticated(gateway: &Gateway, error: GatewayError) -> Response {
     }
     let challenge = format!(
         "Bearer error=\"invalid_token\", resource_metadata=\"{}{METADATA_PATH}\"",
-        gateway.config.trust_domain
+        gateway.config.issuer()
     );
     match HeaderValue::from_str(&challenge) {
         Ok(challenge) => refusal.challenge(challenge).into_response(),
@@ -183,7 +183,22 @@ pub async fn endpoint(
         "initialize" => rpc_result(&id, initialize(&params)),
         "ping" => rpc_result(&id, json!({})),
         "tools/list" => call.list().await,
-        "tools/call" => call.call(&params).await,
+        "tools/call" => {
+            // Only a declared tool is named in the log and metrics (a caller's made-up names
+            // would grow them without bound).
+            let tool = params
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|name| call.find(name).is_some())
+                .map(str::to_owned);
+            let mut response = call.call(&params).await;
+            if let Some(tool) = tool {
+                response
+                    .extensions_mut()
+                    .insert(handoff_http::ToolCallFacts { tool });
+            }
+            response
+        }
         _ => rpc_error(&id, METHOD_NOT_FOUND, "method not found", None),
     }
 }

@@ -66,7 +66,7 @@ impl Verifier {
                 let claims = match &self.kind {
                     Kind::Online(current) => verify_access_token(
                         current.get().keys(),
-                        &current.get().config().trust_domain,
+                        current.get().config().issuer(),
                         Unverified::new(token),
                         Some(now),
                     )

@@ -161,6 +161,7 @@ impl IntoResponse for ApiError {
         // caller's own doing.
         if let Self::Service(ServiceError::Unavailable(cause)) = &self {
             tracing::warn!(cause = %cause, "request failed closed");
+            metrics::counter!(crate::metrics::STORE_ERRORS).increment(1);
         } else if let Self::Service(ServiceError::Internal(cause)) = &self {
             let source = std::error::Error::source(cause).map(ToString::to_string);
             tracing::error!(cause = %cause, source, "internal error");

@@ -1,6 +1,8 @@
 //! The one way Handoff serves HTTP (`handoff serve` and `handoff gateway` alike): HTTP/1.1 over
 //! hyper with the `[server]` limits: a header read timeout (which also closes idle keep-alive
-//! connections), a body read timeout, a header size limit and a connection limit.
+//! connections), a body read timeout, a header size limit and a connection limit. When
+//! `shutdown` completes it stops accepting, ends server-sent-event streams ([`crate::Draining`])
+//! and gives requests in flight `[server] shutdown_drain` to finish.
 
 use crate::refusal::{self, JsonHeadErrors};
 use axum::Router;
@@ -14,9 +16,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// How long open connections get to finish once shutdown starts.
-const DRAIN: Duration = Duration::from_secs(10);
-
 /// Serves `app` on `listener` until `shutdown` completes. Error answers that are not JSON become
 /// JSON refusals, except under the `pass_through` path prefixes (the gateway's relayed answers).
 pub async fn serve(
@@ -27,14 +26,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let body_timeout = seconds(settings.body_read_timeout.seconds());
+    let (start_draining, draining) = crate::Draining::new();
     let app = app
+        .layer(axum::Extension(draining))
         .layer(axum::middleware::from_fn(move |request, next| {
             refusal::body_deadline(body_timeout, request, next)
         }))
         .layer(axum::middleware::from_fn(refusal::single_authorization))
         .layer(axum::middleware::from_fn(move |request, next| {
             refusal::json_refusals(pass_through, request, next)
-        }));
+        }))
+        .layer(axum::middleware::from_fn(crate::request_log::log));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(seconds(settings.header_read_timeout.seconds()))
@@ -78,7 +80,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    // Long-lived answers (server-sent events) end now; other requests finish within the drain.
+    let _ = start_draining.send(true);
+    tracing::info!(
+        drain_seconds = settings.shutdown_drain.seconds(),
+        "stopped accepting connections; draining"
+    );
+    let drain = seconds(settings.shutdown_drain.seconds());
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {

@@ -29,7 +29,7 @@ const QUEUE_DEPTH: usize = 16_384;
 const READERS: usize = 4;
 
 pub struct SqliteStore {
-    queue: mpsc::Sender<writer::Job>,
+    queue: mpsc::Sender<writer::Queued>,
     readers: Readers,
     /// For small updates outside the audit chain (approval polls).
     side: std::sync::Mutex<Connection>,
@@ -93,12 +93,23 @@ impl Store for SqliteStore {
     async fn write(&self, write: Write) -> Result<Receipt, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(writer::Job { write, reply })
+            .send(writer::Queued::Write(writer::Job { write, reply }))
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".to_owned()))?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("the writer dropped the write".to_owned()))?
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let (done, flushed) = oneshot::channel();
+        self.queue
+            .send(writer::Queued::Flush(done))
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".to_owned()))?;
+        flushed
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer stopped before the flush".to_owned()))
     }
 
     async fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<SealedRecord>, StoreError> {

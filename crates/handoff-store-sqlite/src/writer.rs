@@ -17,6 +17,15 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Receipt, StoreError>>,
 }
 
+/// What the writer's queue carries: a write, or a flush answered once everything queued before
+/// it is committed. A write moves by value as it did before flushes shared the queue (no box per
+/// write); a flush is rare.
+#[allow(clippy::large_enum_variant)]
+pub enum Queued {
+    Write(Job),
+    Flush(oneshot::Sender<()>),
+}
+
 /// The chain's last record: its sequence number and hash.
 #[derive(Clone, Debug)]
 pub struct Head {
@@ -44,19 +53,33 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
     })
 }
 
-pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Queued>) {
     while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut flushed = None;
+        let mut next = Some(first);
+        // A flush ends the batch: it is answered after the writes queued before it commit.
+        while let Some(queued) = next.take() {
+            match queued {
+                Queued::Write(job) => batch.push(job),
+                Queued::Flush(done) => {
+                    flushed = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = jobs.try_recv().ok();
             }
         }
-        let results = commit(&mut conn, &batch);
-        for (job, result) in batch.into_iter().zip(results) {
-            // A caller that gave up waiting no longer needs the answer.
-            let _ = job.reply.send(result);
+        if !batch.is_empty() {
+            let results = commit(&mut conn, &batch);
+            for (job, result) in batch.into_iter().zip(results) {
+                // A caller that gave up waiting no longer needs the answer.
+                let _ = job.reply.send(result);
+            }
+        }
+        if let Some(done) = flushed {
+            let _ = done.send(());
         }
     }
 }

@@ -33,5 +33,58 @@ pub fn run(args: &DeploymentArgs) -> anyhow::Result<ExitCode> {
         server.max_header_bytes,
         server.max_connections,
     );
+    println!(
+        "  public_url (issuer): {}, shutdown_drain {}s",
+        server
+            .public_url
+            .as_deref()
+            .unwrap_or("http://<listen address>"),
+        server.shutdown_drain.seconds(),
+    );
+    for warning in warnings(config) {
+        eprintln!("warning: {warning}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is valid but should not go to production as it is.
+pub fn warnings(config: &handoff_core::config::Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.dev_issuer {
+        // A development deployment: plain HTTP on loopback is expected there.
+        return warnings;
+    }
+    match config.server.public_url.as_deref() {
+        None => warnings.push(
+            "server.public_url is not set: the issuer will be http://<listen address>; set it to the https URL clients reach Handoff at".to_owned(),
+        ),
+        Some(url) if !url.starts_with("https://") => warnings.push(format!(
+            "server.public_url `{url}` is not https: tokens and metadata would name a plain-HTTP issuer"
+        )),
+        Some(_) => {}
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warnings;
+
+    #[test]
+    fn a_plain_http_or_missing_public_url_is_warned_about_outside_development_only() {
+        let Ok(deployment) = crate::deployment::load(None) else {
+            panic!("the bundled example loads");
+        };
+        let mut config = deployment.config;
+        assert!(config.dev_issuer);
+        assert!(warnings(&config).is_empty(), "{:?}", warnings(&config));
+        config.dev_issuer = false;
+        let missing = warnings(&config);
+        assert!(missing[0].contains("is not set"), "{missing:?}");
+        config.server.public_url = Some("http://handoff.example.com".to_owned());
+        let plain = warnings(&config);
+        assert!(plain[0].contains("is not https"), "{plain:?}");
+        config.server.public_url = Some("https://handoff.example.com".to_owned());
+        assert!(warnings(&config).is_empty());
+    }
 }

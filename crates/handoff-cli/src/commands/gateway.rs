@@ -26,12 +26,13 @@ pub fn run(
     deployment_args: &DeploymentArgs,
     upstream: &Upstream<'_>,
     listen: &str,
+    log: &crate::LogArgs,
 ) -> anyhow::Result<ExitCode> {
     let deployment = match super::load_or_report(deployment_args) {
         Ok(deployment) => deployment,
         Err(code) => return Ok(code),
     };
-    super::init_logging();
+    super::init_logging(log)?;
     super::runtime()?.block_on(serve(deployment.config, upstream, listen))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -47,11 +48,11 @@ async fn serve(
         .map_err(anyhow::Error::msg)?;
     // Without a fresh read of the feed for this long, every token is refused.
     let stale_after = (upstream.poll * 10).max(Duration::from_secs(10));
-    let verifier = Arc::new(OfflineVerifier::new(
-        config.trust_domain.clone(),
-        jwks,
-        stale_after,
-    ));
+    // The tokens' `iss` is whatever Handoff's metadata names (its public URL).
+    let issuer = handoff_gateway::fetch_issuer(&client, upstream.handoff)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let verifier = Arc::new(OfflineVerifier::new(issuer, jwks, stale_after));
     handoff_gateway::follow_feed(
         client.clone(),
         upstream.handoff.to_owned(),
@@ -72,7 +73,8 @@ async fn serve(
         upstream.system.to_owned(),
         upstream.secret.to_owned(),
     ));
-    let settings = config.server;
+    handoff_server::metrics::install()?;
+    let settings = config.server.clone();
     let gateway = Gateway::new(Arc::new(config), Verifier::offline(verifier), recorder)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -84,10 +86,10 @@ async fn serve(
     drop(out);
     handoff_server::serve(
         listener,
-        handoff_gateway::router(Arc::new(gateway)),
+        handoff_gateway::router(Arc::new(gateway)).merge(handoff_server::metrics::router()),
         &settings,
         super::serve::PASS_THROUGH,
-        super::serve::shutdown(),
+        crate::signals::shutdown(),
     )
     .await;
     Ok(())

@@ -18,10 +18,21 @@ use std::sync::Arc;
 pub struct DiskDeployment {
     config: Option<PathBuf>,
     dev_key: Option<SigningKey>,
+    /// `--public-url`, `--drain` and the address served: applied to what is read as at start
+    /// (`serve::apply_serve_flags`), so a reload never sees them change unless the file does.
+    public_url: Option<String>,
+    drain: Option<String>,
+    address: std::net::SocketAddr,
 }
 
 impl DiskDeployment {
-    pub fn new(args: &DeploymentArgs, dir: &DataDir, config: &Config) -> anyhow::Result<Self> {
+    pub fn new(
+        args: &DeploymentArgs,
+        dir: &DataDir,
+        config: &Config,
+        flags: &crate::ServeArgs,
+        address: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
         // The dev issuer cannot be switched on by a reload (`fixed_changes`), so its key is
         // read only when it is on now.
         let dev_key = if config.dev_issuer {
@@ -32,6 +43,9 @@ impl DiskDeployment {
         Ok(Self {
             config: args.config.clone(),
             dev_key,
+            public_url: flags.public_url.clone(),
+            drain: flags.drain.clone(),
+            address,
         })
     }
 }
@@ -45,7 +59,14 @@ impl DeploymentSource for DiskDeployment {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
         })?;
-        let config = deployment.config;
+        let mut config = deployment.config;
+        super::serve::apply_serve_flags(
+            &mut config,
+            self.public_url.as_deref(),
+            self.drain.as_deref(),
+            self.address,
+        )
+        .map_err(|problem| vec![problem.to_string()])?;
         Ok(Reloaded {
             identities: IdentityVerifier::new(&config, self.dev_key.as_ref()),
             approvers: Some(IdentityVerifier::for_approvers(

@@ -1,11 +1,11 @@
 //! `handoff serve`: load the deployment, open the data directory, and serve HTTP.
 
 use crate::data_dir::DataDir;
-use crate::{DataArgs, DeploymentArgs};
+use crate::{DataArgs, DeploymentArgs, ServeArgs};
 use anyhow::Context as _;
 use handoff_core::Handoff;
 use handoff_core::clock::SystemClock;
-use handoff_core::config::Deployment;
+use handoff_core::config::{Config, Deployment};
 use handoff_core::identity::IdentityVerifier;
 use handoff_core::live::Current;
 use handoff_core::notify::Notifier;
@@ -21,16 +21,41 @@ pub(crate) const PASS_THROUGH: &[&str] = &[handoff_gateway::HTTP_PREFIX];
 pub fn run(
     deployment_args: &DeploymentArgs,
     data: &DataArgs,
-    listen: &str,
+    options: &ServeArgs,
 ) -> anyhow::Result<ExitCode> {
     let deployment = match super::load_or_report(deployment_args) {
         Ok(deployment) => deployment,
         Err(code) => return Ok(code),
     };
-    super::init_logging();
+    super::init_logging(&options.log)?;
     let source = crate::deployment::describe(deployment_args.config.as_deref());
-    super::runtime()?.block_on(serve(deployment, deployment_args, &source, data, listen))?;
+    super::runtime()?.block_on(serve(deployment, deployment_args, &source, data, options))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies the flags of `serve` that override the config, at start and again on every reload
+/// (so a reload sees them unchanged): `--drain`, and the issuer: `--public-url`, else
+/// `[server] public_url`, else `http://<address>` (the address actually bound, so
+/// `--listen 127.0.0.1:0` names its port).
+pub fn apply_serve_flags(
+    config: &mut Config,
+    public_url: Option<&str>,
+    drain: Option<&str>,
+    address: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    if let Some(drain) = drain {
+        config.server.shutdown_drain =
+            handoff_core::time::Ttl::parse(drain).map_err(|e| anyhow::anyhow!("--drain: {e}"))?;
+    }
+    if let Some(url) = public_url {
+        let url = handoff_core::config::normalize_public_url(url)
+            .map_err(|problem| anyhow::anyhow!("--public-url {problem}"))?;
+        config.server.public_url = Some(url);
+    }
+    if config.server.public_url.is_none() {
+        config.server.public_url = Some(format!("http://{address}"));
+    }
+    Ok(())
 }
 
 /// Builds the service over the data directory's store and keys. With `notify`, notices go to
@@ -127,43 +152,97 @@ pub fn build_with_clock(
 }
 
 async fn serve(
-    deployment: Deployment,
+    mut deployment: Deployment,
     deployment_args: &DeploymentArgs,
     source: &str,
     data: &DataArgs,
-    listen: &str,
+    options: &ServeArgs,
 ) -> anyhow::Result<()> {
     let dir = DataDir::open(&data.data_dir)?;
-    let reloads = super::reload::DiskDeployment::new(deployment_args, &dir, &deployment.config)?;
-    let systems = deployment.config.systems.len();
-    let policies = deployment.policies.len();
-    let dev_issuer = deployment.config.dev_issuer;
-    let handoff = build(deployment, &dir, true)?;
+    let listen = &options.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on `{listen}`"))?;
     let address = listener.local_addr()?;
+    apply_serve_flags(
+        &mut deployment.config,
+        options.public_url.as_deref(),
+        options.drain.as_deref(),
+        address,
+    )?;
+    let reloads = super::reload::DiskDeployment::new(
+        deployment_args,
+        &dir,
+        &deployment.config,
+        options,
+        address,
+    )?;
+    let systems = deployment.config.systems.len();
+    let policies = deployment.policies.len();
+    let handoff = build(deployment, &dir, true)?;
+    let config = handoff.config();
+    tracing::info!(
+        address = %address,
+        public_url = config.issuer(),
+        systems,
+        policies,
+        "handoff started"
+    );
     // Written with errors ignored: a closed stdout must not take the server down.
-    let banner = banner(
-        &address,
+    let banner = banner(&Banner {
+        address,
         source,
         systems,
         policies,
-        &handoff.config().trust_domain,
-        dir.root(),
-        dev_issuer,
-    );
+        public_url: config.issuer(),
+        trust_domain: &config.trust_domain,
+        data_dir: dir.root(),
+        dev_issuer: config.dev_issuer,
+    });
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes());
     let _ = out.flush();
     drop(out);
+    handoff_server::metrics::install()?;
+    let metrics = match &options.metrics_listen {
+        Some(address) => Some(serve_metrics(address, &handoff.config().server).await?),
+        None => None,
+    };
     let current = Current::reloadable(handoff, Arc::new(reloads));
     super::reload::on_sighup(current.clone());
-    serve_live(listener, current, shutdown()).await
+    let served = serve_live(listener, current, crate::signals::shutdown()).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    served
+}
+
+/// Serves `GET /metrics` alone on `address` (`--metrics-listen`), until the process stops.
+pub(crate) async fn serve_metrics(
+    address: &str,
+    settings: &handoff_core::config::ServerSettings,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("--metrics-listen: cannot listen on `{address}`"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "serving metrics");
+    let settings = settings.clone();
+    Ok(tokio::spawn(async move {
+        handoff_server::serve(
+            listener,
+            handoff_server::metrics::router(),
+            &settings,
+            &[],
+            std::future::pending(),
+        )
+        .await;
+    }))
 }
 
 /// Serves what `handoff serve` serves (the API, the embedded gateway and the approval sweep) for
-/// `handoff` on `listener` until `shutdown` completes.
+/// `handoff` on `listener` until `shutdown` completes; then stops accepting, ends event streams,
+/// lets requests in flight finish within `[server] shutdown_drain` and flushes the store.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     handoff: Arc<Handoff>,
@@ -180,7 +259,7 @@ pub async fn serve_live(
 ) -> anyhow::Result<()> {
     // Approvals nobody decided in time expire, and slow ones escalate, in the background.
     let sweeper = current.clone();
-    tokio::spawn(async move {
+    let sweep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
@@ -195,7 +274,7 @@ pub async fn serve_live(
     let every = std::time::Duration::from_secs(u64::from(
         current.get().config().audit.checkpoint_interval.seconds(),
     ));
-    tokio::spawn(async move {
+    let checkpoints = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -207,50 +286,53 @@ pub async fn serve_live(
     });
     // The enforcement gateway (`/gateway/...`, `/mcp`) runs inside the same server.
     let gateway = handoff_gateway::Gateway::embedded_live(current.clone())?;
-    let settings = current.get().config().server;
-    let app = handoff_server::app_live(current).merge(handoff_gateway::router(Arc::new(gateway)));
+    let settings = current.get().config().server.clone();
+    let app =
+        handoff_server::app_live(current.clone()).merge(handoff_gateway::router(Arc::new(gateway)));
     handoff_server::serve(listener, app, &settings, PASS_THROUGH, shutdown).await;
+    sweep.abort();
+    checkpoints.abort();
+    // Every write queued (by requests that finished or were cut at the drain) is committed.
+    if let Err(error) = current.get().store().flush().await {
+        tracing::error!(%error, "flushing the store at shutdown failed");
+    }
+    tracing::info!("handoff stopped");
     Ok(())
 }
 
-fn banner(
-    address: &std::net::SocketAddr,
-    source: &str,
+/// What the start banner tells.
+struct Banner<'a> {
+    address: std::net::SocketAddr,
+    source: &'a str,
     systems: usize,
     policies: usize,
-    trust_domain: &str,
-    data_dir: &std::path::Path,
+    public_url: &'a str,
+    trust_domain: &'a str,
+    data_dir: &'a std::path::Path,
     dev_issuer: bool,
-) -> String {
-    let data_dir = data_dir.display();
+}
+
+fn banner(b: &Banner<'_>) -> String {
+    let Banner {
+        address,
+        source,
+        systems,
+        policies,
+        public_url,
+        trust_domain,
+        ..
+    } = b;
+    let data_dir = b.data_dir.display();
     let mut text = format!(
-        "handoff listening on http://{address}\n  deployment: {source} ({systems} systems, {policies} policies)\n  trust domain: {trust_domain}\n  data directory: {data_dir} (SQLite store, signing keys)\n  operator credential (admin API bearer): {data_dir}/keys/operator-secret\n"
+        "handoff listening on http://{address}\n  public URL (issuer): {public_url}\n  deployment: {source} ({systems} systems, {policies} policies)\n  trust domain: {trust_domain}\n  data directory: {data_dir} (SQLite store, signing keys)\n  operator credential (admin API bearer): {data_dir}/keys/operator-secret\n"
     );
-    if dev_issuer {
+    if address.ip().is_unspecified() && *public_url == format!("http://{address}") {
+        text.push_str("  warning: the public URL names no reachable host; set --public-url or [server] public_url\n");
+    }
+    if b.dev_issuer {
         text.push_str(&format!(
-            "  get an agent identity: handoff identity issue --agent demo-agent --data-dir {data_dir}\n"
+            "  WARNING: the development issuer is on: anyone who can read this data directory can mint agent identities; not for production\n  get an agent identity: handoff identity issue --agent demo-agent --data-dir {data_dir}\n"
         ));
     }
     text
-}
-
-pub(crate) async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

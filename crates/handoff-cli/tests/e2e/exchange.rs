@@ -1,6 +1,6 @@
 //! Exchanges: permits yield verifiable single-audience tokens; the example policies decide in order.
 
-use crate::harness::{EXCHANGE, Server, TRUST_DOMAIN, now, temp_dir};
+use crate::harness::{EXCHANGE, Server, now, temp_dir};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn a_token_for_one_system_does_not_verify_for_another() {
             .unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     validation.set_audience(&["https://git.example.com"]);
-    validation.set_issuer(&[TRUST_DOMAIN]);
+    validation.set_issuer(&[&server.base]);
     assert!(jsonwebtoken::decode::<Value>(token, &key, &validation).is_err());
 }
 
@@ -387,7 +387,8 @@ async fn discovery_documents_list_the_endpoints_and_keys() {
         .json()
         .await
         .unwrap();
-    assert_eq!(metadata["issuer"], TRUST_DOMAIN);
+    // The issuer is the origin this server is reached at (no public_url: its listen address).
+    assert_eq!(metadata["issuer"], server.base);
     assert_eq!(metadata["grant_types_supported"], json!([EXCHANGE]));
     // Every endpoint is named under the issuer, and each is served here (a listed path that
     // answered 404 would send clients nowhere).
@@ -401,7 +402,7 @@ async fn discovery_documents_list_the_endpoints_and_keys() {
     ] {
         assert_eq!(
             metadata[field],
-            format!("{TRUST_DOMAIN}{path}"),
+            format!("{}{path}", server.base),
             "{field}: {metadata}"
         );
         let url = format!("{}{path}", server.base);

@@ -60,7 +60,7 @@ impl Server {
     }
 
     pub fn start_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Self {
-        Self::start_listen(data_dir, config, env, "127.0.0.1:0")
+        Self::start_logged(data_dir, config, env, &[], Stdio::null())
     }
 
     /// `handoff serve --listen LISTEN`, for a test that must know its address before it starts.
@@ -70,18 +70,41 @@ impl Server {
         env: &[(&str, &str)],
         listen: &str,
     ) -> Self {
+        Self::start_full(data_dir, config, env, listen, &[], Stdio::null())
+    }
+
+    /// [`Server::start_env`] with more `serve` arguments and its log (stderr) sent to `log`.
+    pub fn start_logged(
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[&str],
+        log: Stdio,
+    ) -> Self {
+        Self::start_full(data_dir, config, env, "127.0.0.1:0", args, log)
+    }
+
+    fn start_full(
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        listen: &str,
+        args: &[&str],
+        log: Stdio,
+    ) -> Self {
         let mut command = Command::new(binary());
         command.envs(env.iter().copied());
         command
             .args(["serve", "--listen", listen, "--data-dir"])
-            .arg(data_dir);
+            .arg(data_dir)
+            .args(args);
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("handoff serve starts");
         // Bounded: a server that never prints its address fails the test; stdout keeps draining.
@@ -107,7 +130,7 @@ impl Server {
     /// Real HTTP, the real data directory (the CLI's commands work against it), no process.
     pub fn in_process(data_dir: &Path, config: Option<&Path>) -> Self {
         let clock = FakeClock::starting_now();
-        let deployment = handoff_cli::deployment::load(config).expect("the deployment loads");
+        let mut deployment = handoff_cli::deployment::load(config).expect("the deployment loads");
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let dir = data_dir.to_path_buf();
@@ -120,6 +143,15 @@ impl Server {
                 .expect("a runtime");
             runtime.block_on(async move {
                 let data = handoff_cli::data_dir::DataDir::open(&dir).expect("the data directory");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let address = listener.local_addr().unwrap();
+                handoff_cli::commands::serve::apply_serve_flags(
+                    &mut deployment.config,
+                    None,
+                    None,
+                    address,
+                )
+                .expect("the public URL");
                 let handoff = handoff_cli::commands::serve::build_with_clock(
                     deployment,
                     &data,
@@ -127,8 +159,7 @@ impl Server {
                     std::sync::Arc::new(service_clock),
                 )
                 .expect("the service builds");
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                address_tx.send(listener.local_addr().unwrap()).unwrap();
+                address_tx.send(address).unwrap();
                 handoff_cli::commands::serve::serve_on(listener, handoff, async {
                     let _ = stopped.await;
                 })
@@ -256,6 +287,25 @@ impl Server {
         self.halt();
     }
 
+    /// Sends SIGTERM to the served process and waits at most `bound` for it to exit: its exit
+    /// status, or `None` if it was still running then (it is killed).
+    pub fn terminate(&mut self, bound: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut().expect("a served process");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM was delivered");
+        let started = std::time::Instant::now();
+        while started.elapsed() < bound {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     fn halt(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
@@ -364,6 +414,17 @@ impl Server {
 
     /// Verifies an access token as a resource server would: JWKS, `typ`, issuer, one audience.
     pub async fn verify_access_token(&self, token: &str, audience: &str) -> Value {
+        self.verify_access_token_from(token, audience, &self.base)
+            .await
+    }
+
+    /// [`Server::verify_access_token`] for a token whose issuer is `issuer` (a public URL).
+    pub async fn verify_access_token_from(
+        &self,
+        token: &str,
+        audience: &str,
+        issuer: &str,
+    ) -> Value {
         let header = decode_header(token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         let jwks = self.jwks().await;
@@ -373,7 +434,8 @@ impl Server {
         let key = DecodingKey::from_jwk(jwk).unwrap();
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_audience(&[audience]);
-        validation.set_issuer(&[TRUST_DOMAIN]);
+        // Handoff's issuer is the origin it is served at.
+        validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         decode::<Value>(token, &key, &validation)
             .expect("the token verifies")

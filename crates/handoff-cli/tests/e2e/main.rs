@@ -33,6 +33,7 @@ mod identity;
 mod init;
 mod inputs;
 mod mcp;
+mod operations;
 mod operator;
 mod python_client;
 mod reload;

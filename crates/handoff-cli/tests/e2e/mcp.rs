@@ -258,12 +258,11 @@ async fn the_endpoint_needs_an_identity_and_fails_closed_on_unknown_methods() {
     let response = client.post(&url).json(&ping).send().await.unwrap();
     assert_eq!(response.status(), 401);
     let challenge = response.headers()["www-authenticate"].to_str().unwrap();
-    assert!(
-        challenge.contains(
-            "resource_metadata=\"https://handoff.local/.well-known/oauth-protected-resource/mcp\""
-        ),
-        "{challenge}"
+    let expected = format!(
+        "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+        server.base
     );
+    assert!(challenge.contains(&expected), "{challenge}");
     // HTTP-level refusals have the error body every door has, never cached.
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
@@ -297,11 +296,8 @@ async fn the_endpoint_needs_an_identity_and_fails_closed_on_unknown_methods() {
         .json()
         .await
         .unwrap();
-    assert_eq!(metadata["resource"], "https://handoff.local/mcp");
-    assert_eq!(
-        metadata["authorization_servers"],
-        json!(["https://handoff.local"])
-    );
+    assert_eq!(metadata["resource"], format!("{}/mcp", server.base));
+    assert_eq!(metadata["authorization_servers"], json!([server.base]));
 
     let agent = server.identity("payments-agent");
     let call = |body: Value| {

@@ -5,7 +5,9 @@ use crate::harness::{Server, cli, stdout, temp_dir};
 #[tokio::test]
 async fn a_restart_keeps_keys_tasks_history_and_the_chain() {
     let dir = temp_dir();
-    let server = Server::start(dir.path());
+    // A fixed public URL: the issuer survives the restart (the listen port does not).
+    let public = [("HANDOFF_PUBLIC_URL", "https://handoff.example.com")];
+    let server = Server::start_env(dir.path(), None, &public);
     let agent = server.identity("release-bot");
     let (task, txn) = server.task(&agent, "release", &["ci"]).await;
     let (status, body) = server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
@@ -14,7 +16,7 @@ async fn a_restart_keeps_keys_tasks_history_and_the_chain() {
     let jwks_before = serde_json::to_value(server.jwks().await).unwrap();
     server.stop();
 
-    let server = Server::start(dir.path());
+    let server = Server::start_env(dir.path(), None, &public);
     assert_eq!(
         serde_json::to_value(server.jwks().await).unwrap(),
         jwks_before,
@@ -22,7 +24,7 @@ async fn a_restart_keeps_keys_tasks_history_and_the_chain() {
     );
     // A token minted before the restart still verifies against the served JWKS.
     server
-        .verify_access_token(&token, "https://ci.example.com")
+        .verify_access_token_from(&token, "https://ci.example.com", public[0].1)
         .await;
     // The task and its history survive: tests ran before the restart, so deploy is allowed now.
     let (status, body) = server.exchange(&agent, &txn, "ci", "deploy", &[]).await;

@@ -28,7 +28,7 @@ use std::fmt;
 
 pub use audit::AuditSettings;
 pub use gateway::{GatewayConfig, Route, Secret, SecretSource, Tool, UpstreamCredential};
-pub use server::ServerSettings;
+pub use server::{ServerSettings, normalize_public_url};
 pub use validate::load_config;
 
 /// Seconds of clock skew allowed past an identity's `exp` and before its `nbf`, by default.
@@ -310,7 +310,8 @@ pub struct NotificationConfig {
 /// A validated deployment config; it cannot hold a value the rules reject.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Handoff's own issuer name and the audience of its Transaction Tokens.
+    /// The audience of Handoff's Transaction Tokens and the base of its other names (the dev
+    /// issuer, the approvals audience); the issuer is [`Config::issuer`].
     pub trust_domain: String,
     pub policy_folder: String,
     pub tokens: TokenSettings,
@@ -356,6 +357,16 @@ impl Config {
     /// Whether any counter spans an agent's tasks (then its facts are read on every exchange).
     pub fn has_agent_counters(&self) -> bool {
         self.counters.values().any(|c| c.per == CounterScope::Agent)
+    }
+
+    /// Handoff's issuer identifier (RFC 8414): the `iss` of every token it mints, and the base of
+    /// the URLs its metadata advertises: `[server] public_url` (which `handoff serve` fills in
+    /// from the listen address when the config has none), else the trust domain.
+    pub fn issuer(&self) -> &str {
+        self.server
+            .public_url
+            .as_deref()
+            .unwrap_or(&self.trust_domain)
     }
 
     /// The issuer name of Handoff's development identities.

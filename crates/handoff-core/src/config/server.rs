@@ -7,6 +7,8 @@
 //! body_read_timeout = "30s"     # the whole body must arrive within this of the head
 //! max_header_bytes = 32768      # request line plus headers; larger gets 431
 //! max_connections = 1024        # past this, new connections wait in the accept backlog
+//! public_url = "https://handoff.example.com"  # the issuer; default: http://<listen address>
+//! shutdown_drain = "5s"         # on SIGTERM/SIGINT, in-flight requests get this long to finish
 //! ```
 
 use super::check::Ctx;
@@ -22,12 +24,15 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const MIN_MAX_HEADER_BYTES: usize = 1024;
 pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
 pub const MAX_MAX_CONNECTIONS: usize = 65_536;
+pub const DEFAULT_SHUTDOWN_DRAIN: Ttl = Ttl::from_seconds(5);
 
 pub(super) const SERVER_SHAPE: Shape = Shape::Fields(&[
     ("header_read_timeout", Shape::Leaf),
     ("body_read_timeout", Shape::Leaf),
     ("max_header_bytes", Shape::Leaf),
     ("max_connections", Shape::Leaf),
+    ("public_url", Shape::Leaf),
+    ("shutdown_drain", Shape::Leaf),
 ]);
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,10 +42,12 @@ pub struct RawServer {
     pub body_read_timeout: Option<Spanned<String>>,
     pub max_header_bytes: Option<Spanned<u64>>,
     pub max_connections: Option<Spanned<u64>>,
+    pub public_url: Option<Spanned<String>>,
+    pub shutdown_drain: Option<Spanned<String>>,
 }
 
 /// The listener's limits (`[server]`), each with a documented default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSettings {
     /// The request line and headers must arrive within this; it also closes a keep-alive
     /// connection that sends no next request (the timer starts when the server waits for one).
@@ -51,6 +58,12 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Connections served at once; past this, new ones wait in the kernel's accept backlog.
     pub max_connections: usize,
+    /// The URL clients reach Handoff at: the issuer of its metadata and tokens, and the base of
+    /// every endpoint URL it advertises. Without one, `handoff serve` uses
+    /// `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// On SIGTERM or SIGINT, requests in flight get this long to finish before the process exits.
+    pub shutdown_drain: Ttl,
 }
 
 impl Default for ServerSettings {
@@ -60,6 +73,8 @@ impl Default for ServerSettings {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            public_url: None,
+            shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
         }
     }
 }
@@ -82,6 +97,11 @@ pub(super) fn validate_server(ctx: &mut Ctx<'_>, raw: &RawServer) -> ServerSetti
         "server.body_read_timeout",
         defaults.body_read_timeout,
     );
+    let shutdown_drain = ttl(
+        &raw.shutdown_drain,
+        "server.shutdown_drain",
+        defaults.shutdown_drain,
+    );
     let max_header_bytes = bounded(
         ctx,
         raw.max_header_bytes.as_ref(),
@@ -96,12 +116,44 @@ pub(super) fn validate_server(ctx: &mut Ctx<'_>, raw: &RawServer) -> ServerSetti
         (1, MAX_MAX_CONNECTIONS),
         defaults.max_connections,
     );
+    let public_url =
+        raw.public_url
+            .as_ref()
+            .and_then(|url| match normalize_public_url(url.get_ref()) {
+                Ok(url) => Some(url),
+                Err(problem) => {
+                    ctx.report(url, format!("server.public_url {problem}"));
+                    None
+                }
+            });
     ServerSettings {
         header_read_timeout,
         body_read_timeout,
         max_header_bytes,
         max_connections,
+        public_url,
+        shutdown_drain,
     }
+}
+
+/// A public URL as Handoff uses it: `http(s)://host[:port][/path]`, without a trailing slash,
+/// query or fragment; the problem otherwise (completing "server.public_url ...").
+pub fn normalize_public_url(url: &str) -> Result<String, &'static str> {
+    let url = url.trim_end_matches('/');
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err("must be an http(s) URL");
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("must name a host");
+    }
+    if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must have no query, fragment or whitespace");
+    }
+    Ok(url.to_owned())
 }
 
 fn bounded(
@@ -172,6 +224,8 @@ actions = { read = ["read"] }
             (server.max_header_bytes, server.max_connections),
             (16384, 8)
         );
+        assert_eq!(server.public_url, None);
+        assert_eq!(server.shutdown_drain, DEFAULT_SHUTDOWN_DRAIN);
 
         let (_, problems) = load(
             "[server]\nheader_read_timeout = \"0s\"\nmax_header_bytes = 100\nmax_connections = 0\nidle = 3\n",
@@ -184,6 +238,33 @@ actions = { read = ["read"] }
             "handoff.toml:17: unknown key `server.idle`",
         ] {
             assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn the_public_url_and_the_drain_are_read_and_a_bad_url_is_reported() {
+        let (config, problems) = load(
+            "[server]\npublic_url = \"https://handoff.example.com/\"\nshutdown_drain = \"2s\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let server = config.unwrap().server;
+        assert_eq!(
+            server.public_url.as_deref(),
+            Some("https://handoff.example.com")
+        );
+        assert_eq!(server.shutdown_drain, Ttl::from_seconds(2));
+
+        for bad in [
+            "handoff.example.com",
+            "https://",
+            "https://h.example.com/?x=1",
+        ] {
+            let (_, problems) = load(&format!("[server]\npublic_url = \"{bad}\"\n"));
+            let all = problems.join("\n");
+            assert!(
+                all.contains("handoff.toml:14: server.public_url"),
+                "{bad}: {all}"
+            );
         }
     }
 }

@@ -69,7 +69,7 @@ impl Handoff {
         let now = self.now().seconds();
         let Ok(claims) = verify_access_token(
             self.keys(),
-            &self.config().trust_domain,
+            self.config().issuer(),
             Unverified::new(token),
             Some(now),
         ) else {

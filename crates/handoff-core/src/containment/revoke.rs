@@ -49,7 +49,7 @@ impl Handoff {
     ) -> Result<(), ServiceError> {
         let Ok(claims) = verify_access_token(
             self.keys(),
-            &self.config().trust_domain,
+            self.config().issuer(),
             Unverified::new(token),
             None,
         ) else {

@@ -225,8 +225,14 @@ impl Handoff {
             created_at: now,
             expires_at,
         };
-        let txn_token =
-            mint_delegated_txn_token(self.keys(), &self.config().trust_domain, task, &delegation)?;
+        let config = self.config();
+        let txn_token = mint_delegated_txn_token(
+            self.keys(),
+            config.issuer(),
+            &config.trust_domain,
+            task,
+            &delegation,
+        )?;
         let record = AuditEvent {
             outcome: Some(Outcome::Permit),
             agent: Some(identity.agent().to_string()),

@@ -40,7 +40,7 @@ impl Handoff {
         let jti = TokenId::new(self.id("tok")?);
         let minted = mint_access_token(
             self.keys(),
-            &self.config().trust_domain,
+            self.config().issuer(),
             identity.issuer(),
             &permit,
             jti,
@@ -125,6 +125,9 @@ impl Handoff {
                     decision_id: permit.decision_id().clone(),
                     token: minted,
                     expires_in,
+                    agent: identity.agent().clone(),
+                    task: resolved.txn.task().clone(),
+                    system: system.id.clone(),
                 }))
             }
             Err(StoreError::Conflict) => Ok(None),

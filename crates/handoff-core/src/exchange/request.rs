@@ -7,7 +7,7 @@ use crate::config::{ActionConfig, SystemConfig};
 use crate::delegation::Delegation;
 use crate::error::ServiceError;
 use crate::handoff::Handoff;
-use crate::ids::DecisionId;
+use crate::ids::{AgentId, DecisionId, SystemId, TaskId};
 use crate::limits::{MAX_NAME_CHARS, MAX_SCOPE_ITEMS};
 use crate::policy::{DetailValue, project_details};
 use crate::refusal::Refused;
@@ -36,6 +36,10 @@ pub struct Issued {
     pub token: MintedToken,
     pub decision_id: DecisionId,
     pub expires_in: i64,
+    /// Who it was minted for, under which task, for which system (for logs and metrics).
+    pub agent: AgentId,
+    pub task: TaskId,
+    pub system: SystemId,
 }
 
 /// An exchange request resolved against the deployment; the same on every retry.

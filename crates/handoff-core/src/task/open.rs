@@ -155,7 +155,7 @@ impl Handoff {
             expires_at: now.plus(lifetime),
             state: TaskState::Open,
         };
-        let txn_token = mint_txn_token(self.keys(), &config.trust_domain, &task)?;
+        let txn_token = mint_txn_token(self.keys(), config.issuer(), &config.trust_domain, &task)?;
         let event = AuditEvent {
             kind: Some(EventKind::TaskOpen),
             decision_id: Some(decision_id.to_string()),

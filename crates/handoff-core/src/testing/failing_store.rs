@@ -166,6 +166,10 @@ impl Store for FailingStore {
         self.inner.agent_known(agent).await
     }
 
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+
     async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError> {
         self.read()?;
         self.inner.is_frozen(system).await

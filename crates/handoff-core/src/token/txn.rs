@@ -46,9 +46,15 @@ pub struct TxnClaims {
     pub act: Option<Actor>,
 }
 
-pub fn mint_txn_token(keys: &KeyRing, trust_domain: &str, task: &Task) -> Result<String, KeyError> {
+/// Mints a task's Transaction Token: `iss` is Handoff's issuer, `aud` the trust domain.
+pub fn mint_txn_token(
+    keys: &KeyRing,
+    issuer: &str,
+    trust_domain: &str,
+    task: &Task,
+) -> Result<String, KeyError> {
     let claims = TxnClaims {
-        iss: trust_domain.to_owned(),
+        iss: issuer.to_owned(),
         aud: trust_domain.to_owned(),
         iat: task.created_at.seconds(),
         exp: task.expires_at.seconds(),
@@ -73,6 +79,7 @@ pub fn mint_txn_token(keys: &KeyRing, trust_domain: &str, task: &Task) -> Result
 /// delegation it acts under, and the chain of actors that handed it the work.
 pub fn mint_delegated_txn_token(
     keys: &KeyRing,
+    issuer: &str,
     trust_domain: &str,
     task: &Task,
     delegation: &Delegation,
@@ -84,7 +91,7 @@ pub fn mint_delegated_txn_token(
         .nth(1)
         .map_or_else(|| task.id.to_string(), Clone::clone);
     let claims = TxnClaims {
-        iss: trust_domain.to_owned(),
+        iss: issuer.to_owned(),
         aud: trust_domain.to_owned(),
         iat: delegation.created_at.seconds(),
         exp: delegation.expires_at.seconds(),
@@ -140,15 +147,16 @@ pub const OWN_TOKEN_LEEWAY: Leeway = Leeway {
     issued_at: 60,
 };
 
-/// Verifies one of Handoff's own Transaction Tokens.
+/// Verifies one of Handoff's own Transaction Tokens (issued by `issuer`, for `trust_domain`).
 pub fn verify_txn_token(
     keys: &KeyRing,
+    issuer: &str,
     trust_domain: &str,
     token: Unverified<'_>,
     now_seconds: i64,
 ) -> Result<VerifiedTxn, TokenError> {
     let (claims, times): (TxnClaims, _) =
-        verify_own(keys, token, TXN_TOKEN_TYP, trust_domain, Some(trust_domain))?;
+        verify_own(keys, token, TXN_TOKEN_TYP, issuer, Some(trust_domain))?;
     times.check(now_seconds, OWN_TOKEN_LEEWAY)?;
     Ok(VerifiedTxn {
         task: TaskId::new(claims.txn.clone()),

@@ -124,6 +124,8 @@ async fn decide(
     let decided = handoff
         .decide_approval(&person, id, approve, &reason(body)?)
         .await?;
+    let outcome = if approve { "approved" } else { "denied" };
+    metrics::counter!(crate::metrics::APPROVALS, "outcome" => outcome).increment(1);
     Ok(Json(approval_json(&decided, decided.status)))
 }
 
@@ -159,5 +161,6 @@ pub async fn cancel(
     let cancelled = handoff
         .cancel_approval(&canceller, &id, &reason(&body)?)
         .await?;
+    metrics::counter!(crate::metrics::APPROVALS, "outcome" => "cancelled").increment(1);
     Ok(Json(approval_json(&cancelled, cancelled.status)))
 }

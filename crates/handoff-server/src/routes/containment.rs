@@ -5,12 +5,14 @@ use super::auth;
 use super::form::FormParams;
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use futures_util::stream::{self, Stream};
 use handoff_core::containment::{Introspection, MAX_FEED_PAGE};
 use handoff_core::containment::{RevocationEntry, RevocationKind};
@@ -69,6 +71,8 @@ pub async fn revoke_token(
     let params = FormParams::parse(&headers, &body)?;
     let token = params.required("token")?;
     handoff.revoke_token(&caller, token).await?;
+    // RFC 7009: answered 200 whether or not the token was one to revoke.
+    metrics::counter!(crate::metrics::REVOCATIONS, "kind" => "oauth_revoke").increment(1);
     state.feed.notify_waiters();
     Ok(no_store(Json(json!({})).into_response()))
 }
@@ -103,6 +107,7 @@ async fn apply(
     let handoff = state.handoff();
     let operator = auth::operator(&handoff, headers)?;
     let report = handoff.revoke(&operator, kind, id, reason).await?;
+    metrics::counter!(crate::metrics::REVOCATIONS, "kind" => kind.as_str()).increment(1);
     state.feed.notify_waiters();
     Ok(Json(json!({
         "kind": report.kind,
@@ -218,6 +223,7 @@ pub async fn feed(
 
 pub async fn stream(
     State(state): State<AppState>,
+    draining: Option<Extension<crate::Draining>>,
     headers: HeaderMap,
     Query(query): Query<FeedQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -228,9 +234,10 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(query.after);
+    let subscribed = crate::metrics::Subscribed::new();
     let events = stream::unfold(
-        (state, resume, Vec::<RevocationEntry>::new()),
-        |(state, mut cursor, mut pending)| async move {
+        (state, resume, Vec::<RevocationEntry>::new(), subscribed),
+        |(state, mut cursor, mut pending, subscribed)| async move {
             loop {
                 if !pending.is_empty() {
                     let entry = pending.remove(0);
@@ -239,7 +246,7 @@ pub async fn stream(
                         .id(entry.seq.to_string())
                         .event("revocation")
                         .data(entry_json(&entry).to_string());
-                    return Some((Ok(event), (state, cursor, pending)));
+                    return Some((Ok(event), (state, cursor, pending, subscribed)));
                 }
                 match state.handoff().revocation_feed(cursor, MAX_FEED_PAGE).await {
                     Ok(entries) if !entries.is_empty() => pending = entries,
@@ -251,5 +258,12 @@ pub async fn stream(
             }
         },
     );
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    // The stream ends when the server starts shutting down (subscribers reconnect elsewhere).
+    let stopped = async move {
+        match draining {
+            Some(Extension(draining)) => draining.started().await,
+            None => std::future::pending().await,
+        }
+    };
+    Ok(Sse::new(events.take_until(stopped)).keep_alive(KeepAlive::default()))
 }

@@ -20,7 +20,7 @@ pub async fn jwks(State(handoff): State<Arc<Handoff>>) -> Response {
 }
 
 pub async fn metadata(State(handoff): State<Arc<Handoff>>) -> Json<serde_json::Value> {
-    let issuer = &handoff.config().trust_domain;
+    let issuer = handoff.config().issuer();
     Json(json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),
@@ -49,6 +49,43 @@ pub async fn metadata(State(handoff): State<Arc<Handoff>>) -> Json<serde_json::V
 
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when the store answers and keys and policies are loaded; 503 naming the
+/// first failing check otherwise (a load balancer takes the node out of rotation).
+pub async fn ready(State(handoff): State<Arc<Handoff>>) -> Response {
+    let readiness = handoff.readiness().await;
+    let checks: serde_json::Map<String, serde_json::Value> = readiness
+        .checks
+        .iter()
+        .map(|c| {
+            let value = c
+                .problem
+                .as_deref()
+                .map_or_else(|| json!("ok"), |p| json!(p));
+            (c.name.to_owned(), value)
+        })
+        .collect();
+    let (status, body) = match readiness.failing() {
+        None => (
+            axum::http::StatusCode::OK,
+            json!({ "status": "ready", "checks": checks }),
+        ),
+        Some(failing) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "status": "unavailable",
+                "failing": failing.name,
+                "error": failing.problem,
+                "checks": checks,
+            }),
+        ),
+    };
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 pub async fn not_found() -> ApiError {

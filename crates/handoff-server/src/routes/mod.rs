@@ -45,6 +45,8 @@ pub fn app_live(current: Arc<Current>) -> Router {
             get(discovery::metadata),
         )
         .route("/healthz", get(discovery::health))
+        .route("/readyz", get(discovery::ready))
+        .route("/metrics", get(crate::metrics::render))
         .route("/oauth/token", post(token::token))
         .route("/v1/tasks", post(tasks::open))
         .route("/v1/tasks/{id}/end", post(tasks::end))

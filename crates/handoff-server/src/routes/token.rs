@@ -8,10 +8,12 @@ use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use handoff_core::Handoff;
+use handoff_core::ServiceError;
 use handoff_core::exchange::ExchangeRequest;
 use handoff_core::token::{GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_JWT, TYPE_TXN_TOKEN};
+use handoff_http::ExchangeFacts;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ pub async fn token(
     let params = FormParams::parse(&headers, &body)?;
     let response = match TokenRequest::parse(&params)? {
         TokenRequest::Txn(request) => txn_token(&handoff, request).await?,
-        TokenRequest::Access(request) => access_token(&handoff, request).await?,
+        TokenRequest::Access(request) => return Ok(access_token(&handoff, request).await),
     };
     Ok(token_response(StatusCode::OK, response))
 }
@@ -119,19 +121,60 @@ fn exchange_request(params: &FormParams) -> Result<ExchangeRequest, ApiError> {
     })
 }
 
-async fn access_token(
-    handoff: &Handoff,
-    request: ExchangeRequest,
-) -> Result<serde_json::Value, ApiError> {
-    let issued = handoff.exchange(request).await?;
-    Ok(json!({
-        "access_token": issued.token.token,
-        "issued_token_type": TYPE_ACCESS_TOKEN,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": issued.token.scope,
-        "decision_id": issued.decision_id.as_str(),
-    }))
+/// A handoff; the answer carries [`ExchangeFacts`] for the request log and the metrics.
+async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
+    let system = handoff
+        .config()
+        .system_for_audience(&request.audience)
+        .map(|s| s.id.to_string());
+    let actions = request.scope.clone();
+    match handoff.exchange(request).await {
+        Ok(issued) => {
+            let facts = ExchangeFacts {
+                decision_id: Some(issued.decision_id.to_string()),
+                agent: Some(issued.agent.to_string()),
+                task: Some(issued.task.to_string()),
+                system: Some(issued.system.to_string()),
+                actions,
+                outcome: "permit",
+                reason: None,
+            };
+            let mut response = token_response(
+                StatusCode::OK,
+                json!({
+                    "access_token": issued.token.token,
+                    "issued_token_type": TYPE_ACCESS_TOKEN,
+                    "token_type": "Bearer",
+                    "expires_in": issued.expires_in,
+                    "scope": issued.token.scope,
+                    "decision_id": issued.decision_id.as_str(),
+                }),
+            );
+            response.extensions_mut().insert(facts);
+            response
+        }
+        Err(error) => {
+            let (decision_id, outcome) = match &error {
+                ServiceError::Denied(denial) => (Some(denial.decision_id.to_string()), "deny"),
+                ServiceError::ApprovalPending { .. } | ServiceError::SlowDown { .. } => {
+                    (None, "pending")
+                }
+                _ => (None, "error"),
+            };
+            let facts = ExchangeFacts {
+                decision_id,
+                agent: None,
+                task: None,
+                system,
+                actions,
+                outcome,
+                reason: Some(error.code()),
+            };
+            let mut response = ApiError::from(error).into_response();
+            response.extensions_mut().insert(facts);
+            response
+        }
+    }
 }
 
 impl<'a> TxnRequest<'a> {

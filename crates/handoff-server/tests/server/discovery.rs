@@ -59,6 +59,27 @@ async fn healthz_answers_ok_even_when_the_store_is_down() {
 }
 
 #[tokio::test]
+async fn readyz_turns_503_naming_the_store_while_it_is_down_and_back_to_200() {
+    let harness = Harness::example();
+    let answer = harness.get("/readyz", None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["status"], "ready");
+    for check in ["store", "keys", "policies"] {
+        assert_eq!(answer.body["checks"][check], "ok", "{}", answer.body);
+    }
+    harness.kit.store.fail_all(true);
+    let answer = harness.get("/readyz", None).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.body["failing"], "store", "{}", answer.body);
+    assert!(answer.body["error"].is_string(), "{}", answer.body);
+    assert_eq!(answer.body["checks"]["keys"], "ok");
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    harness.kit.store.fail_all(false);
+    let answer = harness.get("/readyz", None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+#[tokio::test]
 async fn an_unknown_path_is_a_json_404_with_a_stable_code() {
     let harness = Harness::example();
     for path in ["/nope", "/v1", "/oauth/token/extra", "/.well-known/other"] {

@@ -1,0 +1,64 @@
+//! One structured log line per request (`handoff::request`, level `info`; `warn` for a 5xx):
+//! method, route, status, latency, and what the handler left on its answer (an exchange's
+//! decision, a relayed call's upstream status, an MCP tool). Never a header, body or query: no
+//! token or secret can reach the log from here.
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use handoff_http::{ExchangeFacts, ForwardFacts, ToolCallFacts};
+use std::time::Instant;
+
+pub(crate) async fn log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    let exchange = response.extensions().get::<ExchangeFacts>();
+    let forward = response.extensions().get::<ForwardFacts>();
+    let tool = response.extensions().get::<ToolCallFacts>();
+    let actions = exchange.map(|e| e.actions.join(" "));
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "handoff::request",
+                method = %method,
+                route = route.as_deref().unwrap_or("unmatched"),
+                path = %path,
+                status,
+                latency_ms,
+                decision_id = exchange.and_then(|e| e.decision_id.as_deref()),
+                agent = exchange.and_then(|e| e.agent.as_deref()),
+                task = exchange.and_then(|e| e.task.as_deref()),
+                system = exchange
+                    .and_then(|e| e.system.as_deref())
+                    .or(forward.map(|f| f.system.as_str())),
+                actions = actions.as_deref(),
+                outcome = exchange.map(|e| e.outcome),
+                reason = exchange.and_then(|e| e.reason),
+                upstream_status = forward.and_then(|f| f.upstream_status),
+                tool = tool.map(|t| t.tool.as_str()),
+                "request"
+            )
+        };
+    }
+    crate::metrics::record_request(
+        route.as_deref().unwrap_or("unmatched"),
+        &method,
+        status,
+        latency_ms / 1000.0,
+    );
+    crate::metrics::record_facts(exchange, forward, tool, latency_ms / 1000.0);
+    if response.status().is_server_error() {
+        line!(warn);
+    } else {
+        line!(info);
+    }
+    response
+}
