@@ -3,7 +3,7 @@
 //! rewrite of the log up to `seq`: the record there must still carry that head, and the chain must
 //! still lead to it. The format is specified in `docs/audit-format.md`.
 
-use crate::audit::{GENESIS, SealedRecord};
+use crate::audit::GENESIS;
 use crate::error::{InternalError, ServiceError};
 use crate::handoff::Handoff;
 use crate::keys::SigningKey;
@@ -55,10 +55,6 @@ pub enum CheckpointError {
     UnknownKey,
     #[error("the checkpoint's signature does not verify: {0}")]
     BadSignature(String),
-    #[error("record {seq} is missing (the checkpoint covers it)")]
-    RecordMissing { seq: u64 },
-    #[error("record {seq} does not have the checkpoint's head: the log was rewritten")]
-    HeadDiffers { seq: u64 },
 }
 
 /// Verifies a checkpoint's signature against `keys` (the checkpoint keys, never token keys) and
@@ -90,26 +86,6 @@ pub fn verify_checkpoint(
     jsonwebtoken::decode::<CheckpointClaims>(jws, key.decoding_key(), &validation)
         .map(|data| data.claims)
         .map_err(|e| CheckpointError::BadSignature(e.to_string()))
-}
-
-/// Checks that `record` (the record at the checkpoint's `seq`, `None` if absent) still carries the
-/// checkpoint's head. The empty-log checkpoint (seq 0) needs no record.
-pub fn check_head(
-    claims: &CheckpointClaims,
-    record: Option<&SealedRecord>,
-) -> Result<(), CheckpointError> {
-    if claims.seq == 0 {
-        return if claims.head == GENESIS {
-            Ok(())
-        } else {
-            Err(CheckpointError::HeadDiffers { seq: 0 })
-        };
-    }
-    match record {
-        Some(r) if r.seq == claims.seq && r.hash == claims.head => Ok(()),
-        Some(_) => Err(CheckpointError::HeadDiffers { seq: claims.seq }),
-        None => Err(CheckpointError::RecordMissing { seq: claims.seq }),
-    }
 }
 
 impl Handoff {

@@ -12,25 +12,22 @@ use std::time::Instant;
 pub(crate) async fn log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let path = request.uri().path().to_owned();
+    // Shared, not copied: a matched path is an `Arc<str>`, a URI's path is reference-counted bytes.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let uri = request.uri().clone();
     let response = next.run(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
     let exchange = response.extensions().get::<ExchangeFacts>();
     let forward = response.extensions().get::<ForwardFacts>();
     let tool = response.extensions().get::<ToolCallFacts>();
-    let actions = exchange.map(|e| e.actions.join(" "));
     macro_rules! line {
         ($level:ident) => {
             tracing::$level!(
                 target: "handoff::request",
                 method = %method,
-                route = route.as_deref().unwrap_or("unmatched"),
-                path = %path,
+                route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                path = uri.path(),
                 status,
                 latency_ms,
                 decision_id = exchange.and_then(|e| e.decision_id.as_deref()),
@@ -39,7 +36,8 @@ pub(crate) async fn log(request: Request, next: Next) -> Response {
                 system = exchange
                     .and_then(|e| e.system.as_deref())
                     .or(forward.map(|f| f.system.as_str())),
-                actions = actions.as_deref(),
+                // Joined only when the line is written.
+                actions = exchange.map(|e| e.actions.join(" ")).as_deref(),
                 outcome = exchange.map(|e| e.outcome),
                 reason = exchange.and_then(|e| e.reason),
                 upstream_status = forward.and_then(|f| f.upstream_status),
@@ -49,7 +47,7 @@ pub(crate) async fn log(request: Request, next: Next) -> Response {
         };
     }
     crate::metrics::record_request(
-        route.as_deref().unwrap_or("unmatched"),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         &method,
         status,
         latency_ms / 1000.0,

@@ -3,7 +3,7 @@
 
 use crate::data_dir::DataDir;
 use crate::{DataArgs, DeploymentArgs, EXIT_CONFIG};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use handoff_core::clock::{Clock, SystemClock};
 use handoff_core::identity::issue_dev_person;
 use handoff_core::time::Ttl;
@@ -78,21 +78,8 @@ pub fn call(server: &str, token: &str, call: Call<'_>) -> anyhow::Result<ExitCod
             .post(format!("{server}/v1/approvals/{id}/deny"))
             .json(&json!({ "reason": reason })),
     };
-    let runtime = super::runtime()?;
-    let (status, body) = runtime.block_on(async {
-        let response = request
-            .bearer_auth(token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach `{server}`"))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .context("the server's answer is not JSON")?;
-        anyhow::Ok((status, body))
-    })?;
-    if !status.is_success() {
+    let (status, body) = super::remote::send(request.bearer_auth(token))?;
+    if !(200..300).contains(&status) {
         eprintln!(
             "error: {} ({})",
             text(&body, "error_description"),

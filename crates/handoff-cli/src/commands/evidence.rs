@@ -116,29 +116,18 @@ pub fn send(server: &str, jwt: Option<&str>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     let url = format!("{}/v1/evidence", server.trim_end_matches('/'));
-    let runtime = super::runtime()?;
-    let (status, body) = runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/jwt")
-            .body(jwt)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach `{url}`"))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .context("the server's answer is not JSON")?;
-        anyhow::Ok((status, body))
-    })?;
-    if !status.is_success() {
+    let request = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/jwt")
+        .body(jwt);
+    let (status, body) = super::remote::send(request)?;
+    if !(200..300).contains(&status) {
         let text = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or_default();
         eprintln!(
             "error: {} ({}, HTTP {})",
             text("error_description"),
             text("error"),
-            status.as_u16()
+            status
         );
         return Ok(ExitCode::FAILURE);
     }

@@ -52,19 +52,29 @@ impl Remote {
         if let Some(body) = body {
             request = request.json(body);
         }
-        super::runtime()?.block_on(async {
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("cannot reach `{}`", self.server))?;
-            let status = response.status().as_u16();
-            let body: Value = response
-                .json()
-                .await
-                .with_context(|| format!("the answer of `{url}` is not JSON"))?;
-            anyhow::Ok((status, body))
-        })
+        send(request)
     }
+}
+
+/// Sends `request` and waits for it: the answer's status and JSON. Every CLI command that calls
+/// a running server goes through here.
+pub fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+    let (client, request) = request.build_split();
+    let request = request.context("cannot reach the server: its URL is not valid")?;
+    let url = request.url().to_string();
+    let server = request.url().origin().ascii_serialization();
+    super::runtime()?.block_on(async {
+        let response = client
+            .execute(request)
+            .await
+            .with_context(|| format!("cannot reach `{server}`"))?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("the answer of `{url}` is not JSON"))?;
+        anyhow::Ok((status, body))
+    })
 }
 
 /// Prints a refusal (`error: description (code)`, then any `problems`, one a line) to stderr.

@@ -15,27 +15,11 @@ fn root() -> PathBuf {
 }
 
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("HANDOFF_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/mcp-venv/bin/python"));
-    let mut probe = Command::new(&candidate);
-    probe.args(["-c", "import jwt, cryptography"]);
-    let works = candidate.exists()
-        && crate::bounded::output(probe, crate::bounded::CLI_TIMEOUT)
-            .is_ok_and(|o| o.status.success());
-    if works {
-        return Some(candidate);
-    }
-    let why = format!(
-        "no Python with PyJWT at {}: run scripts/test (or set HANDOFF_TEST_PYTHON)",
-        candidate.display()
-    );
-    assert!(
-        std::env::var("HANDOFF_TEST_REQUIRE_PYTHON").as_deref() != Ok("1"),
-        "{why}"
-    );
-    eprintln!("skipping the independent audit verifier: {why}");
-    None
+    crate::harness::python_with(
+        "jwt, cryptography",
+        "PyJWT",
+        "the independent audit verifier",
+    )
 }
 
 /// Runs the independent verifier; (passed, its output).

@@ -614,3 +614,31 @@ impl Exchanger {
         self.try_send().await.expect("the server answers")
     }
 }
+
+/// The Python the tests run (`HANDOFF_TEST_PYTHON`, else scripts/test's venv) if it can
+/// `import MODULES`, or `None` after saying why `what` is skipped. With
+/// `HANDOFF_TEST_REQUIRE_PYTHON=1` (scripts/test) a missing one fails the test instead.
+pub fn python_with(modules: &str, needs: &str, what: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("HANDOFF_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/mcp-venv/bin/python")
+        });
+    let mut probe = Command::new(&candidate);
+    probe.args(["-c", &format!("import {modules}")]);
+    let works = candidate.exists()
+        && bounded::output(probe, bounded::CLI_TIMEOUT).is_ok_and(|o| o.status.success());
+    if works {
+        return Some(candidate);
+    }
+    let why = format!(
+        "no Python with {needs} at {}: run scripts/test (or set HANDOFF_TEST_PYTHON)",
+        candidate.display()
+    );
+    assert!(
+        std::env::var("HANDOFF_TEST_REQUIRE_PYTHON").as_deref() != Ok("1"),
+        "{why}"
+    );
+    eprintln!("skipping {what}: {why}");
+    None
+}

@@ -20,29 +20,7 @@ fn scripts() -> PathBuf {
 
 /// The Python with the MCP SDK, or `None` (after saying why) when these tests cannot run here.
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("HANDOFF_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/mcp-venv/bin/python")
-        });
-    let mut probe = Command::new(&candidate);
-    probe.args(["-c", "import mcp"]);
-    let works = candidate.exists()
-        && crate::bounded::output(probe, crate::bounded::CLI_TIMEOUT)
-            .is_ok_and(|o| o.status.success());
-    if works {
-        return Some(candidate);
-    }
-    let why = format!(
-        "no Python with the MCP SDK at {}: run scripts/test (or set HANDOFF_TEST_PYTHON)",
-        candidate.display()
-    );
-    assert!(
-        std::env::var("HANDOFF_TEST_REQUIRE_PYTHON").as_deref() != Ok("1"),
-        "{why}"
-    );
-    eprintln!("skipping the MCP end-to-end tests: {why}");
-    None
+    crate::harness::python_with("mcp", "the MCP SDK", "the MCP end-to-end tests")
 }
 
 /// The Python SDK's MCPServer on a loopback port; killed on drop.

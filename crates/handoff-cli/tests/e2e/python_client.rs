@@ -21,27 +21,11 @@ fn repo() -> PathBuf {
 
 /// The Python with httpx and pytest, or `None` (after saying why) when these cannot run here.
 pub fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("HANDOFF_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/mcp-venv/bin/python"));
-    let mut probe = Command::new(&candidate);
-    probe.args(["-c", "import httpx, pytest, cryptography"]);
-    let works = candidate.exists()
-        && crate::bounded::output(probe, crate::bounded::CLI_TIMEOUT)
-            .is_ok_and(|o| o.status.success());
-    if works {
-        return Some(candidate);
-    }
-    let why = format!(
-        "no Python with httpx and pytest at {}: run scripts/test (or set HANDOFF_TEST_PYTHON)",
-        candidate.display()
-    );
-    assert!(
-        std::env::var("HANDOFF_TEST_REQUIRE_PYTHON").as_deref() != Ok("1"),
-        "{why}"
-    );
-    eprintln!("skipping the Python client tests: {why}");
-    None
+    crate::harness::python_with(
+        "httpx, pytest, cryptography",
+        "httpx and pytest",
+        "the Python client tests",
+    )
 }
 
 /// A loopback port nothing listens on right now.

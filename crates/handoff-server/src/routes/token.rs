@@ -123,10 +123,8 @@ fn exchange_request(params: &FormParams) -> Result<ExchangeRequest, ApiError> {
 
 /// A handoff; the answer carries [`ExchangeFacts`] for the request log and the metrics.
 async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
-    let system = handoff
-        .config()
-        .system_for_audience(&request.audience)
-        .map(|s| s.id.to_string());
+    // Kept for the facts of a refusal; a permit names its system itself.
+    let audience = request.audience.clone();
     let actions = request.scope.clone();
     match handoff.exchange(request).await {
         Ok(issued) => {
@@ -165,7 +163,10 @@ async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
                 decision_id,
                 agent: None,
                 task: None,
-                system,
+                system: handoff
+                    .config()
+                    .system_for_audience(&audience)
+                    .map(|s| s.id.to_string()),
                 actions,
                 outcome,
                 reason: Some(error.code()),
