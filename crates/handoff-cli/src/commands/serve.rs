@@ -268,14 +268,18 @@ pub async fn serve_live(
             }
         }
     });
-    // A signed checkpoint of the audit chain's head at every `[audit] checkpoint_interval`
-    // (the first one when serving starts).
+    // A signed checkpoint of the audit chain's head at every `[audit] checkpoint_interval`.
+    // The first one is signed before the listener answers, so even a server stopped at once
+    // leaves the head it started from signed.
+    if let Err(error) = current.get().checkpoint().await {
+        tracing::warn!(%error, "the audit checkpoint failed");
+    }
     let checkpointer = current.clone();
     let every = std::time::Duration::from_secs(u64::from(
         current.get().config().audit.checkpoint_interval.seconds(),
     ));
     let checkpoints = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
