@@ -220,6 +220,15 @@ impl Handoff {
         &self.txn_cache
     }
 
+    /// Hits and misses of the identity cache and of the Transaction Token cache, by name. They
+    /// count from when this service was made (a reload starts them again, with empty caches).
+    pub fn cache_counts(&self) -> [(&'static str, crate::cache::CacheCounts); 2] {
+        [
+            ("identity", self.identities.cache_counts()),
+            ("task_token", self.txn_cache.counts()),
+        ]
+    }
+
     /// A fresh id with `prefix` (`dec`, `task`, `tok`, ...).
     pub(crate) fn id(&self, prefix: &str) -> Result<String, ServiceError> {
         Ok(new_id(self.random.as_ref(), prefix)?)

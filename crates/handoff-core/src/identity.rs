@@ -193,6 +193,11 @@ impl IdentityVerifier {
         })
     }
 
+    /// Hits and misses of the verified-identity cache.
+    pub fn cache_counts(&self) -> crate::cache::CacheCounts {
+        self.cache.counts()
+    }
+
     /// Verifies `token` as an agent identity at time `now`.
     pub fn verify(
         &self,

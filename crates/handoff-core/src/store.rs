@@ -130,6 +130,14 @@ pub struct Receipt {
     pub hash: String,
 }
 
+/// What every backend reports through the `metrics` facade (a no-op until the server installs a
+/// recorder): the records folded into each commit, and how long each commit took, its fsync
+/// included. Named here once so that every backend uses the same names.
+pub mod metric_names {
+    pub const AUDIT_BATCH_RECORDS: &str = "handoff_audit_batch_records";
+    pub const AUDIT_COMMIT_SECONDS: &str = "handoff_audit_commit_duration_seconds";
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn task(&self, id: &TaskId) -> Result<Option<TaskSnapshot>, StoreError>;

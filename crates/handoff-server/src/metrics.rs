@@ -7,8 +7,9 @@
 use crate::error::ApiError;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use handoff_core::live::Current;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub const EXCHANGES: &str = "handoff_exchanges_total";
@@ -21,6 +22,12 @@ pub const FEED_SUBSCRIBERS: &str = "handoff_revocation_stream_subscribers";
 pub const FORWARDS: &str = "handoff_gateway_forwards_total";
 pub const TOOL_CALLS: &str = "handoff_mcp_tool_calls_total";
 pub const STORE_ERRORS: &str = "handoff_store_errors_total";
+pub const APPROVALS_PENDING: &str = "handoff_approvals_pending";
+pub const CACHE_LOOKUPS: &str = "handoff_verification_cache_lookups_total";
+use handoff_core::store::metric_names::{AUDIT_BATCH_RECORDS, AUDIT_COMMIT_SECONDS};
+
+/// Buckets of the batch-size histogram: records folded into one commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// Buckets of the latency histograms, in seconds: an exchange takes about a millisecond (one
 /// group commit), so the fine end matters; the coarse end catches a store under strain.
@@ -42,6 +49,8 @@ pub fn install() -> Result<(), InstallError> {
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
+        .map_err(|e| InstallError(e.to_string()))?
+        .set_buckets_for_metric(Matcher::Full(AUDIT_BATCH_RECORDS.to_owned()), BATCH_BUCKETS)
         .map_err(|e| InstallError(e.to_string()))?
         .install_recorder()
         .map_err(|e| InstallError(e.to_string()))?;
@@ -72,6 +81,23 @@ pub fn install() -> Result<(), InstallError> {
         STORE_ERRORS,
         "Requests refused because the store was unavailable."
     );
+    metrics::describe_gauge!(
+        APPROVALS_PENDING,
+        "Approval requests waiting for a decision (seen by the last sweep, at most 500)."
+    );
+    metrics::describe_counter!(
+        CACHE_LOOKUPS,
+        "Lookups of already-verified tokens, by cache (`identity`, `task_token`) and result."
+    );
+    metrics::describe_histogram!(
+        AUDIT_BATCH_RECORDS,
+        "Records folded into one audit commit (group commit)."
+    );
+    metrics::describe_histogram!(
+        AUDIT_COMMIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to commit one batch of audit records, fsync included."
+    );
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -84,11 +110,41 @@ pub fn install() -> Result<(), InstallError> {
     Ok(())
 }
 
+/// The service whose caches `/metrics` samples when it renders ([`watch`]).
+static WATCHED: OnceLock<Arc<Current>> = OnceLock::new();
+
+/// Samples `current`'s cache counts at every render (`handoff serve` calls it once).
+pub fn watch(current: Arc<Current>) {
+    let _ = WATCHED.set(current);
+}
+
+/// Sets the approvals-pending gauge (the approval sweep calls it with what it found waiting).
+pub fn approvals_pending(count: usize) {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a sweep lists at most 500 approvals"
+    )]
+    metrics::gauge!(APPROVALS_PENDING).set(count as f64);
+}
+
+/// Copies the watched service's cache counts into their counters.
+fn sample() {
+    let Some(current) = WATCHED.get() else {
+        return;
+    };
+    for (cache, counts) in current.get().cache_counts() {
+        metrics::counter!(CACHE_LOOKUPS, "cache" => cache, "result" => "hit").absolute(counts.hits);
+        metrics::counter!(CACHE_LOOKUPS, "cache" => cache, "result" => "miss")
+            .absolute(counts.misses);
+    }
+}
+
 /// `GET /metrics`: the Prometheus text format; 404 where no recorder was installed.
 pub async fn render() -> Response {
     let Some(handle) = HANDLE.get() else {
         return ApiError::NotFound.into_response();
     };
+    sample();
     let mut response = handle.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

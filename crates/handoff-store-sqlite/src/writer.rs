@@ -4,7 +4,7 @@
 use crate::unavailable;
 use handoff_core::audit::{GENESIS, SealedRecord, seal};
 use handoff_core::containment::{Revocation, RevocationKind};
-use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write};
+use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write, metric_names};
 use handoff_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -72,7 +72,11 @@ pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Queued>) {
             }
         }
         if !batch.is_empty() {
+            let started = std::time::Instant::now();
             let results = commit(&mut conn, &batch);
+            metrics::histogram!(metric_names::AUDIT_COMMIT_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!(metric_names::AUDIT_BATCH_RECORDS).record(batch.len() as f64);
             for (job, result) in batch.into_iter().zip(results) {
                 // A caller that gave up waiting no longer needs the answer.
                 let _ = job.reply.send(result);

@@ -257,14 +257,17 @@ pub async fn serve_live(
     current: Arc<Current>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // `/metrics` samples the caches of the service serving now.
+    handoff_server::metrics::watch(current.clone());
     // Approvals nobody decided in time expire, and slow ones escalate, in the background.
     let sweeper = current.clone();
     let sweep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
-            if let Err(error) = sweeper.get().sweep_approvals().await {
-                tracing::warn!(%error, "the approval sweep failed");
+            match sweeper.get().sweep_approvals().await {
+                Ok(swept) => handoff_server::metrics::approvals_pending(swept.pending),
+                Err(error) => tracing::warn!(%error, "the approval sweep failed"),
             }
         }
     });

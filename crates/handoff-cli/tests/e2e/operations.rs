@@ -370,6 +370,35 @@ async fn metrics_counters_move_by_exactly_the_requests_made() {
         3.0
     );
     assert_eq!(delta("handoff_http_requests_total", &token_200), 3.0);
+    // Four exchanges and one task opened, all by one agent identity verified before: five
+    // identity hits. The first task's token was verified at the warm-up (three hits); the
+    // second task's token is new (one miss).
+    let lookups = "handoff_verification_cache_lookups_total";
+    assert_eq!(
+        delta(lookups, &[("cache", "identity"), ("result", "hit")]),
+        5.0,
+        "{after}"
+    );
+    assert_eq!(
+        delta(lookups, &[("cache", "identity"), ("result", "miss")]),
+        0.0
+    );
+    assert_eq!(
+        delta(lookups, &[("cache", "task_token"), ("result", "hit")]),
+        3.0
+    );
+    assert_eq!(
+        delta(lookups, &[("cache", "task_token"), ("result", "miss")]),
+        1.0
+    );
+    // Five records (three permits, the task, the deny), in at most five commits.
+    assert_eq!(
+        delta("handoff_audit_batch_records_sum", &[]),
+        5.0,
+        "{after}"
+    );
+    let commits = delta("handoff_audit_commit_duration_seconds_count", &[]);
+    assert!((1.0..=5.0).contains(&commits), "{commits}");
     assert!(
         after.contains("# TYPE handoff_exchange_duration_seconds histogram"),
         "{after}"
@@ -378,4 +407,33 @@ async fn metrics_counters_move_by_exactly_the_requests_made() {
         after.contains("handoff_exchange_duration_seconds_bucket{"),
         "{after}"
     );
+}
+
+#[tokio::test]
+async fn an_approval_waiting_shows_in_the_pending_gauge() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let payer = server.identity("payments-agent");
+    let (_, txn) = server.task(&payer, "payments", &["payments"]).await;
+    let large = r#"[{"type":"payments","amount":250000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
+    let (status, body) = server
+        .exchange(
+            &payer,
+            &txn,
+            "payments",
+            "create",
+            &[("authorization_details", large)],
+        )
+        .await;
+    assert_eq!(body["error"], "authorization_pending", "{status} {body}");
+    // The sweep (every second) counts what waits; give it a few rounds.
+    let mut pending = 0.0;
+    for _ in 0..50 {
+        pending = sample(&scrape(&server).await, "handoff_approvals_pending", &[]);
+        if pending == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending, 1.0);
 }

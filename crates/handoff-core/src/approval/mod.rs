@@ -9,3 +9,4 @@ mod sweep;
 
 pub use console::{ApprovalView, Canceller, HistoryItem, MAX_HISTORY, MAX_LIST, Viewer};
 pub use model::{Approval, ApprovalStatus, canonical_json, request_hash};
+pub use sweep::Swept;

@@ -11,14 +11,15 @@ use crate::store::{Effect, StoreError, TaskWrite, Write};
 
 impl Handoff {
     /// Expires undecided approvals past their time and escalates those undecided for longer than
-    /// `approvals.escalate_after`. Returns how many were (expired, escalated).
-    pub async fn sweep_approvals(&self) -> Result<(usize, usize), ServiceError> {
+    /// `approvals.escalate_after`.
+    pub async fn sweep_approvals(&self) -> Result<Swept, ServiceError> {
         let now = self.now();
         let pending = self
             .store()
             .approvals(Some(ApprovalStatus::Pending), None, MAX_LIST)
             .await?;
         let escalate_after = self.config().approvals.escalate_after;
+        let listed = pending.len();
         let (mut expired, mut escalated) = (0, 0);
         for approval in pending {
             let base = AuditEvent {
@@ -77,6 +78,19 @@ impl Handoff {
                 ));
             }
         }
-        Ok((expired, escalated))
+        Ok(Swept {
+            expired,
+            escalated,
+            pending: listed - expired,
+        })
     }
+}
+
+/// What one sweep did, and what it left waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Swept {
+    pub expired: usize,
+    pub escalated: usize,
+    /// Approvals still waiting for a decision (counted up to [`MAX_LIST`]).
+    pub pending: usize,
 }
