@@ -82,6 +82,11 @@ pub struct LogArgs {
     /// Default: `RUST_LOG`, else `info`.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Export OpenTelemetry traces over OTLP/HTTP (protobuf) to this collector URL (spans go to
+    /// `<URL>/v1/traces`); the service name is `OTEL_SERVICE_NAME`, else `handoff`.
+    /// Default: no traces.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

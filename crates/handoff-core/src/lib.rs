@@ -45,6 +45,7 @@ pub mod testing;
 pub mod text;
 pub mod time;
 pub mod token;
+pub mod trace;
 pub mod usage;
 
 pub use error::ServiceError;

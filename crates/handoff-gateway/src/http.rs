@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Where the gateway's HTTP routes live.
 pub const PREFIX: &str = "/gateway/";
@@ -141,6 +142,14 @@ async fn handle(
     let upstream = gateway
         .upstream_uri(system, rest, parts.uri.query())
         .ok_or_else(|| GatewayError::Upstream("the upstream URL does not parse".to_owned()))?;
+    // The relayed call's span: the upstream continues the trace from it, not from the caller.
+    let relay = tracing::info_span!(
+        target: handoff_http::trace::TARGET,
+        "handoff.upstream",
+        otel.kind = "client",
+        http.request.method = %parts.method,
+        handoff.system = %system.id,
+    );
     let mut outbound = hyper::Request::builder()
         .method(parts.method.clone())
         .uri(upstream);
@@ -151,6 +160,7 @@ async fn handle(
         if let Some((name, value)) = gateway.credential(system, &route.action).await? {
             headers.insert(name, value);
         }
+        handoff_http::trace::propagate(&relay, headers);
     }
     let bytes_in = body.len() as u64;
     let outbound = outbound
@@ -158,7 +168,7 @@ async fn handle(
         .map_err(|e| GatewayError::Upstream(e.to_string()))?;
     let action = format!("{}:{}", system.id, route.action);
     let call = format!("{method} {}", route.path.as_str());
-    let answer = match gateway.client.request(outbound).await {
+    let answer = match gateway.client.request(outbound).instrument(relay).await {
         Ok(answer) => answer,
         Err(e) => {
             gateway.recorder.record(

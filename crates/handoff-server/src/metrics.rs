@@ -24,6 +24,7 @@ pub const TOOL_CALLS: &str = "handoff_mcp_tool_calls_total";
 pub const STORE_ERRORS: &str = "handoff_store_errors_total";
 pub const APPROVALS_PENDING: &str = "handoff_approvals_pending";
 pub const CACHE_LOOKUPS: &str = "handoff_verification_cache_lookups_total";
+pub const STAGE_SECONDS: &str = "handoff_stage_duration_seconds";
 use handoff_core::store::metric_names::{AUDIT_BATCH_RECORDS, AUDIT_COMMIT_SECONDS};
 
 /// Buckets of the batch-size histogram: records folded into one commit.
@@ -97,6 +98,11 @@ pub fn install() -> Result<(), InstallError> {
         AUDIT_COMMIT_SECONDS,
         metrics::Unit::Seconds,
         "Time to commit one batch of audit records, fsync included."
+    );
+    metrics::describe_histogram!(
+        STAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time spent in each stage of an exchange (and each request and upstream call), by stage."
     );
     let upkeep = handle.clone();
     tokio::spawn(async move {
@@ -229,4 +235,50 @@ pub(crate) fn record_facts(
 /// An answer that only `/metrics` serves (the `--metrics-listen` listener).
 pub fn router() -> axum::Router {
     axum::Router::new().route("/metrics", axum::routing::get(render))
+}
+
+/// Times every span at [`handoff_core::trace::SPAN_TARGET`] (an exchange's stages, a request, a
+/// relayed call) into [`STAGE_SECONDS`], labelled with the span's (static) name. Added to the
+/// subscriber by `handoff serve` and `handoff gateway`, filtered to that target.
+pub struct StageTimings;
+
+/// When a timed span began.
+struct Began(std::time::Instant);
+
+impl<S> tracing_subscriber::Layer<S> for StageTimings
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        _attributes: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut()
+                .insert(Began(std::time::Instant::now()));
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        if let Some(Began(at)) = span.extensions().get::<Began>() {
+            let stage = span.name().strip_prefix("handoff.").unwrap_or(span.name());
+            metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(at.elapsed().as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_doors_and_the_core_name_one_span_target() {
+        assert_eq!(
+            handoff_http::trace::TARGET,
+            handoff_core::trace::SPAN_TARGET
+        );
+    }
 }

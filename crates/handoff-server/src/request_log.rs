@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use handoff_http::{ExchangeFacts, ForwardFacts, ToolCallFacts};
 use std::time::Instant;
+use tracing::Instrument;
 
 pub(crate) async fn log(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -15,9 +16,25 @@ pub(crate) async fn log(request: Request, next: Next) -> Response {
     // Shared, not copied: a matched path is an `Arc<str>`, a URI's path is reference-counted bytes.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let uri = request.uri().clone();
-    let response = next.run(request).await;
+    // The request's span (exported only where OpenTelemetry is on) continues the caller's trace.
+    let span = tracing::info_span!(
+        target: handoff_http::trace::TARGET,
+        "handoff.request",
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        handoff_http::trace::continue_trace(&span, request.headers());
+        let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        span.record("otel.name", format!("{method} {route}"));
+    }
+    let response = next.run(request).instrument(span.clone()).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     let exchange = response.extensions().get::<ExchangeFacts>();
     let forward = response.extensions().get::<ForwardFacts>();
     let tool = response.extensions().get::<ToolCallFacts>();

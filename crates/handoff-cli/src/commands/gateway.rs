@@ -32,7 +32,7 @@ pub fn run(
         Ok(deployment) => deployment,
         Err(code) => return Ok(code),
     };
-    super::init_logging(log)?;
+    let _telemetry = super::init_logging(log)?;
     super::runtime()?.block_on(serve(deployment.config, upstream, listen))?;
     Ok(ExitCode::SUCCESS)
 }

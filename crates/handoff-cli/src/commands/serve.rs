@@ -27,7 +27,7 @@ pub fn run(
         Ok(deployment) => deployment,
         Err(code) => return Ok(code),
     };
-    super::init_logging(&options.log)?;
+    let _telemetry = super::init_logging(&options.log)?;
     let source = crate::deployment::describe(deployment_args.config.as_deref());
     super::runtime()?.block_on(serve(deployment, deployment_args, &source, data, options))?;
     Ok(ExitCode::SUCCESS)

@@ -40,3 +40,4 @@ mod reload;
 mod restart;
 mod tasks;
 mod templates;
+mod traces;

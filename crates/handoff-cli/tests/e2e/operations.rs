@@ -391,6 +391,10 @@ async fn metrics_counters_move_by_exactly_the_requests_made() {
         delta(lookups, &[("cache", "task_token"), ("result", "miss")]),
         1.0
     );
+    // Every exchange was decided (the deny too): four decide stages timed, three mints.
+    let stage = "handoff_stage_duration_seconds_count";
+    assert_eq!(delta(stage, &[("stage", "decide")]), 4.0, "{after}");
+    assert_eq!(delta(stage, &[("stage", "mint")]), 3.0);
     // Five records (three permits, the task, the deny), in at most five commits.
     assert_eq!(
         delta("handoff_audit_batch_records_sum", &[]),

@@ -16,6 +16,8 @@ use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
 use crate::task::{TaskSnapshot, task_event};
 use crate::time::Timestamp;
 use crate::token::mint_access_token;
+use crate::trace::stage;
+use tracing::Instrument;
 
 impl Handoff {
     /// Mints and records; `None` when another exchange of the task committed first.
@@ -38,13 +40,15 @@ impl Handoff {
             resolved.delegation.as_ref(),
         );
         let jti = TokenId::new(self.id("tok")?);
-        let minted = mint_access_token(
-            self.keys(),
-            self.config().issuer(),
-            identity.issuer(),
-            &permit,
-            jti,
-        )?;
+        let minted = stage!("handoff.mint").in_scope(|| {
+            mint_access_token(
+                self.keys(),
+                self.config().issuer(),
+                identity.issuer(),
+                &permit,
+                jti,
+            )
+        })?;
         let mut new_facts = snapshot.facts.clone();
         new_facts.record_grant(&system.id, &resolved.actions, now);
         new_facts.record_token(
@@ -118,7 +122,12 @@ impl Handoff {
                 description,
             ))
         };
-        match self.store().write(write).await {
+        match self
+            .store()
+            .write(write)
+            .instrument(stage!("handoff.audit_commit"))
+            .await
+        {
             Ok(_) => {
                 let expires_in = (minted.expires_at.seconds() - now.seconds()).max(0);
                 Ok(Some(Issued {

@@ -23,13 +23,16 @@ use crate::ids::DecisionId;
 use crate::limits::CONFLICT_RETRIES;
 use crate::refusal::Refused;
 use crate::store::StoreError;
+use crate::trace::stage;
 use request::Resolved;
+use tracing::Instrument;
 
 impl Handoff {
     /// One RFC 8693 exchange: the agent's identity as actor, the task's Transaction Token as
     /// subject, one system as audience.
     pub async fn exchange(&self, request: ExchangeRequest) -> Result<Issued, ServiceError> {
-        let identity = self.authenticate(&request.actor_token)?;
+        let identity =
+            stage!("handoff.identity").in_scope(|| self.authenticate(&request.actor_token))?;
         let outcome = self.exchange_as(&identity, &request).await;
         self.recorded(&identity, outcome).await
     }
@@ -39,7 +42,10 @@ impl Handoff {
         identity: &VerifiedIdentity,
         request: &ExchangeRequest,
     ) -> Result<Issued, Refused> {
-        let resolved = self.resolve(request).await?;
+        let resolved = self
+            .resolve(request)
+            .instrument(stage!("handoff.resolve"))
+            .await?;
         let _turn = match self.task_turn(resolved.txn.task()) {
             Some(turn) => Some(turn.lock().await),
             None => None,
@@ -63,6 +69,7 @@ impl Handoff {
         let snapshot = self
             .store()
             .task(resolved.txn.task())
+            .instrument(stage!("handoff.task_load"))
             .await
             .map_err(ServiceError::from)
             .and_then(|snapshot| {
@@ -75,10 +82,12 @@ impl Handoff {
         let now = self.now();
         let decision_id = DecisionId::new(self.id("dec").map_err(refuse)?);
         self.admit(identity, resolved, &snapshot, &decision_id, now)
+            .instrument(stage!("handoff.admit"))
             .await
             .map_err(refuse)?;
         let decided = self
             .decide(identity, resolved, &snapshot, decision_id, now)
+            .instrument(stage!("handoff.decide"))
             .await
             .map_err(refuse)?;
         self.commit(identity, resolved, &snapshot, decided, now)
