@@ -9,7 +9,8 @@ A refusal becomes the tool's error result, carrying the reason code, the decidin
 the decision id, so the model can read why.
 
 The "model" here is a scripted loop (no LLM needed): it reads a repository and opens a pull
-request in a task that plans to touch the git host (both permitted), then tries to open one in
+request in a task that plans to touch the git host (all permitted; the repository is read twice,
+with a new token each time), then tries to open one in
 a task whose plan does not name it (denied).
 
 usage: HANDOFF_IDENTITY=$(handoff identity issue --agent release-bot) python http_tool_agent.py
@@ -81,6 +82,7 @@ def main():
         with handoff.open_task("Fix the build in acme/app", user="alice", purpose="release",
                                plan=["git"]) as task:
             run(task, "get_repo", owner="acme", repo="app")
+            run(task, "get_repo", owner="acme", repo="app")  # the same call: a new token again
             pr = {"title": "Fix the build", "head": "fix", "base": "main"}
             run(task, "open_pull_request", owner="acme", repo="app", **pr)
         with handoff.open_task("Look at payments", user="alice", purpose="release",

@@ -229,6 +229,9 @@ fn the_function_tools_get_a_token_per_call_and_a_denial_is_a_tool_error() {
         ),
         "{read}"
     );
+    // The same call again: a new exchange, not the first call's token.
+    let again = run.next_json();
+    assert_eq!(again["result"], read["result"], "{again}");
     let opened = run.next_json();
     assert_eq!(
         (&opened["tool"], &opened["is_error"], &opened["result"]),
@@ -239,7 +242,11 @@ fn the_function_tools_get_a_token_per_call_and_a_denial_is_a_tool_error() {
         ),
         "{opened}"
     );
-    let decisions = [&read["decision_id"], &opened["decision_id"]];
+    let decisions = [
+        &read["decision_id"],
+        &again["decision_id"],
+        &opened["decision_id"],
+    ];
     assert!(
         decisions
             .iter()
@@ -247,6 +254,7 @@ fn the_function_tools_get_a_token_per_call_and_a_denial_is_a_tool_error() {
         "{decisions:?}"
     );
     assert_ne!(decisions[0], decisions[1]);
+    assert_ne!(decisions[1], decisions[2]);
     // In a task whose plan does not name the git host: a tool error with the reason code.
     let denied = run.next_json();
     assert_eq!(denied["is_error"], true, "{denied}");
