@@ -390,7 +390,7 @@ pub enum EvidenceCommand {
         /// The JWT; `-` or nothing reads it from standard input.
         jwt: Option<String>,
         /// The server's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        #[arg(long, env = "HANDOFF_SERVER", default_value = "http://127.0.0.1:8080")]
         server: String,
     },
 }

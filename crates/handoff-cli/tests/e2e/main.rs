@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod agents;
 mod approvals;
 mod audit;
 mod audit_format;
@@ -36,6 +37,7 @@ mod mcp;
 mod operations;
 mod operator;
 mod python_client;
+mod readme;
 mod reload;
 mod restart;
 mod tasks;
