@@ -32,6 +32,7 @@ mod hostile;
 mod identity;
 mod init;
 mod inputs;
+mod keys;
 mod mcp;
 mod operations;
 mod operator;
