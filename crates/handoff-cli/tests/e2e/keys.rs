@@ -267,3 +267,37 @@ async fn a_live_reload_keeps_a_rotated_key_and_rotation_needs_the_operator() {
     );
     server.verify_access_token(token, CI).await;
 }
+
+#[tokio::test]
+async fn serve_rotates_on_the_configured_schedule() {
+    let dir = temp_dir();
+    let config = example_config(dir.path(), |text| {
+        let scheduled = text.replacen(
+            "max_lifetime = \"1h\"",
+            "max_lifetime = \"1h\"\nrotate_every = \"1s\"",
+            1,
+        );
+        assert_ne!(scheduled, text, "the example's [tokens] table moved");
+        scheduled
+    });
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, Some(&config));
+    let first = token_kids(&jwks(&server).await);
+    // Waits (bounded) for the schedule; asserts nothing about how long it took.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let kids = loop {
+        let kids = token_kids(&jwks(&server).await);
+        if kids.len() >= 2 || std::time::Instant::now() > deadline {
+            break kids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(kids.len() >= 2 && kids.contains(&first[0]), "{kids:?}");
+    let rotations: Vec<Value> = events(&data)
+        .into_iter()
+        .filter(|e| e["kind"] == "key_rotation")
+        .collect();
+    assert!(!rotations.is_empty());
+    assert_eq!(rotations[0]["actor"], "handoff:schedule");
+    assert_eq!(rotations[0]["previous_kid"], first[0].as_str());
+}
