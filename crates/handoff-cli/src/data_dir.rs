@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use handoff_core::config::SigningAlgorithm;
-use handoff_core::keys::{KeyRing, SigningKey, generate_pkcs8};
+use handoff_core::keys::{KeyError, KeyRing, SigningKey, generate_pkcs8};
+use handoff_core::rotation::KeySource;
+use handoff_core::time::Timestamp;
 use handoff_store_sqlite::SqliteStore;
 use std::fs;
 use std::io::Write as _;
@@ -53,21 +55,103 @@ impl DataDir {
             .with_context(|| format!("cannot open the store at `{}`", path.display()))
     }
 
-    /// The signing keys: the active one for `algorithm`, and any other key on disk kept for
-    /// verification so tokens signed before a change of algorithm still verify.
+    /// The signing keys. Once a key has been rotated, `keys/signing.json` lists them (the last
+    /// one active, each older one with the time it leaves the JWKS) and the config's algorithm
+    /// no longer picks the active key. Before, the active key is the one for `algorithm`, and any
+    /// other key on disk is kept for verification so tokens signed before a change of algorithm
+    /// still verify.
     pub fn key_ring(&self, algorithm: SigningAlgorithm) -> Result<KeyRing> {
-        let active = self.key(&format!("signing-{}.p8", algorithm.jws_name()), algorithm)?;
+        if let Some(manifest) = self.key_manifest()? {
+            return self.ring_of(&manifest);
+        }
+        let active = self.key(&legacy_name(algorithm), algorithm)?;
         let mut retired = Vec::new();
         for other in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
-            let path = self
-                .root
-                .join("keys")
-                .join(format!("signing-{}.p8", other.jws_name()));
+            let path = self.root.join("keys").join(legacy_name(other));
             if other != algorithm && path.exists() {
-                retired.push(self.key(&format!("signing-{}.p8", other.jws_name()), other)?);
+                retired.push(self.key(&legacy_name(other), other)?);
             }
         }
         Ok(KeyRing::new(active, retired))
+    }
+
+    /// Where rotations of the signing key are stored.
+    pub fn key_source(&self) -> DiskKeys {
+        DiskKeys {
+            root: self.root.clone(),
+        }
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.root.join("keys").join(MANIFEST)
+    }
+
+    fn key_manifest(&self) -> Result<Option<Vec<KeyEntry>>> {
+        let path = self.manifest_path();
+        let Some(bytes) =
+            read_private(&path).with_context(|| format!("cannot use `{}`", path.display()))?
+        else {
+            return Ok(None);
+        };
+        let bad = || format!("`{}` is not a Handoff key list", path.display());
+        let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(bad)?;
+        let entries = value
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .with_context(bad)?;
+        let mut keys = Vec::new();
+        for entry in entries {
+            let file = entry
+                .get("file")
+                .and_then(serde_json::Value::as_str)
+                .filter(|f| is_key_file_name(f))
+                .with_context(bad)?;
+            let algorithm = entry
+                .get("algorithm")
+                .and_then(serde_json::Value::as_str)
+                .and_then(SigningAlgorithm::from_jws_name)
+                .with_context(bad)?;
+            let until = match entry.get("published_until") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(Timestamp::from_millis(v.as_i64().with_context(bad)?)),
+            };
+            keys.push(KeyEntry {
+                file: file.to_owned(),
+                algorithm,
+                until,
+            });
+        }
+        anyhow::ensure!(!keys.is_empty(), "`{}` lists no key", path.display());
+        Ok(Some(keys))
+    }
+
+    fn ring_of(&self, entries: &[KeyEntry]) -> Result<KeyRing> {
+        let Some((active, older)) = entries.split_last() else {
+            anyhow::bail!("`{}` lists no key", self.manifest_path().display());
+        };
+        let active = self.existing_key(&active.file, active.algorithm)?;
+        let mut retired = Vec::new();
+        for entry in older {
+            retired.push((
+                self.existing_key(&entry.file, entry.algorithm)?,
+                entry.until,
+            ));
+        }
+        Ok(KeyRing::with_retirements(active, retired))
+    }
+
+    /// A key the key list names: it must be there (never generated in its place).
+    fn existing_key(&self, name: &str, algorithm: SigningAlgorithm) -> Result<SigningKey> {
+        let path = self.root.join("keys").join(name);
+        let der = read_private(&path)
+            .with_context(|| format!("cannot use key `{}`", path.display()))?
+            .with_context(|| {
+                format!(
+                    "key `{}` is listed in `{MANIFEST}` but missing",
+                    path.display()
+                )
+            })?;
+        SigningKey::from_pkcs8(algorithm, &der).with_context(|| format!("key `{}`", path.display()))
     }
 
     /// The operator credential for the HTTP admin API, created on first use (file mode 0600).
@@ -134,6 +218,142 @@ impl DataDir {
         SigningKey::from_pkcs8_for(algorithm, &der, key_use)
             .with_context(|| format!("key `{}`", path.display()))
     }
+}
+
+/// The list of signing keys once one has been rotated.
+const MANIFEST: &str = "signing.json";
+
+/// A signing key file from before any rotation (`[tokens] algorithm` picks the active one).
+fn legacy_name(algorithm: SigningAlgorithm) -> String {
+    format!("signing-{}.p8", algorithm.jws_name())
+}
+
+/// Key file names are Handoff's own (`signing-ALG[-KID].p8`): never a path elsewhere.
+fn is_key_file_name(name: &str) -> bool {
+    name.starts_with("signing-")
+        && name.ends_with(".p8")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.contains("..")
+}
+
+/// One signing key of the key list.
+struct KeyEntry {
+    file: String,
+    algorithm: SigningAlgorithm,
+    /// When a retired key leaves the JWKS; `None` for the active key (and keys kept for good).
+    until: Option<Timestamp>,
+}
+
+/// The data directory's `keys/` folder as the place key rotations are stored: the new key is
+/// written whole (0600, never overwriting), then the key list is replaced atomically, so a crash
+/// leaves either the old list or the new one, never a list naming a missing key.
+pub struct DiskKeys {
+    root: PathBuf,
+}
+
+impl KeySource for DiskKeys {
+    fn rotate(
+        &self,
+        ring: &KeyRing,
+        algorithm: SigningAlgorithm,
+        retire_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<KeyRing, KeyError> {
+        let storage = |e: anyhow::Error| KeyError::Storage(format!("{e:#}"));
+        let dir = DataDir {
+            root: self.root.clone(),
+        };
+        // The keys as listed on disk (or, before the first rotation, the ring in use, which
+        // came from the legacy files).
+        let mut entries = match dir.key_manifest().map_err(storage)? {
+            Some(entries) => entries,
+            None => {
+                let mut entries: Vec<KeyEntry> = ring
+                    .retired()
+                    .map(|(key, until)| KeyEntry {
+                        file: legacy_name(key.algorithm()),
+                        algorithm: key.algorithm(),
+                        until,
+                    })
+                    .collect();
+                entries.push(KeyEntry {
+                    file: legacy_name(ring.active().algorithm()),
+                    algorithm: ring.active().algorithm(),
+                    until: None,
+                });
+                entries
+            }
+        };
+        // Every key that signed until now stays published until its last token has expired
+        // (an earlier retirement keeps its own, earlier, time); keys past theirs leave.
+        for entry in &mut entries {
+            entry.until = Some(match entry.until {
+                Some(until) => until.min(retire_until),
+                None => retire_until,
+            });
+        }
+        let (kept, gone): (Vec<KeyEntry>, Vec<KeyEntry>) = entries
+            .into_iter()
+            .partition(|e| e.until.is_some_and(|until| until >= now));
+        let mut entries = kept;
+        let der = generate_pkcs8(algorithm)?;
+        let key = SigningKey::from_pkcs8(algorithm, &der)?;
+        let file = format!("signing-{}-{}.p8", algorithm.jws_name(), key.kid());
+        let path = self.root.join("keys").join(&file);
+        if write_private(&path, &der).map_err(storage)? != WriteOutcome::Written {
+            return Err(KeyError::Storage(format!(
+                "`{}` already exists",
+                path.display()
+            )));
+        }
+        entries.push(KeyEntry {
+            file,
+            algorithm,
+            until: None,
+        });
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "file": e.file,
+                    "algorithm": e.algorithm.jws_name(),
+                    "published_until": e.until.map(Timestamp::millis),
+                })
+            })
+            .collect();
+        let manifest = serde_json::to_vec_pretty(&serde_json::json!({ "keys": list }))
+            .map_err(|e| KeyError::Storage(e.to_string()))?;
+        replace_private(&dir.manifest_path(), &manifest).map_err(storage)?;
+        // Keys that no token can need any more: their private halves go (a failure to delete
+        // one leaves a key nothing trusts).
+        for entry in gone {
+            let _ = fs::remove_file(self.root.join("keys").join(entry.file));
+        }
+        dir.ring_of(&entries).map_err(storage)
+    }
+}
+
+/// Replaces `path` with `bytes` (mode 0600) all or nothing: a temporary file in the same
+/// directory, fsynced, renamed over it, and the directory fsynced.
+fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("`{}` has no directory", path.display()))?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".handoff-secret-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{}`", dir.display()))?;
+    restrict(file.path(), 0o600)?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("cannot write `{}`", file.path().display()))?;
+    file.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace `{}`", path.display()))?;
+    sync_dir(dir)
 }
 
 /// A data directory that holds no Handoff store.

@@ -161,6 +161,11 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Handoff's own signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Validate a deployment (config and policies) without serving.
     Check {
         #[command(flatten)]
@@ -264,6 +269,24 @@ pub enum Command {
         /// Print the records as JSON lines.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key active at once; the old public key stays in the JWKS until every
+    /// token it signed has expired. Through the running server with --server (or
+    /// HANDOFF_SERVER), else on the data directory (the server picks it up when it restarts).
+    Rotate {
+        /// The new key's algorithm (default: the active key's).
+        #[arg(long, value_enum)]
+        algorithm: Option<commands::keys::AlgorithmArg>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
 }
 
@@ -474,6 +497,19 @@ pub fn run(cli: Cli) -> ExitCode {
             options,
         } => commands::serve::run(&deployment, &data, &options),
         Command::Check { deployment } => commands::check::run(&deployment),
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    algorithm,
+                    deployment,
+                    data,
+                    remote,
+                },
+        } => match remote.remote() {
+            Ok(Some(remote)) => commands::keys::rotate_remote(&remote, algorithm),
+            Ok(None) => commands::keys::rotate(&deployment, &data, algorithm),
+            Err(error) => Err(error),
+        },
         Command::Init { dir } => commands::init::run(&dir),
         Command::Reload { remote } => {
             let server = remote

@@ -26,12 +26,15 @@ pub enum EventKind {
     Delegate,
     /// The policy set and config were reloaded (or a reload was refused).
     Reload,
+    /// Handoff's signing key was rotated (`previous_kid` to `kid`).
+    KeyRotation,
 }
 
 impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Reload => "reload",
+            Self::KeyRotation => "key_rotation",
             Self::TaskOpen => "task_open",
             Self::TaskEnd => "task_end",
             Self::Exchange => "exchange",
@@ -106,6 +109,13 @@ pub struct AuditEvent {
     pub previous_policy_set: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenRecord>,
+    /// The key id a record's token was signed under (exchanges, task opens, delegations); a key
+    /// rotation's record: the new active key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// A key rotation's record: the key that stopped signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_kid: Option<String>,
     /// Who acted, when not the agent: an operator, a system, Handoff itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,

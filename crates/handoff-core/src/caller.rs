@@ -29,7 +29,7 @@ impl Handoff {
             return Ok(txn);
         }
         let txn = verify_txn_token(
-            self.keys(),
+            &self.keys(),
             self.config().issuer(),
             &self.config().trust_domain,
             Unverified::new(token),

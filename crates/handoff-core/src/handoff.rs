@@ -14,6 +14,7 @@ use crate::keys::{KeyRing, SigningKey};
 use crate::notify::{NoNotifier, Notifier};
 use crate::policy::PolicyEngine;
 use crate::random::{Randomness, new_id};
+use crate::rotation::{KeySource, Keys};
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::token::VerifiedTxn;
@@ -25,7 +26,8 @@ use std::sync::Arc;
 pub struct Handoff {
     config: Arc<Config>,
     policies: Arc<PolicyEngine>,
-    keys: Arc<KeyRing>,
+    /// The signing keys, shared with every service a reload makes from this one.
+    keys: Arc<Keys>,
     identities: IdentityVerifier,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -65,7 +67,7 @@ impl Handoff {
         Self {
             config,
             policies,
-            keys,
+            keys: Arc::new(Keys::new(keys)),
             identities,
             store,
             clock,
@@ -116,6 +118,13 @@ impl Handoff {
         self.policies.hash()
     }
 
+    /// Stores key rotations in `source` ([`Handoff::rotate_keys`]); without one, keys cannot
+    /// rotate. Set before the service is shared.
+    pub fn with_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.keys = Arc::new(Keys::with_source(self.keys.current(), source));
+        self
+    }
+
     /// Signs audit checkpoints with `key` (its own key, never a token key).
     pub fn with_checkpoint_key(mut self, key: Arc<SigningKey>) -> Self {
         self.checkpoint_key = Some(key);
@@ -157,7 +166,12 @@ impl Handoff {
         &self.config
     }
 
-    pub fn keys(&self) -> &KeyRing {
+    /// The signing keys as they are now; a request keeps the ring it started with.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.current()
+    }
+
+    pub(crate) fn key_holder(&self) -> &Keys {
         &self.keys
     }
 
@@ -173,7 +187,7 @@ impl Handoff {
     /// The JWKS document served at `/.well-known/jwks.json`: the token keys (`use: sig`) and the
     /// checkpoint key (`use: handoff-checkpoint`).
     pub fn jwks(&self) -> serde_json::Value {
-        let mut jwks = self.keys.jwks();
+        let mut jwks = self.keys.current().jwks(self.now());
         if let (Some(key), Some(keys)) = (
             &self.checkpoint_key,
             jwks.get_mut("keys")

@@ -4,6 +4,7 @@
 
 use crate::config::SigningAlgorithm;
 use crate::hash::sha256;
+use crate::time::Timestamp;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
@@ -25,6 +26,9 @@ pub enum KeyError {
     Sign,
     #[error("the token could not be encoded: {0}")]
     Encode(String),
+    /// The key folder could not be read or written (a rotation did not happen).
+    #[error("the signing keys could not be stored: {0}")]
+    Storage(String),
 }
 
 enum Pair {
@@ -180,11 +184,33 @@ impl SigningKey {
 #[derive(Debug)]
 pub struct KeyRing {
     active: SigningKey,
-    retired: Vec<SigningKey>,
+    retired: Vec<Retired>,
+}
+
+/// A key that no longer signs, published and trusted until `until` (every token it signed has
+/// expired by then); `None` keeps it.
+#[derive(Debug)]
+struct Retired {
+    key: SigningKey,
+    until: Option<Timestamp>,
 }
 
 impl KeyRing {
+    /// A ring whose retired keys are kept for good.
     pub fn new(active: SigningKey, retired: Vec<SigningKey>) -> Self {
+        Self::with_retirements(active, retired.into_iter().map(|k| (k, None)).collect())
+    }
+
+    /// A ring whose retired keys each leave the JWKS after their time (`None`: never).
+    pub fn with_retirements(
+        active: SigningKey,
+        retired: Vec<(SigningKey, Option<Timestamp>)>,
+    ) -> Self {
+        let retired = retired
+            .into_iter()
+            .filter(|(key, _)| key.kid != active.kid)
+            .map(|(key, until)| Retired { key, until })
+            .collect();
         Self { active, retired }
     }
 
@@ -192,16 +218,29 @@ impl KeyRing {
         &self.active
     }
 
+    /// The active key or a retired one with this `kid` (a retired key past its time signed only
+    /// tokens that have expired, so finding it admits nothing).
     pub fn find(&self, kid: &str) -> Option<&SigningKey> {
         std::iter::once(&self.active)
-            .chain(&self.retired)
+            .chain(self.retired.iter().map(|r| &r.key))
             .find(|k| k.kid == kid)
     }
 
-    /// The JWKS document served at `/.well-known/jwks.json`.
-    pub fn jwks(&self) -> Value {
+    /// The retired keys with the time each leaves the JWKS.
+    pub fn retired(&self) -> impl Iterator<Item = (&SigningKey, Option<Timestamp>)> {
+        self.retired.iter().map(|r| (&r.key, r.until))
+    }
+
+    /// The JWKS document served at `/.well-known/jwks.json` at `now`: the active key and every
+    /// retired key whose tokens may still be live.
+    pub fn jwks(&self, now: Timestamp) -> Value {
         let keys: Vec<&Value> = std::iter::once(&self.active)
-            .chain(&self.retired)
+            .chain(
+                self.retired
+                    .iter()
+                    .filter(|r| r.until.is_none_or(|until| until >= now))
+                    .map(|r| &r.key),
+            )
             .map(|k| &k.jwk)
             .collect();
         json!({ "keys": keys })

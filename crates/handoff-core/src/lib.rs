@@ -37,6 +37,7 @@ pub mod policy;
 pub mod random;
 pub mod readiness;
 mod refusal;
+pub mod rotation;
 pub mod store;
 pub mod task;
 pub mod template;

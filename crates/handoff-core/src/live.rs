@@ -179,6 +179,10 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         "tokens.algorithm",
         old.tokens.algorithm != new.tokens.algorithm,
     );
+    fixed(
+        "tokens.rotate_every",
+        old.tokens.rotate_every != new.tokens.rotate_every,
+    );
     fixed("dev_issuer", old.dev_issuer != new.dev_issuer);
     fixed("server", debug(&old.server) != debug(&new.server));
     fixed("audit", debug(&old.audit) != debug(&new.audit));

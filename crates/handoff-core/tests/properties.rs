@@ -574,7 +574,7 @@ impl World {
                             );
                         }
                         let claims = handoff_core::token::verify_access_token(
-                            self.handoff.keys(),
+                            &self.handoff.keys(),
                             &self.handoff.config().trust_domain,
                             handoff_core::token::Unverified::new(&issued.token.token),
                             None,

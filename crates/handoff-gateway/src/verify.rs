@@ -65,7 +65,7 @@ impl Verifier {
             None => {
                 let claims = match &self.kind {
                     Kind::Online(current) => verify_access_token(
-                        current.get().keys(),
+                        &current.get().keys(),
                         current.get().config().issuer(),
                         Unverified::new(token),
                         Some(now),

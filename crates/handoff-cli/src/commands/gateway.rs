@@ -37,6 +37,9 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// How often the standalone gateway reads Handoff's JWKS again.
+const JWKS_REFRESH: Duration = Duration::from_secs(30);
+
 async fn serve(
     config: handoff_core::config::Config,
     upstream: &Upstream<'_>,
@@ -53,6 +56,22 @@ async fn serve(
         .await
         .map_err(anyhow::Error::msg)?;
     let verifier = Arc::new(OfflineVerifier::new(issuer, jwks, stale_after));
+    // Handoff's keys rotate (`handoff keys rotate`): the JWKS is read again every
+    // JWKS_REFRESH, so tokens signed with a new key verify here within that; a failed read
+    // keeps the keys already held.
+    let refreshed = verifier.clone();
+    let (jwks_client, handoff) = (client.clone(), upstream.handoff.to_owned());
+    tokio::spawn(async move {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + JWKS_REFRESH, JWKS_REFRESH);
+        loop {
+            tick.tick().await;
+            match handoff_gateway::fetch_jwks(&jwks_client, &handoff).await {
+                Ok(jwks) => refreshed.set_keys(jwks),
+                Err(error) => tracing::warn!(%error, "Handoff's JWKS could not be read again"),
+            }
+        }
+    });
     handoff_gateway::follow_feed(
         client.clone(),
         upstream.handoff.to_owned(),

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod gateway;
 pub mod identity;
 pub mod init;
+pub mod keys;
 pub mod policy;
 pub mod reload;
 pub mod remote;

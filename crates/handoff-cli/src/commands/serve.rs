@@ -141,7 +141,8 @@ pub fn build_with_clock(
     .with_operator_credential(operator)
     .with_approvers(approvers)
     .with_evidence_secrets(evidence_secrets)
-    .with_checkpoint_key(checkpoint_key);
+    .with_checkpoint_key(checkpoint_key)
+    .with_key_source(Arc::new(dir.key_source()));
     if let Some(witness) = witness {
         handoff = handoff.with_witness(witness);
     }
@@ -291,6 +292,26 @@ pub async fn serve_live(
             }
         }
     });
+    // `[tokens] rotate_every`: a new signing key that often, counted from this start.
+    let rotations = current.get().config().tokens.rotate_every.map(|every| {
+        let rotator = current.clone();
+        let every = std::time::Duration::from_secs(u64::from(every.seconds()));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match rotator.get().rotate_keys("handoff:schedule", None).await {
+                    Ok(report) => tracing::info!(
+                        kid = %report.kid,
+                        previous_kid = %report.previous_kid,
+                        "rotated the signing key"
+                    ),
+                    Err(error) => tracing::error!(%error, "the scheduled key rotation failed"),
+                }
+            }
+        })
+    });
     // The enforcement gateway (`/gateway/...`, `/mcp`) runs inside the same server.
     let gateway = handoff_gateway::Gateway::embedded_live(current.clone())?;
     let settings = current.get().config().server.clone();
@@ -299,6 +320,9 @@ pub async fn serve_live(
     handoff_server::serve(listener, app, &settings, PASS_THROUGH, shutdown).await;
     sweep.abort();
     checkpoints.abort();
+    if let Some(rotations) = rotations {
+        rotations.abort();
+    }
     // Every write queued (by requests that finished or were cut at the drain) is committed.
     if let Err(error) = current.get().store().flush().await {
         tracing::error!(%error, "flushing the store at shutdown failed");

@@ -193,3 +193,39 @@ async fn a_broken_reload_is_refused_and_a_good_one_decides_the_next_request() {
         recorded[0]
     );
 }
+
+#[tokio::test]
+async fn a_reload_changing_the_audit_settings_is_refused_naming_them() {
+    let dir = temp_dir();
+    let config = deployment(dir.path());
+    let server = Server::start_with(&dir.path().join("data"), Some(&config));
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{original}\n[audit]\ncheckpoint_interval = \"2m\"\n"),
+    )
+    .unwrap();
+    let (status, body) = reload(&server).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_deployment")),
+        "{body}"
+    );
+    assert!(
+        body["problems"]
+            .to_string()
+            .contains("`audit` cannot change while serving; restart Handoff to apply it"),
+        "{body}"
+    );
+    let refused = reloads(&server);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "deny");
+    assert!(
+        refused[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("`audit`"),
+        "{}",
+        refused[0]
+    );
+}

@@ -150,6 +150,13 @@ impl SigningAlgorithm {
             Self::EdDsa => "EdDSA",
         }
     }
+
+    /// The algorithm named `name` in JWS (`ES256`, `EdDSA`).
+    pub fn from_jws_name(name: &str) -> Option<Self> {
+        [Self::Es256, Self::EdDsa]
+            .into_iter()
+            .find(|a| a.jws_name() == name)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -159,6 +166,9 @@ pub struct TokenSettings {
     /// No access token lives longer, whatever the system allows.
     pub max_lifetime: Ttl,
     pub algorithm: SigningAlgorithm,
+    /// `serve` rotates the signing key this often (counted from its start); `None`: only
+    /// `handoff keys rotate` does.
+    pub rotate_every: Option<Ttl>,
 }
 
 /// A trusted issuer of workload identities.

@@ -79,6 +79,7 @@ pub struct RawTokens {
     pub default_lifetime: Option<Spanned<String>>,
     pub max_lifetime: Option<Spanned<String>>,
     pub algorithm: Option<Spanned<String>>,
+    pub rotate_every: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,7 @@ const TOKENS: Shape = Shape::Fields(&[
     ("default_lifetime", Shape::Leaf),
     ("max_lifetime", Shape::Leaf),
     ("algorithm", Shape::Leaf),
+    ("rotate_every", Shape::Leaf),
 ]);
 const DEV_ISSUER: Shape = Shape::Fields(&[("enabled", Shape::Leaf)]);
 const ISSUER: Shape = Shape::Fields(&[

@@ -1,4 +1,5 @@
-//! `[tokens]`: the lifetimes and the signing algorithm of the access tokens Handoff mints.
+//! `[tokens]`: the lifetimes and the signing algorithm of the access tokens Handoff mints, and
+//! how often `serve` rotates the signing key.
 
 use super::check::Ctx;
 use super::raw::RawTokens;
@@ -25,6 +26,10 @@ pub(super) fn validate_tokens(ctx: &mut Ctx<'_>, raw: &RawTokens) -> Option<Toke
             return None;
         }
     };
+    let rotate_every = match &raw.rotate_every {
+        Some(v) => Some(ctx.ttl(v, "tokens.rotate_every")?),
+        None => None,
+    };
     if let (true, Some(at)) = (default_lifetime > max_lifetime, &raw.default_lifetime) {
         {
             ctx.report(
@@ -37,5 +42,6 @@ pub(super) fn validate_tokens(ctx: &mut Ctx<'_>, raw: &RawTokens) -> Option<Toke
         default_lifetime,
         max_lifetime,
         algorithm,
+        rotate_every,
     })
 }

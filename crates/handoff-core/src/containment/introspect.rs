@@ -68,7 +68,7 @@ impl Handoff {
     ) -> Result<Introspection, ServiceError> {
         let now = self.now().seconds();
         let Ok(claims) = verify_access_token(
-            self.keys(),
+            &self.keys(),
             self.config().issuer(),
             Unverified::new(token),
             Some(now),

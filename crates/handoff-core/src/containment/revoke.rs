@@ -48,7 +48,7 @@ impl Handoff {
         token: &str,
     ) -> Result<(), ServiceError> {
         let Ok(claims) = verify_access_token(
-            self.keys(),
+            &self.keys(),
             self.config().issuer(),
             Unverified::new(token),
             None,

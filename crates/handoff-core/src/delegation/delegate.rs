@@ -226,8 +226,9 @@ impl Handoff {
             expires_at,
         };
         let config = self.config();
+        let keys = self.keys();
         let txn_token = mint_delegated_txn_token(
-            self.keys(),
+            &keys,
             config.issuer(),
             &config.trust_domain,
             task,
@@ -240,6 +241,7 @@ impl Handoff {
             actions: delegation.actions.iter().map(ToString::to_string).collect(),
             target: Some(format!("agent:{}", delegation.delegate)),
             delegation: Some(id),
+            kid: Some(keys.active().kid().to_owned()),
             description: Some(format!(
                 "delegated to `{}` (depth {depth}) until {}",
                 delegation.delegate,

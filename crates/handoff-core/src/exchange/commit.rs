@@ -40,9 +40,10 @@ impl Handoff {
             resolved.delegation.as_ref(),
         );
         let jti = TokenId::new(self.id("tok")?);
+        let keys = self.keys();
         let minted = stage!("handoff.mint").in_scope(|| {
             mint_access_token(
-                self.keys(),
+                &keys,
                 self.config().issuer(),
                 identity.issuer(),
                 &permit,
@@ -80,6 +81,7 @@ impl Handoff {
                 scope: minted.scope.clone(),
                 exp: minted.expires_at.seconds(),
             }),
+            kid: Some(keys.active().kid().to_owned()),
             agent_issuer: Some(identity.issuer().to_owned()),
             approval: approval.clone(),
             actor: delegation.map(|d| format!("delegate:{}", d.delegate)),

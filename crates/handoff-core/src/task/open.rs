@@ -155,13 +155,15 @@ impl Handoff {
             expires_at: now.plus(lifetime),
             state: TaskState::Open,
         };
-        let txn_token = mint_txn_token(self.keys(), config.issuer(), &config.trust_domain, &task)?;
+        let keys = self.keys();
+        let txn_token = mint_txn_token(&keys, config.issuer(), &config.trust_domain, &task)?;
         let event = AuditEvent {
             kind: Some(EventKind::TaskOpen),
             decision_id: Some(decision_id.to_string()),
             outcome: Some(Outcome::Permit),
             policies,
             policy_set: Some(self.policy_engine().hash().to_owned()),
+            kid: Some(keys.active().kid().to_owned()),
             ..task_event(&task)
         };
         let write = Write::new(now, event, TaskWrite::Insert(Box::new(task.clone())));

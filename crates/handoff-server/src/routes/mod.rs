@@ -8,6 +8,7 @@ pub(crate) mod delegations;
 mod discovery;
 mod evidence;
 pub(crate) mod form;
+mod keys;
 mod no_store;
 mod records;
 mod reload;
@@ -59,6 +60,7 @@ pub fn app_live(current: Arc<Current>) -> Router {
         .route("/v1/admin/unfreeze", post(containment::unfreeze))
         .route("/v1/admin/credentials", post(containment::credential))
         .route("/v1/admin/reload", post(reload::reload))
+        .route("/v1/admin/keys/rotate", post(keys::rotate))
         .route("/v1/admin/tasks/{id}/records", get(records::task_records))
         .route("/v1/audit/checkpoints", post(audit::checkpoint))
         .route("/v1/audit/records", get(audit::records))
