@@ -6,7 +6,7 @@ use crate::unavailable;
 use deadpool_postgres::{Object, Pool};
 use handoff_core::audit::{SealedRecord, seal};
 use handoff_core::containment::{Revocation, RevocationKind};
-use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write};
+use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write, metric_names};
 use handoff_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,7 +50,11 @@ pub async fn run(pool: Pool, mut jobs: mpsc::Receiver<Queued>) {
             }
         }
         if !batch.is_empty() {
+            let started = std::time::Instant::now();
             let results = commit(&pool, &batch).await;
+            metrics::histogram!(metric_names::AUDIT_COMMIT_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!(metric_names::AUDIT_BATCH_RECORDS).record(batch.len() as f64);
             for (job, result) in batch.into_iter().zip(results) {
                 let _ = job.reply.send(result);
             }
