@@ -338,6 +338,19 @@ impl KeySource for DiskKeys {
 /// Replaces `path` with `bytes` (mode 0600) all or nothing: a temporary file in the same
 /// directory, fsynced, renamed over it, and the directory fsynced.
 fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (dir, file) = private_temp_beside(path, bytes)?;
+    file.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace `{}`", path.display()))?;
+    sync_dir(dir)
+}
+
+/// `bytes` in a temporary file (mode 0600, fsynced) in `path`'s directory, ready to be moved
+/// into place; and that directory.
+fn private_temp_beside<'a>(
+    path: &'a Path,
+    bytes: &[u8],
+) -> Result<(&'a Path, tempfile::NamedTempFile)> {
     let dir = path
         .parent()
         .with_context(|| format!("`{}` has no directory", path.display()))?;
@@ -350,10 +363,7 @@ fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes)
         .and_then(|()| file.as_file().sync_all())
         .with_context(|| format!("cannot write `{}`", file.path().display()))?;
-    file.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace `{}`", path.display()))?;
-    sync_dir(dir)
+    Ok((dir, file))
 }
 
 /// A data directory that holds no Handoff store.
@@ -382,18 +392,7 @@ impl std::error::Error for NoStore {}
 /// file or the whole one, never a short key that would stop every later start. When another
 /// process wrote the file first, its secret is the one kept and read back.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<WriteOutcome> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("`{}` has no directory", path.display()))?;
-    let mut file = tempfile::Builder::new()
-        .prefix(".handoff-secret-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in `{}`", dir.display()))?;
-    restrict(file.path(), 0o600)?;
-    file.write_all(bytes)
-        .and_then(|()| file.as_file().sync_all())
-        .with_context(|| format!("cannot write `{}`", file.path().display()))?;
+    let (dir, file) = private_temp_beside(path, bytes)?;
     match file.persist_noclobber(path) {
         Ok(_) => {}
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {

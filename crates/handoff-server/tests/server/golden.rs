@@ -98,7 +98,7 @@ async fn audit_records_match_the_golden_file() {
             // The JSON line exactly as sealed; its hash and `prev` follow from the redacted
             // policy-set hash, so they are redacted with it.
             let line: Value = serde_json::from_str(&record.body).unwrap();
-            redact(line, &["prev", "policy_set"])
+            redact(line, &["prev", "policy_set", "kid"])
         })
         .collect();
     insta::assert_json_snapshot!("audit_records", lines);
