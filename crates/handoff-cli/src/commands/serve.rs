@@ -181,6 +181,7 @@ async fn serve(
     let systems = deployment.config.systems.len();
     let policies = deployment.policies.len();
     let handoff = build(deployment, &dir, true)?;
+    first_checkpoint(&handoff).await;
     let config = handoff.config();
     tracing::info!(
         address = %address,
@@ -249,7 +250,16 @@ pub async fn serve_on(
     handoff: Arc<Handoff>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    first_checkpoint(&handoff).await;
     serve_live(listener, Current::fixed(handoff), shutdown).await
+}
+
+/// Signs the head the server starts from, before it announces itself: even a server stopped as
+/// soon as it said it was up leaves that head signed.
+async fn first_checkpoint(handoff: &Handoff) {
+    if let Err(error) = handoff.checkpoint().await {
+        tracing::warn!(%error, "the audit checkpoint failed");
+    }
 }
 
 /// [`serve_on`] over the service `current` holds, which a reload swaps.
@@ -272,12 +282,8 @@ pub async fn serve_live(
             }
         }
     });
-    // A signed checkpoint of the audit chain's head at every `[audit] checkpoint_interval`.
-    // The first one is signed before the listener answers, so even a server stopped at once
-    // leaves the head it started from signed.
-    if let Err(error) = current.get().checkpoint().await {
-        tracing::warn!(%error, "the audit checkpoint failed");
-    }
+    // A signed checkpoint of the audit chain's head at every `[audit] checkpoint_interval`
+    // after the first ([`first_checkpoint`], signed before the server says it is up).
     let checkpointer = current.clone();
     let every = std::time::Duration::from_secs(u64::from(
         current.get().config().audit.checkpoint_interval.seconds(),
