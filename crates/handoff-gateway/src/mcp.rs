@@ -36,6 +36,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub const PATH: &str = "/mcp";
 /// RFC 9728 protected resource metadata for the endpoint (path-suffixed, as the MCP spec asks).
@@ -191,7 +192,8 @@ pub async fn endpoint(
                 .and_then(Value::as_str)
                 .filter(|name| call.find(name).is_some())
                 .map(str::to_owned);
-            let mut response = call.call(&params).await;
+            let span = execute_tool_span(tool.as_deref(), &id);
+            let mut response = call.call(&params).instrument(span).await;
             if let Some(tool) = tool {
                 response
                     .extensions_mut()
@@ -411,8 +413,17 @@ impl Call<'_> {
         };
         let issued = match self.handoff.exchange(request).await {
             Ok(issued) => issued,
-            Err(error) => return self.refused(error),
+            Err(error) => {
+                let span = tracing::Span::current();
+                span.record("error.type", error.error_code().as_str());
+                span.record("handoff.reason", error.code());
+                if let ServiceError::Denied(denial) = &error {
+                    span.record("handoff.decision_id", denial.decision_id.as_str());
+                }
+                return self.refused(error);
+            }
         };
+        tracing::Span::current().record("handoff.decision_id", issued.decision_id.as_str());
         let Ok(claims) = peek_claims::<AccessClaims>(Unverified::new(&issued.token.token)) else {
             return rpc_error(self.id, INTERNAL_ERROR, "internal error", None);
         };
@@ -459,10 +470,13 @@ impl Call<'_> {
         // arrive, then the response closes the stream. The call runs to its end (and is recorded)
         // even if the caller goes away.
         let (relay, relayed) = mpsc::channel::<Value>(RELAY_BUFFER);
-        tokio::spawn(async move {
-            let last = forward.run(Some(&relay)).await;
-            let _ = relay.send(last).await;
-        });
+        tokio::spawn(
+            async move {
+                let last = forward.run(Some(&relay)).await;
+                let _ = relay.send(last).await;
+            }
+            .in_current_span(),
+        );
         let events = futures_util::stream::unfold(relayed, |mut relayed| async move {
             let message = relayed.recv().await?;
             let event = Event::default().event("message").data(message.to_string());
@@ -604,6 +618,35 @@ impl Forward {
         gateway.recorder.record(&claims, call);
         message
     }
+}
+
+/// The span of one `tools/call`, per the OpenTelemetry GenAI conventions for tool execution
+/// (`execute_tool {gen_ai.tool.name}`, `gen_ai.operation.name = execute_tool`) and the MCP ones
+/// (`mcp.method.name`, `jsonrpc.request.id`). Only a declared tool is named: a caller's made-up
+/// names stay out of span names. The exchange's stages and the upstream request hang under it.
+fn execute_tool_span(tool: Option<&str>, id: &Value) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: handoff_http::trace::TARGET,
+        "execute_tool",
+        otel.name = tracing::field::Empty,
+        otel.kind = "internal",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = tracing::field::Empty,
+        gen_ai.tool.type = "extension",
+        gen_ai.tool.call.id = %id,
+        mcp.method.name = "tools/call",
+        jsonrpc.request.id = %id,
+        handoff.decision_id = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        handoff.reason = tracing::field::Empty,
+    );
+    if let Some(tool) = tool
+        && !span.is_disabled()
+    {
+        span.record("otel.name", format!("execute_tool {tool}"));
+        span.record("gen_ai.tool.name", tool);
+    }
+    span
 }
 
 /// Whether the caller takes a server-sent-event stream (Streamable HTTP clients send

@@ -152,6 +152,10 @@ impl McpUpstream {
         if let Some((name, value)) = credential {
             request = request.header(name.clone(), value.clone());
         }
+        // The upstream's spans hang under the tool call's (`execute_tool`), in the caller's trace.
+        let mut trace = axum::http::HeaderMap::new();
+        handoff_http::trace::propagate(&tracing::Span::current(), &mut trace);
+        request = request.headers(trace);
         request
             .send()
             .await

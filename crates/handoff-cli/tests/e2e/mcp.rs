@@ -19,14 +19,14 @@ fn scripts() -> PathBuf {
 }
 
 /// The Python with the MCP SDK, or `None` (after saying why) when these tests cannot run here.
-fn python() -> Option<PathBuf> {
+pub fn python() -> Option<PathBuf> {
     crate::harness::python_with("mcp", "the MCP SDK", "the MCP end-to-end tests")
 }
 
 /// The Python SDK's MCPServer on a loopback port; killed on drop.
-struct Upstream {
+pub struct Upstream {
     child: Child,
-    url: String,
+    pub url: String,
     log: PathBuf,
 }
 
@@ -38,7 +38,7 @@ impl Drop for Upstream {
 }
 
 impl Upstream {
-    fn start(python: &Path, dir: &Path) -> Self {
+    pub fn start(python: &Path, dir: &Path) -> Self {
         let log = dir.join("upstream-requests.jsonl");
         let mut child = Command::new(python)
             .arg(scripts().join("upstream.py"))
@@ -58,7 +58,7 @@ impl Upstream {
     }
 
     /// Every request the upstream received: path and headers.
-    fn requests(&self) -> Vec<Value> {
+    pub fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -67,7 +67,7 @@ impl Upstream {
     }
 }
 
-fn config(dir: &Path, upstream: &str) -> PathBuf {
+pub fn config(dir: &Path, upstream: &str) -> PathBuf {
     let extra = format!(
         r#"
 [systems.payments.gateway]
@@ -102,7 +102,7 @@ resource = "ticket:{{ticket}}"
 }
 
 /// One run of the Python SDK client against the gateway's `/mcp`.
-fn client(python: &Path, server: &Server, identity: &str, txn: &str, args: &[&str]) -> Value {
+pub fn client(python: &Path, server: &Server, identity: &str, txn: &str, args: &[&str]) -> Value {
     let mut command = Command::new(python);
     command
         .arg(scripts().join("client.py"))
@@ -117,7 +117,7 @@ fn client(python: &Path, server: &Server, identity: &str, txn: &str, args: &[&st
     serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{stdout}\n{stderr}"))
 }
 
-fn payment(amount: i64) -> String {
+pub fn payment(amount: i64) -> String {
     json!({ "amount": amount, "currency": "EUR", "creditor": "ACME GmbH" }).to_string()
 }
 

@@ -262,10 +262,11 @@ async fn each_request_is_one_json_log_line_with_its_decision_and_never_a_token()
         assert_eq!(line["system"], "ci");
         assert!(line["latency_ms"].is_number(), "{line}");
         assert!(line["timestamp"].is_string(), "{line}");
+        // A denial names whom it refused and for which task, like a permit.
+        assert_eq!(line["agent"], "release-bot", "{line}");
+        assert_eq!(line["task"], task.as_str(), "{line}");
         if outcome == "permit" {
             assert_eq!(line["status"], 200);
-            assert_eq!(line["agent"], "release-bot");
-            assert_eq!(line["task"], task.as_str());
             assert_eq!(line["actions"], "run_tests");
         } else {
             assert_eq!(line["status"], 403);
@@ -440,4 +441,57 @@ async fn an_approval_waiting_shows_in_the_pending_gauge() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(pending, 1.0);
+}
+
+#[tokio::test]
+async fn metrics_listen_serves_the_metrics_alone_on_its_own_address() {
+    let dir = temp_dir();
+    // A free loopback port, taken back just before the server binds it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Server::start_logged(
+        dir.path(),
+        None,
+        &[],
+        &["--metrics-listen", &address],
+        std::process::Stdio::null(),
+    );
+    let agent = server.identity("release-bot");
+    let (_, txn) = server.task(&agent, "release", &["ci"]).await;
+    let (status, _) = server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
+    assert_eq!(status, 200);
+    // The metrics listener binds after the main one prints its address: wait for it.
+    let metrics = format!("http://{address}/metrics");
+    let mut text = None;
+    for _ in 0..100 {
+        if let Ok(response) = client().get(&metrics).send().await {
+            assert_eq!(response.status(), 200);
+            text = Some(response.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = text.expect("the metrics listener answers");
+    let permits = [("system", "ci"), ("outcome", "permit")];
+    assert_eq!(
+        sample(&text, "handoff_exchanges_total", &permits),
+        1.0,
+        "{text}"
+    );
+    // It serves nothing else: agents reach Handoff on the main listener only.
+    for path in ["/oauth/token", "/.well-known/jwks.json", "/healthz"] {
+        let response = client()
+            .get(format!("http://{address}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    // The main listener still serves /metrics too.
+    let main = scrape(&server).await;
+    assert_eq!(sample(&main, "handoff_exchanges_total", &permits), 1.0);
 }

@@ -1,6 +1,8 @@
 //! OpenTelemetry traces over OTLP/HTTP to a collector on a loopback port: an exchange's span
 //! continues the caller's W3C `traceparent` and holds one child span per stage; a call relayed by
-//! the gateway reaches the upstream with the gateway's own span as parent, in the same trace.
+//! the gateway reaches the upstream with the gateway's own span as parent, in the same trace; an
+//! MCP tool call is an `execute_tool` span (OpenTelemetry GenAI conventions) over its exchange's
+//! stages, and the upstream MCP server continues the trace from it.
 
 use crate::gateway::{GIT_SECRET, PAYMENTS_KEY, gateway_config, upstream};
 use crate::harness::{Server, client, exchange_form, temp_dir};
@@ -133,6 +135,120 @@ async fn an_exchange_and_a_relayed_call_continue_the_callers_trace_over_otlp() {
         sent,
         format!("00-{TRACE_ID}-{}-01", hex(&relay.span_id)),
         "upstream traceparent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_tool_call_is_an_execute_tool_span_over_its_exchange_per_the_genai_conventions() {
+    let Some(python) = crate::mcp::python() else {
+        return;
+    };
+    let dir = temp_dir();
+    let (otlp, spans) = collector().await;
+    let upstream = crate::mcp::Upstream::start(&python, dir.path());
+    let config = crate::mcp::config(dir.path(), &upstream.url);
+    let mut server = Server::start_logged(
+        dir.path(),
+        Some(&config),
+        &[("PAYMENTS_UPSTREAM_KEY", PAYMENTS_KEY)],
+        &["--otlp-endpoint", &otlp],
+        Stdio::null(),
+    );
+    let agent = server.identity("payments-agent");
+    let (_, txn) = server.task(&agent, "payments", &["payments"]).await;
+    let payment = crate::mcp::payment(5000);
+    let called = crate::mcp::client(
+        &python,
+        &server,
+        &agent,
+        &txn,
+        &["call", "create_payment", &payment],
+    );
+    assert_eq!(called["is_error"], false, "{called}");
+    let denied = crate::mcp::client(
+        &python,
+        &server,
+        &agent,
+        &txn,
+        &["call", "create_payment", &crate::mcp::payment(2_000_000)],
+    );
+    assert_eq!(denied["error"]["code"], -32001, "{denied}");
+    let stopped = server.terminate(std::time::Duration::from_secs(10));
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+
+    let spans = spans.lock().await.clone();
+    let text = |span: &Span, key: &str| -> Option<String> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        span.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.as_ref()?.value.as_ref())
+            .map(|v| match v {
+                Value::StringValue(s) => s.clone(),
+                other => format!("{other:?}"),
+            })
+    };
+    let tools: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "execute_tool create_payment")
+        .collect();
+    assert_eq!(
+        tools.len(),
+        2,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    for tool in &tools {
+        assert_eq!(
+            text(tool, "gen_ai.operation.name").as_deref(),
+            Some("execute_tool")
+        );
+        assert_eq!(
+            text(tool, "gen_ai.tool.name").as_deref(),
+            Some("create_payment")
+        );
+        assert_eq!(text(tool, "mcp.method.name").as_deref(), Some("tools/call"));
+        assert!(text(tool, "gen_ai.tool.call.id").is_some());
+        assert!(
+            text(tool, "handoff.decision_id").is_some_and(|d| d.starts_with("dec")),
+            "{tool:?}"
+        );
+        // The exchange's decision is a child of the tool call.
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.name == "handoff.decide" && s.parent_span_id == tool.span_id),
+            "no decision under {tool:?}"
+        );
+    }
+    // The denied call says why; the permitted one carries no error.
+    let errors: Vec<Option<String>> = tools.iter().map(|t| text(t, "error.type")).collect();
+    assert!(
+        errors.contains(&Some("access_denied".to_owned())),
+        "{errors:?}"
+    );
+    assert!(errors.contains(&None), "{errors:?}");
+    let reasons: Vec<Option<String>> = tools.iter().map(|t| text(t, "handoff.reason")).collect();
+    assert!(
+        reasons.contains(&Some("forbidden".to_owned())),
+        "{reasons:?}"
+    );
+    // The upstream MCP server's request continues the trace from the permitted call's span.
+    let permitted = tools
+        .iter()
+        .find(|t| text(t, "error.type").is_none())
+        .unwrap();
+    let parent = format!(
+        "00-{}-{}-01",
+        hex(&permitted.trace_id),
+        hex(&permitted.span_id)
+    );
+    let requests = upstream.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["headers"]["traceparent"] == serde_json::json!(parent)),
+        "no upstream request under {parent}: {requests:?}"
     );
 }
 

@@ -27,14 +27,44 @@ use crate::trace::stage;
 use request::Resolved;
 use tracing::Instrument;
 
+/// A refused exchange: the error, and who asked for which task where that was established.
+#[derive(Debug)]
+pub struct Rejected {
+    pub error: ServiceError,
+    pub agent: Option<String>,
+    pub task: Option<String>,
+}
+
 impl Handoff {
     /// One RFC 8693 exchange: the agent's identity as actor, the task's Transaction Token as
     /// subject, one system as audience.
     pub async fn exchange(&self, request: ExchangeRequest) -> Result<Issued, ServiceError> {
-        let identity =
-            stage!("handoff.identity").in_scope(|| self.authenticate(&request.actor_token))?;
+        self.exchange_known(request).await.map_err(|r| r.error)
+    }
+
+    /// [`Handoff::exchange`], with a refusal saying whom it refused and for which task as far as
+    /// they were established (for the request log: an identity that did not verify names no
+    /// agent, a task token that did not verify names no task).
+    pub async fn exchange_known(&self, request: ExchangeRequest) -> Result<Issued, Rejected> {
+        let identity = stage!("handoff.identity")
+            .in_scope(|| self.authenticate(&request.actor_token))
+            .map_err(|error| Rejected {
+                error,
+                agent: None,
+                task: None,
+            })?;
         let outcome = self.exchange_as(&identity, &request).await;
-        self.recorded(&identity, outcome).await
+        let task = match &outcome {
+            Err(refused) => refused.about.task.clone(),
+            Ok(_) => None,
+        };
+        self.recorded(&identity, outcome)
+            .await
+            .map_err(|error| Rejected {
+                error,
+                agent: Some(identity.agent().to_string()),
+                task,
+            })
     }
 
     async fn exchange_as(

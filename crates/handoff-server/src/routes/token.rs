@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use handoff_core::Handoff;
 use handoff_core::ServiceError;
-use handoff_core::exchange::ExchangeRequest;
+use handoff_core::exchange::{ExchangeRequest, Rejected};
 use handoff_core::token::{GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_JWT, TYPE_TXN_TOKEN};
 use handoff_http::ExchangeFacts;
 use serde_json::json;
@@ -126,7 +126,7 @@ async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
     // Kept for the facts of a refusal; a permit names its system itself.
     let audience = request.audience.clone();
     let actions = request.scope.clone();
-    match handoff.exchange(request).await {
+    match handoff.exchange_known(request).await {
         Ok(issued) => {
             let facts = ExchangeFacts {
                 decision_id: Some(issued.decision_id.to_string()),
@@ -151,7 +151,7 @@ async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
             response.extensions_mut().insert(facts);
             response
         }
-        Err(error) => {
+        Err(Rejected { error, agent, task }) => {
             let (decision_id, outcome) = match &error {
                 ServiceError::Denied(denial) => (Some(denial.decision_id.to_string()), "deny"),
                 ServiceError::ApprovalPending { .. } | ServiceError::SlowDown { .. } => {
@@ -161,8 +161,8 @@ async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
             };
             let facts = ExchangeFacts {
                 decision_id,
-                agent: None,
-                task: None,
+                agent,
+                task,
                 system: handoff
                     .config()
                     .system_for_audience(&audience)
