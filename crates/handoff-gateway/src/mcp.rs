@@ -26,11 +26,12 @@ use handoff_core::ServiceError;
 use handoff_core::audit::UsageRecord;
 use handoff_core::config::{SystemConfig, Tool};
 use handoff_core::error::ErrorCode;
-use handoff_core::exchange::ExchangeRequest;
+use handoff_core::exchange::{ExchangeRequest, Rejected};
 use handoff_core::identity::VerifiedIdentity;
 use handoff_core::ids::ActionName;
 use handoff_core::token::{AccessClaims, Unverified, peek_claims};
 use handoff_core::usage::Use;
+use handoff_http::ExchangeFacts;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -353,7 +354,18 @@ impl Call<'_> {
         Ok(tools)
     }
 
+    /// A `tools/call`; the answer carries the exchange's [`ExchangeFacts`] (for the request log
+    /// and the exchange metrics, as `POST /oauth/token`'s does) once there was one.
     async fn call(&self, params: &Value) -> Response {
+        let mut facts = None;
+        let mut response = self.call_deciding(params, &mut facts).await;
+        if let Some(facts) = facts {
+            response.extensions_mut().insert(facts);
+        }
+        response
+    }
+
+    async fn call_deciding(&self, params: &Value, facts: &mut Option<ExchangeFacts>) -> Response {
         let started = Instant::now();
         let Some(name) = params.get("name").and_then(Value::as_str) else {
             return rpc_error(self.id, INVALID_PARAMS, "`name` is required", None);
@@ -411,9 +423,28 @@ impl Call<'_> {
             requested_lifetime: Some(1),
             approval_id,
         };
-        let issued = match self.handoff.exchange(request).await {
+        let actions = vec![tool.action.to_string()];
+        let issued = match self.handoff.exchange_known(request).await {
             Ok(issued) => issued,
-            Err(error) => {
+            Err(Rejected { error, agent, task }) => {
+                *facts = Some(ExchangeFacts {
+                    decision_id: match &error {
+                        ServiceError::Denied(denial) => Some(denial.decision_id.to_string()),
+                        _ => None,
+                    },
+                    agent,
+                    task,
+                    system: Some(system.id.to_string()),
+                    actions,
+                    outcome: match &error {
+                        ServiceError::Denied(_) => "deny",
+                        ServiceError::ApprovalPending { .. } | ServiceError::SlowDown { .. } => {
+                            "pending"
+                        }
+                        _ => "error",
+                    },
+                    reason: Some(error.code()),
+                });
                 let span = tracing::Span::current();
                 span.record("error.type", error.error_code().as_str());
                 span.record("handoff.reason", error.code());
@@ -424,6 +455,15 @@ impl Call<'_> {
             }
         };
         tracing::Span::current().record("handoff.decision_id", issued.decision_id.as_str());
+        *facts = Some(ExchangeFacts {
+            decision_id: Some(issued.decision_id.to_string()),
+            agent: Some(issued.agent.to_string()),
+            task: Some(issued.task.to_string()),
+            system: Some(issued.system.to_string()),
+            actions,
+            outcome: "permit",
+            reason: None,
+        });
         let Ok(claims) = peek_claims::<AccessClaims>(Unverified::new(&issued.token.token)) else {
             return rpc_error(self.id, INTERNAL_ERROR, "internal error", None);
         };

@@ -218,6 +218,28 @@ async fn tool_calls_are_handoffs_allowed_denied_or_gated_by_their_arguments() {
     let trace = wait_for_trace(&server, &task, "tool:create_payment").await;
     let uses = trace.matches("call=\"tool:create_payment\"").count();
     assert_eq!(uses, 2, "{trace}");
+
+    // Each tool call that reached a decision is counted as an exchange of its system, like a
+    // `POST /oauth/token` (the unknown tool reached none).
+    let metrics = crate::operations::scrape(&server).await;
+    let exchanges = |system: &str, outcome: &str, reason: &str| {
+        let labels = [("system", system), ("outcome", outcome), ("reason", reason)];
+        crate::operations::sample(&metrics, "handoff_exchanges_total", &labels)
+    };
+    assert_eq!(exchanges("payments", "permit", "none"), 2.0, "{metrics}");
+    assert_eq!(exchanges("payments", "deny", "forbidden"), 1.0, "{metrics}");
+    assert_eq!(
+        exchanges("payments", "pending", "authorization_pending"),
+        1.0
+    );
+    assert_eq!(
+        exchanges("tickets", "deny", "outside_plan"),
+        1.0,
+        "{metrics}"
+    );
+    let calls = [("tool", "create_payment")];
+    let tool_calls = crate::operations::sample(&metrics, "handoff_mcp_tool_calls_total", &calls);
+    assert_eq!(tool_calls, 5.0, "{metrics}");
 }
 
 #[tokio::test]

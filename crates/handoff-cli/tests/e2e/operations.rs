@@ -288,7 +288,7 @@ async fn each_request_is_one_json_log_line_with_its_decision_and_never_a_token()
 }
 
 /// The value of the sample `name` whose labels include every one of `labels` (0 when absent).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut found = 0.0;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
@@ -313,7 +313,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     found
 }
 
-async fn scrape(server: &Server) -> String {
+pub async fn scrape(server: &Server) -> String {
     let response = client()
         .get(format!("{}/metrics", server.base))
         .send()
