@@ -3,6 +3,7 @@
 
 mod context;
 pub mod decision;
+mod index;
 pub mod schema;
 pub mod testing;
 
@@ -45,6 +46,8 @@ pub struct PolicyEngine {
     /// Actions the config gates behind approval, with the group that decides (the system owner).
     approval_actions: HashMap<String, String>,
     count: usize,
+    /// The policies each (action, resource) pair evaluates; `None`: the whole set, always.
+    index: Option<index::ScopeIndex>,
 }
 
 /// Where a policy came from, for error messages.
@@ -237,19 +240,52 @@ impl PolicyEngine {
             }
         }
         let count = policies.policies().count();
+        let purpose_type = type_name("Purpose")?;
+        let mut pairs = Vec::new();
+        for system in config.systems.values() {
+            for action in system.actions.values() {
+                pairs.push((
+                    uid(&action_type, action.name.as_str()),
+                    uid(&system_type, system.id.as_str()),
+                ));
+            }
+        }
+        for purpose in config.purposes.keys() {
+            pairs.push((
+                uid(&action_type, schema::OPEN_TASK_ACTION),
+                uid(&purpose_type, purpose.as_str()),
+            ));
+        }
+        let index = index::ScopeIndex::build(&policies, &entities, pairs)?;
         Ok(Self {
             schema,
             policies,
             entities,
             authorizer: Authorizer::new(),
             agent_type: type_name("Agent")?,
-            purpose_type: type_name("Purpose")?,
+            purpose_type,
             actions,
             systems,
             hash,
             approval_actions,
             count,
+            index: Some(index),
         })
+    }
+
+    /// The same engine evaluating the whole policy set for every request: what the scope index
+    /// must agree with (the index's equivalence test, and the benchmark's baseline).
+    #[doc(hidden)]
+    pub fn without_index(mut self) -> Self {
+        self.index = None;
+        self
+    }
+
+    /// The most policies one request evaluates (all of them without the index).
+    pub fn widest_evaluation(&self) -> usize {
+        self.index
+            .as_ref()
+            .map_or(self.count, index::ScopeIndex::widest)
     }
 
     /// The content hash of the policy set the decisions were made with.
@@ -395,11 +431,16 @@ impl PolicyEngine {
         resource: EntityUid,
         context: Context,
     ) -> Result<Verdict, String> {
+        let policies = self
+            .index
+            .as_ref()
+            .and_then(|index| index.get(&action, &resource))
+            .unwrap_or(&self.policies);
         let request =
             Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
         let response = self
             .authorizer
-            .is_authorized(&request, &self.policies, &self.entities);
+            .is_authorized(&request, policies, &self.entities);
         Ok(verdict(&response))
     }
 }
@@ -410,16 +451,20 @@ enum Verdict {
 }
 
 fn verdict(response: &Response) -> Verdict {
-    let policies: Vec<String> = response
+    // Cedar reports the determining policies and errors as sets: sorted, a decision (and its
+    // record) reads the same however the set was evaluated.
+    let mut policies: Vec<String> = response
         .diagnostics()
         .reason()
         .map(ToString::to_string)
         .collect();
-    let errors: Vec<String> = response
+    policies.sort_unstable();
+    let mut errors: Vec<String> = response
         .diagnostics()
         .errors()
         .map(ToString::to_string)
         .collect();
+    errors.sort_unstable();
     match response.decision() {
         cedar_policy::Decision::Deny if !policies.is_empty() => {
             let description = format!("forbidden by {}", policies.join(", "));
