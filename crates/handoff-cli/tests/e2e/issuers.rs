@@ -331,8 +331,9 @@ async fn an_optional_issuer_that_is_down_starts_refused_then_is_trusted_and_bad_
     )
     .await;
 
-    // The issuer now serves something that is not a key set: the old keys stay.
-    jwks_server.serve("<html>maintenance</html>".to_owned());
+    // The issuer now serves a key set with no usable key: the old keys stay.
+    jwks_server
+        .serve(json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "broken" }] }).to_string());
     let before = jwks_server.jwks_requests();
     let deadline = Instant::now() + Duration::from_secs(10);
     while jwks_server.jwks_requests() == before {
