@@ -464,3 +464,118 @@ fn check_refuses_plain_http_and_ambiguous_key_sources_without_fetching() {
     let output = cli(&["check", "--config", config.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+/// An HTTPS JWKS server (a fresh self-signed certificate for `localhost`) on its own runtime
+/// thread, serving `body`; its URL, its certificate (PEM) and its request count.
+fn tls_jwks_server(body: String) -> (String, String, Arc<Mutex<usize>>) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = certified.cert.pem();
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let requests = Arc::new(Mutex::new(0_usize));
+    let counted = requests.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                let body = body.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends the handshake: nothing to serve.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |_request| {
+                        *counted.lock().unwrap() += 1;
+                        let body = body.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .header("cache-control", "max-age=600")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    let port = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    (format!("https://localhost:{port}"), pem, requests)
+}
+
+#[tokio::test]
+async fn https_keys_verify_against_the_ca_file_and_an_untrusted_certificate_stops_the_start() {
+    let key = IssuerKey::generate("tls-1");
+    let (base, pem, requests) = tls_jwks_server(jwks(&[&key]));
+    let dir = temp_dir();
+    let issuer = "https://idp.example.org";
+    // No ca_file: the self-signed certificate chains to no trusted root, so no keys, no start.
+    let untrusted = config_with_issuer(
+        dir.path(),
+        issuer,
+        &format!("jwks_url = \"{base}/jwks.json\""),
+    );
+    let mut command = std::process::Command::new(crate::harness::binary());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&untrusted)
+        .env("RUST_LOG", "warn");
+    let output = bounded::output(command, bounded::START_TIMEOUT).unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("issuers.corp: the issuer's keys cannot be fetched"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        *requests.lock().unwrap(),
+        0,
+        "no request went over the untrusted TLS"
+    );
+
+    let ca = dir.path().join("idp-ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    let trusted = config_with_issuer(
+        dir.path(),
+        issuer,
+        &format!(
+            "jwks_url = \"{base}/jwks.json\"\nca_file = \"{}\"",
+            ca.display()
+        ),
+    );
+    let output = cli(&["check", "--config", trusted.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let server = Server::start_with(&dir.path().join("data"), Some(&trusted));
+    assert_eq!(*requests.lock().unwrap(), 1);
+    let (status, body) = open(&server, &identity(issuer, &key, &key.kid)).await;
+    assert_eq!(status, 201, "{body}");
+}
