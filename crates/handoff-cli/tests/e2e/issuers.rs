@@ -285,16 +285,59 @@ async fn oidc_discovery_finds_the_issuers_jwks() {
     let jwks_server = JwksServer::start(&[&key]);
     let issuer = jwks_server.base.clone();
     let dir = temp_dir();
+    // The server declares max-age=3600; max_refresh clamps it to one second.
     let config = config_with_issuer(
         dir.path(),
         &issuer,
-        "discovery = true\ndanger_allow_http = true",
+        "discovery = true\ndanger_allow_http = true\nmin_refresh = \"1s\"\nmax_refresh = \"1s\"",
     );
     let server = Server::start_with(&dir.path().join("data"), Some(&config));
     assert_eq!(jwks_server.discovery_requests(), 1);
     assert_eq!(jwks_server.jwks_requests(), 1);
     let (status, body) = open(&server, &identity(&issuer, &key, &key.kid)).await;
     assert_eq!(status, 201, "{body}");
+    // Refreshed in the background, with no token asking: discovery again, then the key set.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jwks_server.jwks_requests() < 3 {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(jwks_server.discovery_requests() >= 3);
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_fetched_keys_and_refuses_to_change_an_issuer_given_by_url() {
+    let key = IssuerKey::generate("reload-1");
+    let jwks_server = JwksServer::start(&[&key]);
+    let issuer = jwks_server.base.clone();
+    let dir = temp_dir();
+    let keys = format!("jwks_url = \"{issuer}/jwks.json\"\ndanger_allow_http = true");
+    let config = config_with_issuer(dir.path(), &issuer, &keys);
+    let server = Server::start_with(&dir.path().join("data"), Some(&config));
+    let (status, body) = server.admin("reload", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = open(&server, &identity(&issuer, &key, &key.kid)).await;
+    assert_eq!(
+        status, 201,
+        "the reloaded service reads the same fetched keys: {body}"
+    );
+    assert_eq!(jwks_server.jwks_requests(), 1, "a reload fetches nothing");
+
+    config_with_issuer(
+        dir.path(),
+        &issuer,
+        &format!("{keys}\nmin_refetch_interval = \"5m\""),
+    );
+    let (status, body) = server.admin("reload", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["problems"][0].as_str().unwrap().contains(
+            "`issuers.corp (an issuer given by jwks_url or discovery)` cannot change while serving"
+        ),
+        "{body}"
+    );
+    let (status, _) = open(&server, &identity(&issuer, &key, &key.kid)).await;
+    assert_eq!(status, 201, "the old deployment keeps serving");
 }
 
 #[tokio::test]
