@@ -436,6 +436,10 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         data: DataArgs,
+        /// Read the chain and checkpoints through this running server's admin API (the
+        /// checkpoint key from its JWKS) instead of a data directory; verified here all the same.
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// A file of checkpoints (one compact JWS a line, as `[audit] checkpoint_file` writes):
         /// prove the log only grew since each (the record it covers still has its head).
         #[arg(long, value_name = "CHECKPOINT_FILE")]
@@ -582,8 +586,17 @@ pub fn run(cli: Cli) -> ExitCode {
             command: EvidenceCommand::Send { jwt, server },
         } => commands::evidence::send(&server, jwt.as_deref()),
         Command::Audit {
-            command: AuditCommand::Verify { data, against },
-        } => commands::audit::verify(&data, against.as_deref()),
+            command:
+                AuditCommand::Verify {
+                    data,
+                    remote,
+                    against,
+                },
+        } => match remote.remote() {
+            Ok(Some(remote)) => commands::audit::verify_remote(remote, against.as_deref()),
+            Ok(None) => commands::audit::verify(&data, against.as_deref()),
+            Err(error) => Err(error),
+        },
         Command::Audit {
             command:
                 AuditCommand::Export {

@@ -73,17 +73,62 @@ pub fn verify_checkpoint(
         .as_deref()
         .and_then(|kid| keys.iter().find(|k| k.kid() == kid))
         .ok_or(CheckpointError::UnknownKey)?;
-    if header.alg != key.jwt_algorithm()
-        || !matches!(header.alg, Algorithm::EdDSA | Algorithm::ES256)
-    {
+    if header.alg != key.jwt_algorithm() {
         return Err(CheckpointError::UnknownKey);
     }
-    let mut validation = Validation::new(header.alg);
+    decode_checkpoint(jws, header.alg, key.decoding_key())
+}
+
+/// Verifies a checkpoint against public keys: the JWKS a Handoff server publishes, where only
+/// the keys marked `use: handoff-checkpoint` count (its token keys never sign checkpoints).
+/// What `handoff audit verify --server` holds the server's checkpoints to.
+pub fn verify_checkpoint_public(
+    jws: &str,
+    jwks: &jsonwebtoken::jwk::JwkSet,
+) -> Result<CheckpointClaims, CheckpointError> {
+    use jsonwebtoken::jwk::PublicKeyUse;
+    let header =
+        jsonwebtoken::decode_header(jws).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+    if header.typ.as_deref() != Some(CHECKPOINT_TYP) {
+        return Err(CheckpointError::WrongType);
+    }
+    let jwk = header
+        .kid
+        .as_deref()
+        .and_then(|kid| {
+            jwks.keys.iter().find(|jwk| {
+                jwk.common.key_id.as_deref() == Some(kid)
+                    && matches!(&jwk.common.public_key_use,
+                        Some(PublicKeyUse::Other(usage)) if usage == CHECKPOINT_USE)
+            })
+        })
+        .ok_or(CheckpointError::UnknownKey)?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| CheckpointError::UnknownKey)?;
+    let algorithm_fits = match &jwk.algorithm {
+        jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_) => header.alg == Algorithm::EdDSA,
+        jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => header.alg == Algorithm::ES256,
+        _ => false,
+    };
+    if !algorithm_fits {
+        return Err(CheckpointError::UnknownKey);
+    }
+    decode_checkpoint(jws, header.alg, &key)
+}
+
+fn decode_checkpoint(
+    jws: &str,
+    alg: Algorithm,
+    key: &jsonwebtoken::DecodingKey,
+) -> Result<CheckpointClaims, CheckpointError> {
+    if !matches!(alg, Algorithm::EdDSA | Algorithm::ES256) {
+        return Err(CheckpointError::UnknownKey);
+    }
+    let mut validation = Validation::new(alg);
     validation.set_required_spec_claims::<&str>(&[]);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    jsonwebtoken::decode::<CheckpointClaims>(jws, key.decoding_key(), &validation)
+    jsonwebtoken::decode::<CheckpointClaims>(jws, key, &validation)
         .map(|data| data.claims)
         .map_err(|e| CheckpointError::BadSignature(e.to_string()))
 }

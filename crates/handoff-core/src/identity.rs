@@ -3,18 +3,19 @@
 //! issuer's configured JWKS, never from `jku`, `x5u` or an embedded `jwk`.
 
 use crate::cache::VerifiedCache;
-use crate::config::{Config, IssuerConfig};
+use crate::config::{Config, IssuerConfig, IssuerKeySource};
 use crate::ids::AgentId;
+use crate::issuer_keys::{IssuerKeySet, IssuerList, NoRemoteKeys, RemoteKeyProvider, RemoteKeys};
 use crate::keys::{KeyError, SigningKey};
 use crate::time::{Timestamp, Ttl};
 use crate::token::{
     ACCESS_TOKEN_TYP, Leeway, TXN_TOKEN_TYP, TokenError, TokenTimes, Unverified, peek_claims,
 };
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// An agent identity whose signature, issuer, audience and lifetime were checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,8 +47,15 @@ struct TrustedIssuer {
     algorithms: Vec<Algorithm>,
     typ: Option<String>,
     leeway: Leeway,
-    keys: Vec<(Option<String>, DecodingKey)>,
+    keys: IssuerKeys,
     groups_claim: String,
+}
+
+/// A trusted issuer's keys: fixed at load (`jwks_file`, the dev issuer), or fetched (`None`: no
+/// fetcher serves the issuer, so it has no keys).
+enum IssuerKeys {
+    Fixed(IssuerKeySet),
+    Remote(Option<Arc<RemoteKeys>>),
 }
 
 /// A person (an approver) whose token was verified, with the groups the issuer vouches for.
@@ -92,38 +100,55 @@ struct Peek {
     iss: Option<String>,
 }
 
-fn decoding_keys(jwks: &JwkSet) -> Vec<(Option<String>, DecodingKey)> {
-    jwks.keys
-        .iter()
-        .filter_map(|jwk| {
-            DecodingKey::from_jwk(jwk)
-                .ok()
-                .map(|key| (jwk.common.key_id.clone(), key))
-        })
-        .collect()
-}
-
 impl IdentityVerifier {
     /// Trusts the config's agent issuers and, when given, Handoff's development issuer key.
+    /// Issuers given by URL have no keys here: see [`IdentityVerifier::with_remote_keys`].
     pub fn new(config: &Config, dev_issuer: Option<&SigningKey>) -> Self {
+        Self::with_remote_keys(config, dev_issuer, &NoRemoteKeys)
+    }
+
+    /// [`IdentityVerifier::new`], reading the keys of issuers given by URL from `remote`.
+    pub fn with_remote_keys(
+        config: &Config,
+        dev_issuer: Option<&SigningKey>,
+        remote: &dyn RemoteKeyProvider,
+    ) -> Self {
         let dev = dev_issuer
             .filter(|_| config.dev_issuer)
             .map(|key| (config.dev_issuer_name(), config.trust_domain.clone(), key));
-        Self::build(&config.issuers, dev)
+        Self::build(&config.issuers, IssuerList::Agents, remote, dev)
     }
 
     /// Trusts the config's approver issuers and, when given, the development issuer (people's
     /// tokens carry the approvals audience and a `groups` claim).
     pub fn for_approvers(config: &Config, dev_issuer: Option<&SigningKey>) -> Self {
+        Self::for_approvers_with_remote_keys(config, dev_issuer, &NoRemoteKeys)
+    }
+
+    /// [`IdentityVerifier::for_approvers`], reading the keys of issuers given by URL from `remote`.
+    pub fn for_approvers_with_remote_keys(
+        config: &Config,
+        dev_issuer: Option<&SigningKey>,
+        remote: &dyn RemoteKeyProvider,
+    ) -> Self {
         let dev = dev_issuer
             .filter(|_| config.dev_issuer)
             .map(|key| (config.dev_issuer_name(), approvals_audience(config), key));
-        Self::build(&config.approver_issuers, dev)
+        Self::build(&config.approver_issuers, IssuerList::Approvers, remote, dev)
     }
 
-    fn build(configured: &[IssuerConfig], dev: Option<(String, String, &SigningKey)>) -> Self {
+    fn build(
+        configured: &[IssuerConfig],
+        list: IssuerList,
+        remote: &dyn RemoteKeyProvider,
+        dev: Option<(String, String, &SigningKey)>,
+    ) -> Self {
         let mut issuers = HashMap::new();
         for issuer in configured {
+            let keys = match &issuer.keys {
+                IssuerKeySource::File(jwks) => IssuerKeys::Fixed(IssuerKeySet::from_jwks(jwks)),
+                IssuerKeySource::Remote(_) => IssuerKeys::Remote(remote.remote_keys(list, issuer)),
+            };
             issuers.insert(
                 issuer.issuer.clone(),
                 TrustedIssuer {
@@ -136,7 +161,7 @@ impl IdentityVerifier {
                         expiry: i64::from(issuer.leeway_seconds),
                         issued_at: i64::from(issuer.iat_leeway_seconds),
                     },
-                    keys: decoding_keys(&issuer.jwks),
+                    keys,
                     groups_claim: issuer.groups_claim.clone(),
                 },
             );
@@ -154,7 +179,10 @@ impl IdentityVerifier {
                         expiry: i64::from(crate::config::DEFAULT_LEEWAY_SECONDS),
                         issued_at: i64::from(crate::config::DEFAULT_IAT_LEEWAY_SECONDS),
                     },
-                    keys: vec![(Some(key.kid().to_owned()), key.decoding_key().clone())],
+                    keys: IssuerKeys::Fixed(IssuerKeySet::from_keys(vec![(
+                        Some(key.kid().to_owned()),
+                        key.decoding_key().clone(),
+                    )])),
                     groups_claim: "groups".to_owned(),
                 },
             );
@@ -265,15 +293,25 @@ impl IdentityVerifier {
         {
             return Err(TokenError::WrongType("JWT"));
         }
-        let key = match header.kid.as_deref() {
-            Some(kid) => issuer
-                .keys
-                .iter()
-                .find(|(id, _)| id.as_deref() == Some(kid)),
-            None if issuer.keys.len() == 1 => issuer.keys.first(),
-            None => None,
+        let fetched;
+        let key = match &issuer.keys {
+            IssuerKeys::Fixed(set) => set.find(header.kid.as_deref()),
+            IssuerKeys::Remote(None) => return Err(TokenError::KeysUnavailable),
+            IssuerKeys::Remote(Some(remote)) => {
+                fetched = remote.current();
+                let Some(set) = fetched.as_ref() else {
+                    // Not fetched yet (an optional issuer that was unreachable): ask again.
+                    remote.hint();
+                    return Err(TokenError::KeysUnavailable);
+                };
+                let key = set.find(header.kid.as_deref());
+                if key.is_none() && header.kid.is_some() {
+                    // The issuer may have rotated: the fetcher refetches, under its rate limit.
+                    remote.hint();
+                }
+                key
+            }
         }
-        .map(|(_, key)| key)
         .ok_or(TokenError::UnknownKey)?;
         let mut validation = Validation::new(header.alg);
         validation.validate_exp = false;

@@ -28,6 +28,7 @@ pub mod handoff;
 pub mod hash;
 pub mod identity;
 pub mod ids;
+pub mod issuer_keys;
 pub mod json;
 pub mod keys;
 pub mod limits;

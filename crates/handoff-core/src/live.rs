@@ -190,6 +190,36 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         "notifications",
         debug(&old.notifications) != debug(&new.notifications),
     );
+    // An issuer given by URL is fetched by a task started with `serve`: adding, removing or
+    // changing one needs a restart (issuers given by `jwks_file` reload live).
+    for (table, before, after) in [
+        ("issuers", &old.issuers, &new.issuers),
+        (
+            "approver_issuers",
+            &old.approver_issuers,
+            &new.approver_issuers,
+        ),
+    ] {
+        let remote = |issuers: &[crate::config::IssuerConfig]| {
+            issuers
+                .iter()
+                .filter_map(|issuer| match &issuer.keys {
+                    crate::config::IssuerKeySource::Remote(remote) => {
+                        Some((issuer.id.clone(), (issuer.issuer.clone(), remote.clone())))
+                    }
+                    crate::config::IssuerKeySource::File(_) => None,
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let (before, after) = (remote(before), remote(after));
+        let ids: std::collections::BTreeSet<_> = before.keys().chain(after.keys()).collect();
+        for id in ids {
+            fixed(
+                &format!("{table}.{id} (an issuer given by jwks_url or discovery)"),
+                before.get(id) != after.get(id),
+            );
+        }
+    }
     let ids: std::collections::BTreeSet<_> = old.systems.keys().chain(new.systems.keys()).collect();
     for id in ids {
         let (before, after) = (old.systems.get(id), new.systems.get(id));

@@ -54,28 +54,148 @@ struct Expected {
     from: String,
 }
 
+/// Where `audit verify` reads the chain and the checkpoints: the data directory's store (the
+/// checkpoint key from its keys folder), or a running server's admin API (the checkpoint key
+/// from its JWKS). Either way the verification happens here, over the records as stored.
+enum Source {
+    Local {
+        store: Box<dyn Store>,
+        key: handoff_core::keys::SigningKey,
+    },
+    Remote {
+        remote: super::remote::Remote,
+        jwks: jsonwebtoken::jwk::JwkSet,
+    },
+}
+
+#[derive(serde::Deserialize)]
+struct ChainPage {
+    records: Vec<ServedRecord>,
+}
+
+#[derive(serde::Deserialize)]
+struct ServedRecord {
+    seq: u64,
+    at: handoff_core::time::Timestamp,
+    task: Option<String>,
+    body: String,
+    prev_hash: String,
+    hash: String,
+}
+
+#[derive(serde::Deserialize)]
+struct CheckpointPage {
+    checkpoints: Vec<ServedCheckpoint>,
+}
+
+#[derive(serde::Deserialize)]
+struct ServedCheckpoint {
+    seq: u64,
+    head: String,
+    checkpoint: String,
+}
+
+impl Source {
+    async fn checkpoints(&self, after: u64) -> anyhow::Result<Vec<(u64, String, String)>> {
+        match self {
+            Self::Local { store, .. } => Ok(store
+                .checkpoints(after, PAGE)
+                .await?
+                .into_iter()
+                .map(|c| (c.seq, c.head, c.jws))
+                .collect()),
+            Self::Remote { remote, .. } => {
+                let page: CheckpointPage = remote
+                    .get(&format!(
+                        "/v1/admin/audit/checkpoints?after={after}&limit={PAGE}"
+                    ))
+                    .await?;
+                Ok(page
+                    .checkpoints
+                    .into_iter()
+                    .map(|c| (c.seq, c.head, c.checkpoint))
+                    .collect())
+            }
+        }
+    }
+
+    async fn audit_page(
+        &self,
+        after: u64,
+    ) -> anyhow::Result<Vec<handoff_core::audit::SealedRecord>> {
+        match self {
+            Self::Local { store, .. } => Ok(store.audit_page(after, PAGE).await?),
+            Self::Remote { remote, .. } => {
+                let page: ChainPage = remote
+                    .get(&format!("/v1/admin/audit/chain?after={after}&limit={PAGE}"))
+                    .await?;
+                Ok(page
+                    .records
+                    .into_iter()
+                    .map(|r| handoff_core::audit::SealedRecord {
+                        seq: r.seq,
+                        at: r.at,
+                        task: r.task,
+                        body: r.body,
+                        prev_hash: r.prev_hash,
+                        hash: r.hash,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    fn verify_checkpoint(
+        &self,
+        jws: &str,
+    ) -> Result<CheckpointClaims, handoff_core::checkpoint::CheckpointError> {
+        match self {
+            Self::Local { key, .. } => verify_checkpoint(jws, &[key]),
+            Self::Remote { jwks, .. } => {
+                handoff_core::checkpoint::verify_checkpoint_public(jws, jwks)
+            }
+        }
+    }
+}
+
 pub fn verify(data: &DataArgs, against: Option<&Path>) -> anyhow::Result<ExitCode> {
     let dir = DataDir::existing(&data.data_dir)?;
-    let store = dir.store()?;
-    let key = dir.checkpoint_key()?;
+    let source = Source::Local {
+        store: Box::new(dir.store()?),
+        key: dir.checkpoint_key()?,
+    };
+    verify_source(&source, against)
+}
+
+/// `handoff audit verify --server URL`: the chain and checkpoints read through the server's admin
+/// API, the checkpoint key from its JWKS; verified here exactly as on a data directory.
+pub fn verify_remote(
+    remote: super::remote::Remote,
+    against: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let jwks = super::runtime()?.block_on(remote.get("/.well-known/jwks.json"))?;
+    verify_source(&Source::Remote { remote, jwks }, against)
+}
+
+fn verify_source(source: &Source, against: Option<&Path>) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     runtime.block_on(async {
         // The checkpoints first: each must carry the checkpoint key's signature.
         let mut expected: BTreeMap<u64, Vec<Expected>> = BTreeMap::new();
         let mut stored = 0_u64;
         loop {
-            let page = store.checkpoints(stored, PAGE).await?;
+            let page = source.checkpoints(stored).await?;
             if page.is_empty() {
                 break;
             }
-            for checkpoint in page {
+            for (seq, head, jws) in page {
                 stored += 1;
                 let from = format!("stored checkpoint {stored}");
-                let claims = match verify_checkpoint(&checkpoint.jws, &[&key]) {
+                let claims = match source.verify_checkpoint(&jws) {
                     Ok(claims) => claims,
                     Err(error) => return Ok(broken_checkpoint(&from, &error.to_string())),
                 };
-                if claims.seq != checkpoint.seq || claims.head != checkpoint.head {
+                if claims.seq != seq || claims.head != head {
                     return Ok(broken_checkpoint(
                         &from,
                         "its stored columns differ from what it signed",
@@ -98,7 +218,7 @@ pub fn verify(data: &DataArgs, against: Option<&Path>) -> anyhow::Result<ExitCod
                     continue;
                 }
                 let from = format!("checkpoint on line {} of `{}`", line + 1, file.display());
-                let claims = match verify_checkpoint(jws, &[&key]) {
+                let claims = match source.verify_checkpoint(jws) {
                     Ok(claims) => claims,
                     Err(error) => return Ok(broken_checkpoint(&from, &error.to_string())),
                 };
@@ -121,7 +241,7 @@ pub fn verify(data: &DataArgs, against: Option<&Path>) -> anyhow::Result<ExitCod
         let mut verifier = ChainVerifier::default();
         let mut after = 0;
         loop {
-            let page = store.audit_page(after, PAGE).await?;
+            let page = source.audit_page(after).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for record in &page {

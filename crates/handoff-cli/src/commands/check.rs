@@ -9,6 +9,20 @@ pub fn run(args: &DeploymentArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let config = &deployment.config;
+    // What only the fetcher can judge (a `ca_file` that parses as certificates); nothing is
+    // fetched.
+    let issuer_problems = handoff_issuers::check(config);
+    if !issuer_problems.is_empty() {
+        eprintln!(
+            "{} has {} problem(s):",
+            crate::deployment::describe(args.config.as_deref()),
+            issuer_problems.len()
+        );
+        for problem in &issuer_problems {
+            eprintln!("  {problem}");
+        }
+        return Ok(ExitCode::from(crate::EXIT_CONFIG));
+    }
     let actions: usize = config.systems.values().map(|s| s.actions.len()).sum();
     println!(
         "{} is valid: {} systems, {} actions, {} purposes, {} issuers{}, {} policies (set {})",

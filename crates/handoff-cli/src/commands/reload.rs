@@ -23,6 +23,9 @@ pub struct DiskDeployment {
     public_url: Option<String>,
     drain: Option<String>,
     address: std::net::SocketAddr,
+    /// The fetched keys of issuers given by URL: the same across reloads (such issuers cannot
+    /// change while serving: `fixed_changes`).
+    issuers: Arc<handoff_issuers::IssuerFetchers>,
 }
 
 impl DiskDeployment {
@@ -32,6 +35,7 @@ impl DiskDeployment {
         config: &Config,
         flags: &crate::ServeArgs,
         address: std::net::SocketAddr,
+        issuers: Arc<handoff_issuers::IssuerFetchers>,
     ) -> anyhow::Result<Self> {
         // The dev issuer cannot be switched on by a reload (`fixed_changes`), so its key is
         // read only when it is on now.
@@ -46,6 +50,7 @@ impl DiskDeployment {
             public_url: flags.public_url.clone(),
             drain: flags.drain.clone(),
             address,
+            issuers,
         })
     }
 }
@@ -68,10 +73,15 @@ impl DeploymentSource for DiskDeployment {
         )
         .map_err(|problem| vec![problem.to_string()])?;
         Ok(Reloaded {
-            identities: IdentityVerifier::new(&config, self.dev_key.as_ref()),
-            approvers: Some(IdentityVerifier::for_approvers(
+            identities: IdentityVerifier::with_remote_keys(
                 &config,
                 self.dev_key.as_ref(),
+                self.issuers.as_ref(),
+            ),
+            approvers: Some(IdentityVerifier::for_approvers_with_remote_keys(
+                &config,
+                self.dev_key.as_ref(),
+                self.issuers.as_ref(),
             )),
             config,
             policies: deployment.policies,

@@ -56,6 +56,40 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// `GET path` as the operator, from inside a runtime: the answer's JSON as `T`, or an error
+    /// naming the refusal.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.server);
+        let response = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach `{}`", self.server))?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("the answer of `{url}` is not JSON"))?;
+        if status != 200 {
+            let text = |key: &str| {
+                body.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            bail!(
+                "`{url}` refused: {} ({})",
+                text("error_description"),
+                text("error")
+            );
+        }
+        serde_json::from_value(body)
+            .with_context(|| format!("the answer of `{url}` is not what Handoff serves"))
+    }
+}
+
 /// Sends `request` and waits for it: the answer's status and JSON. Every CLI command that calls
 /// a running server goes through here.
 pub fn send(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {

@@ -71,6 +71,24 @@ pub fn build_with_clock(
     notify: bool,
     clock: Arc<dyn handoff_core::clock::Clock>,
 ) -> anyhow::Result<Arc<Handoff>> {
+    build_with(
+        deployment,
+        dir,
+        notify,
+        clock,
+        &handoff_core::issuer_keys::NoRemoteKeys,
+    )
+}
+
+/// [`build_with_clock`], the keys of issuers given by URL read from `remote` (`serve` passes its
+/// [`handoff_issuers::IssuerFetchers`]; without them such issuers have no keys).
+pub fn build_with(
+    deployment: Deployment,
+    dir: &DataDir,
+    notify: bool,
+    clock: Arc<dyn handoff_core::clock::Clock>,
+    remote: &dyn handoff_core::issuer_keys::RemoteKeyProvider,
+) -> anyhow::Result<Arc<Handoff>> {
     let Deployment { config, policies } = deployment;
     let store: Arc<dyn handoff_core::store::Store> = Arc::new(dir.store()?);
     let keys = Arc::new(dir.key_ring(config.tokens.algorithm)?);
@@ -79,8 +97,9 @@ pub fn build_with_clock(
     } else {
         None
     };
-    let identities = IdentityVerifier::new(&config, dev_key.as_ref());
-    let approvers = IdentityVerifier::for_approvers(&config, dev_key.as_ref());
+    let identities = IdentityVerifier::with_remote_keys(&config, dev_key.as_ref(), remote);
+    let approvers =
+        IdentityVerifier::for_approvers_with_remote_keys(&config, dev_key.as_ref(), remote);
     let operator = handoff_core::hash::sha256_hex(dir.operator_secret()?.as_bytes());
     let notifier: Option<Arc<dyn Notifier>> = match (&config.notifications, notify) {
         (Some(notifications), true) => {
@@ -171,16 +190,36 @@ async fn serve(
         options.drain.as_deref(),
         address,
     )?;
+    // Before the issuers' first fetches, so they are counted.
+    handoff_server::metrics::install()?;
+    let issuers = Arc::new(
+        handoff_issuers::IssuerFetchers::start(&deployment.config)
+            .await
+            .map_err(|problems| {
+                anyhow::anyhow!(
+                    "cannot start: {} issuer problem(s):\n  {}",
+                    problems.len(),
+                    problems.join("\n  ")
+                )
+            })?,
+    );
     let reloads = super::reload::DiskDeployment::new(
         deployment_args,
         &dir,
         &deployment.config,
         options,
         address,
+        issuers.clone(),
     )?;
     let systems = deployment.config.systems.len();
     let policies = deployment.policies.len();
-    let handoff = build(deployment, &dir, true)?;
+    let handoff = build_with(
+        deployment,
+        &dir,
+        true,
+        Arc::new(SystemClock),
+        issuers.as_ref(),
+    )?;
     first_checkpoint(&handoff).await;
     let config = handoff.config();
     tracing::info!(
@@ -205,7 +244,6 @@ async fn serve(
     let _ = out.write_all(banner.as_bytes());
     let _ = out.flush();
     drop(out);
-    handoff_server::metrics::install()?;
     let metrics = match &options.metrics_listen {
         Some(address) => Some(serve_metrics(address, &handoff.config().server).await?),
         None => None,

@@ -421,3 +421,64 @@ async fn a_checkpoint_is_never_a_token() {
     assert_eq!(status, 200);
     assert_eq!(body["active"], false, "{body}");
 }
+
+/// `handoff audit verify` through `server` (from another folder, no data directory), with
+/// `token` as the operator credential.
+fn verify_remote(server: &Server, token: &str) -> std::process::Output {
+    let elsewhere = temp_dir();
+    let mut command = std::process::Command::new(crate::harness::binary());
+    command
+        .current_dir(elsewhere.path())
+        .args(["audit", "verify", "--server", &server.base])
+        .env("HANDOFF_OPERATOR_TOKEN", token)
+        .env_remove("HANDOFF_DATA_DIR");
+    crate::bounded::output(command, crate::bounded::CLI_TIMEOUT).unwrap()
+}
+
+#[tokio::test]
+async fn audit_verify_through_the_server_checks_the_records_itself() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    some_history(&server).await;
+    checkpoint_now(&server).await;
+    let output = verify_remote(&server, &server.operator_secret());
+    let remote = stdout(&output);
+    assert!(output.status.success(), "{remote}");
+    // The same verdict, word for word, as on the data directory.
+    let (ok, local) = verify(dir.path());
+    assert!(ok, "{local}");
+    assert_eq!(remote, local);
+    assert!(
+        remote.contains("audit chain intact: 5 record(s)"),
+        "{remote}"
+    );
+    assert!(
+        remote.contains("2 stored checkpoint(s) verified"),
+        "{remote}"
+    );
+
+    // Only an operator may read the chain.
+    let output = verify_remote(&server, "not-the-operator-secret");
+    assert!(!output.status.success());
+    assert!(
+        crate::harness::stderr(&output).contains("invalid_client")
+            || crate::harness::stderr(&output).contains("refused"),
+        "{}",
+        crate::harness::stderr(&output)
+    );
+
+    // A record edited under the running server: the client names it, from what it was served.
+    db(dir.path())
+        .execute(
+            "UPDATE audit SET body = replace(body, '\"deny\"', '\"permit\"') WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let output = verify_remote(&server, &server.operator_secret());
+    assert_eq!(output.status.code(), Some(65), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("record 2 was altered"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -5,7 +5,7 @@
 //! The rotation is recorded (who, old kid, new kid), every exchange record names its kid, the
 //! key survives a restart and a live reload keeps it.
 
-use crate::harness::{Server, binary, example_config, python_with, stderr, stdout, temp_dir};
+use crate::harness::{Server, binary, cli, example_config, python_with, stderr, stdout, temp_dir};
 use jsonwebtoken::decode_header;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -271,15 +271,9 @@ async fn a_live_reload_keeps_a_rotated_key_and_rotation_needs_the_operator() {
 #[tokio::test]
 async fn serve_rotates_on_the_configured_schedule() {
     let dir = temp_dir();
-    let config = example_config(dir.path(), |text| {
-        let scheduled = text.replacen(
-            "max_lifetime = \"1h\"",
-            "max_lifetime = \"1h\"\nrotate_every = \"1s\"",
-            1,
-        );
-        assert_ne!(scheduled, text, "the example's [tokens] table moved");
-        scheduled
-    });
+    // A schedule no shorter than any token's lifetime (the config refuses shorter ones), so
+    // every lifetime is made short.
+    let config = example_config(dir.path(), short_lived_with_rotation("2s"));
     let data = dir.path().join("data");
     let server = Server::start_with(&data, Some(&config));
     let first = token_kids(&jwks(&server).await);
@@ -300,4 +294,70 @@ async fn serve_rotates_on_the_configured_schedule() {
     assert!(!rotations.is_empty());
     assert_eq!(rotations[0]["actor"], "handoff:schedule");
     assert_eq!(rotations[0]["previous_kid"], first[0].as_str());
+}
+
+/// The example with every token lifetime at most two seconds, and `rotate_every = EVERY`.
+fn short_lived_with_rotation(every: &'static str) -> impl Fn(String) -> String {
+    move |text: String| {
+        let scheduled = text
+            .replacen("default_lifetime = \"5m\"", "default_lifetime = \"1s\"", 1)
+            .replacen(
+                "max_lifetime = \"1h\"",
+                &format!("max_lifetime = \"2s\"\nrotate_every = \"{every}\""),
+                1,
+            );
+        assert_ne!(scheduled, text, "the example's [tokens] table moved");
+        let mut out = String::new();
+        for line in scheduled.lines() {
+            if line.starts_with("lifetime = ") {
+                out.push_str("lifetime = \"2s\"");
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[test]
+fn a_rotation_schedule_shorter_than_the_longest_token_lifetime_is_refused() {
+    let dir = temp_dir();
+    // The example's purposes live up to 8h: a daily rotation is fine, an hourly one is not.
+    let hourly = example_config(dir.path(), |text| {
+        text.replacen(
+            "max_lifetime = \"1h\"",
+            "max_lifetime = \"1h\"\nrotate_every = \"1h\"",
+            1,
+        )
+    });
+    let output = cli(&["check", "--config", hourly.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64), "{}", stdout(&output));
+    let problems = stderr(&output);
+    assert!(
+        problems.contains(
+            "tokens.rotate_every (3600s) is shorter than the longest token lifetime (28800s, \
+             purposes."
+        ),
+        "{problems}"
+    );
+    let daily = example_config(dir.path(), |text| {
+        text.replacen(
+            "max_lifetime = \"1h\"",
+            "max_lifetime = \"1h\"\nrotate_every = \"1d\"",
+            1,
+        )
+    });
+    let output = cli(&["check", "--config", daily.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Shorter than the access tokens' own cap.
+    let config = example_config(dir.path(), short_lived_with_rotation("1s"));
+    let output = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).contains("(2s, tokens.max_lifetime)")
+            || stderr(&output).contains("(2s, purposes."),
+        "{}",
+        stderr(&output)
+    );
 }

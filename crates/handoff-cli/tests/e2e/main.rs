@@ -33,6 +33,7 @@ mod hostile;
 mod identity;
 mod init;
 mod inputs;
+mod issuers;
 mod keys;
 mod mcp;
 mod operations;

@@ -177,7 +177,8 @@ pub struct IssuerConfig {
     pub id: String,
     pub issuer: String,
     pub audience: String,
-    pub jwks: JwkSet,
+    /// Where the issuer's keys come from: a file read at load, or a URL fetched by `serve`.
+    pub keys: IssuerKeySource,
     /// The claim that names the agent (`sub` by default; a SPIFFE ID for JWT-SVIDs).
     pub agent_claim: String,
     pub algorithms: Vec<Algorithm>,
@@ -189,6 +190,50 @@ pub struct IssuerConfig {
     pub iat_leeway_seconds: u32,
     /// For approver issuers: the claim listing the person's groups.
     pub groups_claim: String,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Clone, Debug)]
+pub enum IssuerKeySource {
+    /// `jwks_file`: read (and checked) when the config loads; changes with a reload.
+    File(JwkSet),
+    /// `jwks_url` or `discovery`: fetched by `serve` at start and kept fresh in the background
+    /// (see `handoff-issuers`); the core only reads the key set the fetcher publishes.
+    Remote(RemoteJwks),
+}
+
+/// An issuer's keys fetched over HTTP(S).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub location: JwksLocation,
+    /// Start without the keys (refusing the issuer's tokens until they arrive) instead of
+    /// refusing to start.
+    pub optional: bool,
+    /// The freshness a response declares (`Cache-Control: max-age`, `Expires`) is clamped to
+    /// `min_refresh..=max_refresh`; a failed fetch is retried after `min_refresh`.
+    pub min_refresh: Ttl,
+    pub max_refresh: Ttl,
+    /// At most one refetch per this interval is triggered by tokens naming an unknown `kid`.
+    pub min_refetch_interval: Ttl,
+    /// `http://` URLs are refused unless this is set (development only).
+    pub danger_allow_http: bool,
+    /// A PEM bundle of private CAs trusted besides the platform's roots (`ca_file`, read at load).
+    pub ca_pem: Option<String>,
+}
+
+/// Where the JWKS is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksLocation {
+    /// `jwks_url`: the JWKS itself.
+    Url(String),
+    /// `discovery = true`: `<issuer>/.well-known/openid-configuration` names the `jwks_uri`.
+    Discovery,
+}
+
+impl RemoteJwks {
+    pub const DEFAULT_MIN_REFRESH: Ttl = Ttl::from_seconds(60);
+    pub const DEFAULT_MAX_REFRESH: Ttl = Ttl::from_seconds(86_400);
+    pub const DEFAULT_MIN_REFETCH_INTERVAL: Ttl = Ttl::from_seconds(30);
 }
 
 /// How approvals behave.

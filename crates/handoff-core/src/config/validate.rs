@@ -56,6 +56,9 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
     let issuers = super::issuers::validate_issuers(ctx, reader, &raw.issuers);
     let systems = super::systems::validate_systems(ctx, reader, &raw.systems, tokens.as_ref());
     let purposes = super::purposes::validate_purposes(ctx, &raw.purposes);
+    if let (Some(tokens), Some(at)) = (&tokens, &raw.tokens.rotate_every) {
+        check_rotation(ctx, tokens, &purposes, at);
+    }
     let dev_issuer = raw.dev_issuer.is_some_and(|d| d.enabled);
     if !dev_issuer && issuers.is_empty() && raw.issuers.is_empty() {
         ctx.problems.push(Problem::in_file(
@@ -93,4 +96,39 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
         systems,
         purposes,
     })
+}
+
+/// `[tokens] rotate_every` no shorter than the longest lifetime of a token Handoff signs (an
+/// access token's `tokens.max_lifetime`, a task's Transaction Token's purpose lifetime): each
+/// retired key stays published until its last token expires, so a shorter schedule only piles up
+/// published keys.
+fn check_rotation(
+    ctx: &mut Ctx<'_>,
+    tokens: &super::TokenSettings,
+    purposes: &std::collections::BTreeMap<crate::ids::Purpose, super::PurposeConfig>,
+    at: &Spanned<String>,
+) {
+    let Some(every) = tokens.rotate_every else {
+        return;
+    };
+    let (longest, what) = purposes
+        .iter()
+        .map(|(id, p)| (p.lifetime, format!("purposes.{id}.lifetime")))
+        .chain(std::iter::once((
+            tokens.max_lifetime,
+            "tokens.max_lifetime".to_owned(),
+        )))
+        .max_by_key(|(lifetime, _)| *lifetime)
+        .unwrap_or((tokens.max_lifetime, "tokens.max_lifetime".to_owned()));
+    if every < longest {
+        ctx.report(
+            at,
+            format!(
+                "tokens.rotate_every ({}s) is shorter than the longest token lifetime ({}s, \
+                 {what}); rotate at most that often",
+                every.seconds(),
+                longest.seconds()
+            ),
+        );
+    }
 }

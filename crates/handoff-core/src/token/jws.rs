@@ -20,6 +20,8 @@ pub enum TokenError {
     Algorithm(String),
     #[error("no key of the issuer matches the token")]
     UnknownKey,
+    #[error("the issuer's keys have not been fetched yet (issuer_keys_unavailable)")]
+    KeysUnavailable,
     #[error("the token's signature or claims are invalid: {0}")]
     Invalid(String),
     #[error("the token has expired")]

@@ -128,3 +128,99 @@ pub async fn records(
         Json(json!({ "records": records, "next": page.next })).into_response(),
     ))
 }
+
+/// Where a page of `GET /v1/admin/audit/chain` or `/checkpoints` starts, and how long it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+/// The longest page of the chain or of the checkpoints.
+pub const MAX_EXPORT_PAGE: usize = 1000;
+
+impl PageQuery {
+    fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(MAX_EXPORT_PAGE);
+        if (1..=MAX_EXPORT_PAGE).contains(&limit) {
+            Ok(limit)
+        } else {
+            Err(ApiError::invalid_request(format!(
+                "limit must be between 1 and {MAX_EXPORT_PAGE}"
+            )))
+        }
+    }
+}
+
+/// `GET /v1/admin/audit/chain` (operators): the stored records after `after`, exactly as sealed
+/// (`body` is the hashed text), for a verifier that trusts nothing the server concludes:
+/// `handoff audit verify --server` walks the chain itself. `next` is the `after` of the next
+/// page, `null` at the end.
+pub async fn chain(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let handoff = state.handoff();
+    auth::operator(&handoff, &headers)?;
+    let limit = page.limit()?;
+    let records = handoff
+        .store()
+        .audit_page(page.after, limit)
+        .await
+        .map_err(handoff_core::ServiceError::from)?;
+    let next = (records.len() == limit)
+        .then(|| records.last().map(|r| r.seq))
+        .flatten();
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "at": r.at,
+                "task": r.task,
+                "body": r.body,
+                "prev_hash": r.prev_hash,
+                "hash": r.hash,
+            })
+        })
+        .collect();
+    Ok(no_store(
+        Json(json!({ "records": records, "next": next })).into_response(),
+    ))
+}
+
+/// `GET /v1/admin/audit/checkpoints` (operators): the stored checkpoints, oldest first, `after`
+/// counting those already read. Their signatures are checked by the client against the
+/// `handoff-checkpoint` key of the JWKS.
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(page): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let handoff = state.handoff();
+    auth::operator(&handoff, &headers)?;
+    let limit = page.limit()?;
+    let checkpoints = handoff
+        .store()
+        .checkpoints(page.after, limit)
+        .await
+        .map_err(handoff_core::ServiceError::from)?;
+    let next = (checkpoints.len() == limit).then(|| page.after + limit as u64);
+    let checkpoints: Vec<Value> = checkpoints
+        .iter()
+        .map(|c| {
+            json!({
+                "seq": c.seq,
+                "head": c.head,
+                "at": c.at.rfc3339(),
+                "checkpoint": c.jws,
+            })
+        })
+        .collect();
+    Ok(no_store(
+        Json(json!({ "checkpoints": checkpoints, "next": next })).into_response(),
+    ))
+}

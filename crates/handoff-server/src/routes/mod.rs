@@ -64,6 +64,8 @@ pub fn app_live(current: Arc<Current>) -> Router {
         .route("/v1/admin/tasks/{id}/records", get(records::task_records))
         .route("/v1/audit/checkpoints", post(audit::checkpoint))
         .route("/v1/audit/records", get(audit::records))
+        .route("/v1/admin/audit/chain", get(audit::chain))
+        .route("/v1/admin/audit/checkpoints", get(audit::checkpoints))
         .route("/v1/revocations", get(containment::feed))
         .route("/v1/revocations/stream", get(containment::stream))
         .route("/v1/approvals", get(approvals::list))
