@@ -31,11 +31,17 @@ use std::time::{Duration, Instant};
 struct Example {
     root: PathBuf,
     extra: Option<String>,
+    /// More config, appended to `handoff.toml` (more systems).
+    extra_config: String,
 }
 
 impl SourceReader for Example {
     fn read(&self, path: &str) -> Result<String, String> {
-        std::fs::read_to_string(self.root.join(path)).map_err(|e| e.to_string())
+        let text = std::fs::read_to_string(self.root.join(path)).map_err(|e| e.to_string())?;
+        if path == "handoff.toml" {
+            return Ok(format!("{text}\n{}", self.extra_config));
+        }
+        Ok(text)
     }
 
     fn policy_files(&self, folder: &str) -> Result<Vec<(String, String)>, String> {
@@ -62,9 +68,14 @@ fn example_root() -> PathBuf {
 }
 
 fn load(extra: Option<String>) -> Deployment {
+    load_with(extra, String::new())
+}
+
+fn load_with(extra: Option<String>, extra_config: String) -> Deployment {
     let reader = Example {
         root: example_root(),
         extra,
+        extra_config,
     };
     load_deployment(&reader, "handoff.toml").unwrap_or_else(|p| panic!("{:?}", p.0))
 }
@@ -96,6 +107,34 @@ fn with_policies(total: usize) -> Deployment {
         ));
     }
     let deployment = load(Some(text));
+    assert_eq!(deployment.policies.len(), total);
+    deployment
+}
+
+/// The example with `systems` more systems (two actions each) and generated permits, spread
+/// evenly over the new systems' actions, up to `total` policies: a large deployment where each
+/// request's own policies are few.
+fn spread_policies(systems: usize, total: usize) -> Deployment {
+    let have = load(None).policies.len();
+    let mut config = String::new();
+    let mut text = String::new();
+    for s in 0..systems {
+        config.push_str(&format!(
+            "[systems.bench-{s}]\naudience = \"https://bench-{s}.example.com\"\nowner = \"bench-owners\"\nescalation = \"mailto:bench@example.com\"\nrisk = \"low\"\nactions = {{ read = [\"read\"], write = [\"write\"] }}\n\n"
+        ));
+    }
+    for i in 0..total.saturating_sub(have) {
+        let system = i % systems;
+        let action = if (i / systems) % 2 == 0 {
+            "read"
+        } else {
+            "write"
+        };
+        text.push_str(&format!(
+            "@id(\"bench-spread-{i}\")\npermit (principal, action == Action::\"bench-{system}:{action}\", resource == System::\"bench-{system}\")\nwhen {{ context.task.purpose == \"bench-{i}\" }};\n\n"
+        ));
+    }
+    let deployment = load_with(Some(text), config);
     assert_eq!(deployment.policies.len(), total);
     deployment
 }
@@ -375,7 +414,25 @@ fn decision(c: &mut Criterion) {
                 b.iter(|| black_box(decide(deployment, &release, &facts, "ci", "deploy")))
             },
         );
+        // The same decision evaluating every policy (no scope index): the baseline the index
+        // is measured against.
+        let mut whole = with_policies(policies);
+        whole.policies = whole.policies.without_index();
+        group.bench_with_input(
+            BenchmarkId::new("deploy_after_tests/10_grants/whole_set/policies", policies),
+            &whole,
+            |b, deployment| {
+                b.iter(|| black_box(decide(deployment, &release, &facts, "ci", "deploy")))
+            },
+        );
     }
+    // 2,000 policies over 200 more systems: the request's own policies are the example's.
+    let spread = spread_policies(200, 2000);
+    let facts = facts_after(&spread, 10);
+    group.bench_function(
+        "deploy_after_tests/10_grants/2000_policies_over_200_systems",
+        |b| b.iter(|| black_box(decide(&spread, &release, &facts, "ci", "deploy"))),
+    );
     // A forbid that wins over a permit (mail after customer PII).
     let support = task("support", &["tickets", "crm", "mail"]);
     let mut facts = TaskFacts::default();

@@ -25,12 +25,17 @@ impl ScopeIndex {
         entities: &Entities,
         pairs: impl IntoIterator<Item = (EntityUid, EntityUid)>,
     ) -> Result<Self, String> {
+        // Each policy's scope is read once, then tested against every pair.
+        let scoped: Vec<(&Policy, ActionConstraint, ResourceConstraint)> = policies
+            .policies()
+            .map(|p| (p, p.action_constraint(), p.resource_constraint()))
+            .collect();
         let mut sets = HashMap::new();
         for (action, resource) in pairs {
             let mut set = PolicySet::new();
-            for policy in policies.policies() {
-                if may_apply(policy, &action, &resource, entities) {
-                    set.add(policy.clone()).map_err(|e| e.to_string())?;
+            for (policy, on_action, on_resource) in &scoped {
+                if may_apply(on_action, on_resource, &action, &resource, entities) {
+                    set.add((*policy).clone()).map_err(|e| e.to_string())?;
                 }
             }
             sets.insert((action, resource), set);
@@ -59,25 +64,26 @@ fn is_in(entities: &Entities, member: &EntityUid, group: &EntityUid) -> bool {
     member == group || entities.is_ancestor_of(group, member)
 }
 
-/// Whether `policy`'s action and resource constraints can both hold for the pair.
+/// Whether a policy's action and resource constraints can both hold for the pair.
 fn may_apply(
-    policy: &Policy,
+    on_action: &ActionConstraint,
+    on_resource: &ResourceConstraint,
     action: &EntityUid,
     resource: &EntityUid,
     entities: &Entities,
 ) -> bool {
-    let action_matches = match policy.action_constraint() {
+    let action_matches = match on_action {
         ActionConstraint::Any => true,
-        ActionConstraint::Eq(uid) => &uid == action,
+        ActionConstraint::Eq(uid) => uid == action,
         ActionConstraint::In(groups) => groups.iter().any(|g| is_in(entities, action, g)),
     };
-    let resource_matches = match policy.resource_constraint() {
+    let resource_matches = match on_resource {
         ResourceConstraint::Any => true,
-        ResourceConstraint::Eq(uid) => &uid == resource,
-        ResourceConstraint::In(group) => is_in(entities, resource, &group),
-        ResourceConstraint::Is(kind) => resource.type_name() == &kind,
+        ResourceConstraint::Eq(uid) => uid == resource,
+        ResourceConstraint::In(group) => is_in(entities, resource, group),
+        ResourceConstraint::Is(kind) => resource.type_name() == kind,
         ResourceConstraint::IsIn(kind, group) => {
-            resource.type_name() == &kind && is_in(entities, resource, &group)
+            resource.type_name() == kind && is_in(entities, resource, group)
         }
     };
     action_matches && resource_matches
