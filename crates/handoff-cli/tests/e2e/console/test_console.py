@@ -1,6 +1,7 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, against the real
 `handoff serve` the Rust test `console::console_in_a_browser` started (HANDOFF_URL, its data
-directory in HANDOFF_DATA_DIR). With HANDOFF_SCREENSHOTS=DIR, screenshots of the inbox, a
+directory in HANDOFF_DATA_DIR), with the tiny OpenID provider that test runs as
+`[console.oidc]`. With HANDOFF_SCREENSHOTS=DIR, screenshots of the inbox, a
 request and a task view are written there (docs/console/ in the repository).
 """
 
@@ -90,6 +91,7 @@ def post_directly(page, path: str) -> dict:
 
 
 def main() -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
     payer = identity("payments-agent")
     task, txn = open_task(payer, "payments", ["payments"], "pay supplier invoice 7 (2,500.00 EUR)")
     first = exchange(payer, txn, "payments", "create", authorization_details=json.dumps(LARGE))
@@ -177,6 +179,14 @@ def main() -> None:
             answer = httpx.post(f"{URL}/oauth/introspect", auth=("tickets", secret),
                                 data={"token": tickets_token})
             assert answer.json()["active"] is False, answer.text
+
+        # A person signs in through the organisation's OpenID provider (code + PKCE).
+        olivia = browser.new_context().new_page()
+        olivia.set_default_timeout(TIMEOUT_MS)
+        olivia.goto(f"{URL}/console/")
+        olivia.locator("#oidc").click()
+        expect(olivia.locator("#who")).to_contain_text("olivia · payments-owners")
+        expect(olivia.locator("main h1")).to_have_text("Approvals waiting for you")
 
         # No page logged a script error (a CSP violation would show here).
         for page in (bob, carol, dana, erin):
