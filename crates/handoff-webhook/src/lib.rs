@@ -267,3 +267,54 @@ impl Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+    use handoff_core::notify::NoticeKind;
+
+    fn approval_notice() -> Notice {
+        Notice {
+            kind: NoticeKind::ApprovalRequested,
+            system: Some("payments".to_owned()),
+            owner: Some("payments-owners".to_owned()),
+            escalation: None,
+            task: Some("task_1".to_owned()),
+            agent: Some("payments-agent".to_owned()),
+            user: Some("alice".to_owned()),
+            intent: None,
+            reason: "approval_requested".to_owned(),
+            description: "a payment waits".to_owned(),
+            decision_id: None,
+            approval_id: Some("apr_1".to_owned()),
+        }
+    }
+
+    #[test]
+    fn an_approval_notice_links_to_its_console_page_in_json_and_as_a_slack_button() {
+        let notice = approval_notice();
+        let url = console_url(Some("https://handoff.example.com"), &notice);
+        assert_eq!(
+            url.as_deref(),
+            Some("https://handoff.example.com/console/#/approval/apr_1")
+        );
+        let json = payload(WebhookFormat::Json, &notice, "now", url.as_deref());
+        assert_eq!(json["console_url"], url.as_deref().unwrap_or_default());
+        let slack = payload(WebhookFormat::Slack, &notice, "now", url.as_deref());
+        assert_eq!(slack["blocks"][1]["elements"][0]["type"], "button");
+        assert_eq!(
+            slack["blocks"][1]["elements"][0]["url"],
+            url.as_deref().unwrap_or_default()
+        );
+        // Without a public URL, or about no approval, there is no link.
+        assert!(console_url(None, &notice).is_none());
+        let other = Notice {
+            approval_id: None,
+            ..approval_notice()
+        };
+        assert!(console_url(Some("https://h"), &other).is_none());
+        let plain = payload(WebhookFormat::Slack, &other, "now", None);
+        assert!(plain.get("blocks").is_none());
+    }
+}
