@@ -778,3 +778,26 @@ async fn console_signs_in_through_an_openid_provider_with_pkce() {
         .unwrap();
     assert_eq!(replayed.headers()["location"], "/console/#sign-in-failed");
 }
+
+#[test]
+fn console_config_is_strict_and_every_problem_is_reported_at_once() {
+    let dir = temp_dir();
+    let config = example_config(dir.path(), |text| {
+        format!(
+            "{text}\n[console]\noperator_group = \" \"\nsession_lifetime = \"48h\"\ncolour = \"blue\"\n\n[console.oidc]\nissuer = \"http://login.example.com\"\nclient_id = \"\"\nclient_secret_file = \"missing-secret\"\n"
+        )
+    });
+    let output = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64));
+    let report = stderr(&output);
+    for expected in [
+        "unknown key `console.colour`",
+        "console.operator_group must be a group name",
+        "console.session_lifetime must be at most 86400s",
+        "console.oidc.issuer must be an https URL",
+        "console.oidc.client_id must not be empty",
+        "console.oidc.client_secret_file:",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?}:\n{report}");
+    }
+}
