@@ -318,6 +318,29 @@ pub enum RevokeKind {
 
 #[derive(Debug, Subcommand)]
 pub enum ApproverCommand {
+    /// Print a one-time sign-in link to the web console (`/console`) for a person in the given
+    /// groups, made by the running server (operator credential: `HANDOFF_OPERATOR_TOKEN`,
+    /// `--operator-token-file`, else the data directory's `keys/operator-secret`).
+    Login {
+        #[arg(long)]
+        user: String,
+        /// A group the person belongs to (repeatable), e.g. `payments-owners`.
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        /// The running server's base URL.
+        #[arg(
+            long,
+            env = "HANDOFF_SERVER",
+            value_name = "URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+        /// A file holding the operator credential.
+        #[arg(long, value_name = "FILE")]
+        operator_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Print a development token for a person in the given groups.
     Issue {
         #[arg(long)]
@@ -675,6 +698,22 @@ pub fn run(cli: Cli) -> ExitCode {
                     data,
                 },
         } => commands::approvals::issue(&deployment, &data, &user, &groups, &lifetime),
+        Command::Approver {
+            command:
+                ApproverCommand::Login {
+                    user,
+                    groups,
+                    server,
+                    operator_token_file,
+                    data,
+                },
+        } => commands::approvals::login(
+            &server,
+            operator_token_file.as_deref(),
+            &data,
+            &user,
+            &groups,
+        ),
         Command::Approvals {
             command,
             server,

@@ -248,6 +248,12 @@ impl Handoff {
         Ok(new_id(self.random.as_ref(), prefix)?)
     }
 
+    /// A fresh unguessable 128-bit secret with `prefix`, from the injected randomness (for the
+    /// doors' own secrets: sign-in links, sessions).
+    pub fn new_secret(&self, prefix: &str) -> Result<String, ServiceError> {
+        self.id(prefix)
+    }
+
     /// The turn exchanges of `task` take on this node.
     pub(crate) fn task_turn(&self, task: &TaskId) -> Option<&Mutex<()>> {
         use std::hash::{Hash as _, Hasher as _};

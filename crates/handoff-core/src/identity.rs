@@ -67,6 +67,18 @@ pub struct VerifiedPerson {
 }
 
 impl VerifiedPerson {
+    /// A person a door signed in itself (the console's one-time link or its OpenID Connect
+    /// sign-in), vouched for by `issuer`: `None` unless the name is usable and every group is
+    /// visible text. Only a door that verified the person calls this.
+    pub fn signed_in(issuer: &str, user: &str, groups: Vec<String>) -> Option<Self> {
+        let usable = |text: &str| usable_name(text) && text.trim() == text;
+        (usable(issuer) && usable(user) && groups.iter().all(|g| usable(g))).then(|| Self {
+            issuer: issuer.to_owned(),
+            user: user.to_owned(),
+            groups,
+        })
+    }
+
     pub fn issuer(&self) -> &str {
         &self.issuer
     }

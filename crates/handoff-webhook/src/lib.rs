@@ -37,6 +37,8 @@ struct Delivery {
     url: String,
     format: WebhookFormat,
     key: Option<hmac::Key>,
+    /// The server's public URL: notices about approvals link to the console.
+    public_url: Option<String>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 }
@@ -54,11 +56,15 @@ impl std::error::Error for WebhookError {}
 
 impl WebhookNotifier {
     /// Starts the delivery task on the current Tokio runtime.
+    ///
+    /// With `public_url` (the server's, `Config::issuer`), a notice about an approval links to
+    /// its page in the console (`console_url`; in the Slack format a button).
     pub fn start(
         config: &NotificationConfig,
         secret: Option<Vec<u8>>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
+        public_url: Option<&str>,
     ) -> Result<Self, WebhookError> {
         let client = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
@@ -70,6 +76,7 @@ impl WebhookNotifier {
             url: config.webhook_url.clone(),
             format: config.format,
             key: secret.map(|s| hmac::Key::new(hmac::HMAC_SHA256, &s)),
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             store,
             clock,
         });
@@ -99,8 +106,15 @@ impl Notifier for WebhookNotifier {
     }
 }
 
-/// The JSON body a notice is sent as.
-pub fn payload(format: WebhookFormat, notice: &Notice, at: &str) -> Value {
+/// The console page of the approval a notice is about, on the server at `public_url`.
+pub fn console_url(public_url: Option<&str>, notice: &Notice) -> Option<String> {
+    let base = public_url?;
+    let id = notice.approval_id.as_deref()?;
+    Some(format!("{base}/console/#/approval/{id}"))
+}
+
+/// The JSON body a notice is sent as; `console` is the approval's console page, if any.
+pub fn payload(format: WebhookFormat, notice: &Notice, at: &str, console: Option<&str>) -> Value {
     match format {
         WebhookFormat::Json => json!({
             "type": "handoff.notice",
@@ -117,6 +131,7 @@ pub fn payload(format: WebhookFormat, notice: &Notice, at: &str) -> Value {
             "description": notice.description,
             "decision_id": notice.decision_id,
             "approval_id": notice.approval_id,
+            "console_url": console,
         }),
         WebhookFormat::Slack => {
             let mut text = format!("*Handoff*: {} ({})", notice.description, notice.reason);
@@ -139,7 +154,24 @@ pub fn payload(format: WebhookFormat, notice: &Notice, at: &str) -> Value {
             if let Some(intent) = &notice.intent {
                 text.push_str(&format!("\n• intent: {intent}"));
             }
-            json!({ "text": text })
+            match console {
+                // Block Kit: the text, and a button to the request's page in the console.
+                Some(url) => {
+                    text.push_str(&format!("\n• decide: <{url}|open in the Handoff console>"));
+                    json!({
+                        "text": text,
+                        "blocks": [
+                            { "type": "section", "text": { "type": "mrkdwn", "text": text } },
+                            { "type": "actions", "elements": [{
+                                "type": "button",
+                                "text": { "type": "plain_text", "text": "Open in the console" },
+                                "url": url,
+                            }] },
+                        ],
+                    })
+                }
+                None => json!({ "text": text }),
+            }
         }
     }
 }
@@ -156,7 +188,8 @@ pub fn signature(key: &hmac::Key, timestamp: i64, body: &[u8]) -> String {
 impl Delivery {
     async fn deliver(&self, notice: Notice) {
         let now = self.clock.now();
-        let body = payload(self.format, &notice, &now.rfc3339()).to_string();
+        let console = console_url(self.public_url.as_deref(), &notice);
+        let body = payload(self.format, &notice, &now.rfc3339(), console.as_deref()).to_string();
         let mut backoff = FIRST_BACKOFF;
         let mut outcome = Err("not attempted".to_owned());
         let mut attempts = 0;
@@ -232,5 +265,56 @@ impl Delivery {
                 "connection failed".to_owned()
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+    use handoff_core::notify::NoticeKind;
+
+    fn approval_notice() -> Notice {
+        Notice {
+            kind: NoticeKind::ApprovalRequested,
+            system: Some("payments".to_owned()),
+            owner: Some("payments-owners".to_owned()),
+            escalation: None,
+            task: Some("task_1".to_owned()),
+            agent: Some("payments-agent".to_owned()),
+            user: Some("alice".to_owned()),
+            intent: None,
+            reason: "approval_requested".to_owned(),
+            description: "a payment waits".to_owned(),
+            decision_id: None,
+            approval_id: Some("apr_1".to_owned()),
+        }
+    }
+
+    #[test]
+    fn an_approval_notice_links_to_its_console_page_in_json_and_as_a_slack_button() {
+        let notice = approval_notice();
+        let url = console_url(Some("https://handoff.example.com"), &notice);
+        assert_eq!(
+            url.as_deref(),
+            Some("https://handoff.example.com/console/#/approval/apr_1")
+        );
+        let json = payload(WebhookFormat::Json, &notice, "now", url.as_deref());
+        assert_eq!(json["console_url"], url.as_deref().unwrap_or_default());
+        let slack = payload(WebhookFormat::Slack, &notice, "now", url.as_deref());
+        assert_eq!(slack["blocks"][1]["elements"][0]["type"], "button");
+        assert_eq!(
+            slack["blocks"][1]["elements"][0]["url"],
+            url.as_deref().unwrap_or_default()
+        );
+        // Without a public URL, or about no approval, there is no link.
+        assert!(console_url(None, &notice).is_none());
+        let other = Notice {
+            approval_id: None,
+            ..approval_notice()
+        };
+        assert!(console_url(Some("https://h"), &other).is_none());
+        let plain = payload(WebhookFormat::Slack, &other, "now", None);
+        assert!(plain.get("blocks").is_none());
     }
 }

@@ -45,6 +45,41 @@ pub fn issue(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `handoff approver login`: asks the running server for a one-time console sign-in link for
+/// `user` in `groups`, and prints it. The operator credential comes from `token_file`, else
+/// `HANDOFF_OPERATOR_TOKEN`, else the data directory (a server on this machine).
+pub fn login(
+    server: &str,
+    token_file: Option<&std::path::Path>,
+    data: &DataArgs,
+    user: &str,
+    groups: &[String],
+) -> anyhow::Result<ExitCode> {
+    let from_env = std::env::var("HANDOFF_OPERATOR_TOKEN").is_ok_and(|t| !t.trim().is_empty());
+    let remote = if token_file.is_some() || from_env {
+        super::remote::Remote::new(server, token_file)?
+    } else {
+        let dir = DataDir::existing(&data.data_dir)?;
+        super::remote::Remote::new(server, Some(&dir.operator_secret_path()))?
+    };
+    let (status, body) = remote.call(
+        reqwest::Method::POST,
+        "/console/api/admin/sign-in-links",
+        Some(&json!({ "user": user, "groups": groups })),
+    )?;
+    if !(200..300).contains(&status) {
+        super::remote::print_refusal(&body);
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{}", text(&body, "url"));
+    eprintln!(
+        "a one-time sign-in link for {user} ({}), valid until {}",
+        groups.join(", "),
+        text(&body, "expires_at")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// What `handoff approvals` does.
 pub enum Call<'a> {
     List {

@@ -116,6 +116,7 @@ pub fn build_with(
                 secret,
                 store.clone(),
                 clock.clone(),
+                Some(config.issuer()),
             )?))
         }
         _ => None,
@@ -280,9 +281,10 @@ pub(crate) async fn serve_metrics(
     }))
 }
 
-/// Serves what `handoff serve` serves (the API, the embedded gateway and the approval sweep) for
-/// `handoff` on `listener` until `shutdown` completes; then stops accepting, ends event streams,
-/// lets requests in flight finish within `[server] shutdown_drain` and flushes the store.
+/// Serves what `handoff serve` serves (the API, the embedded gateway, the console at `/console`
+/// and the approval sweep) for `handoff` on `listener` until `shutdown` completes; then stops
+/// accepting, ends event streams, lets requests in flight finish within `[server]
+/// shutdown_drain` and flushes the store.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     handoff: Arc<Handoff>,
@@ -359,8 +361,9 @@ pub async fn serve_live(
     // The enforcement gateway (`/gateway/...`, `/mcp`) runs inside the same server.
     let gateway = handoff_gateway::Gateway::embedded_live(current.clone())?;
     let settings = current.get().config().server.clone();
-    let app =
-        handoff_server::app_live(current.clone()).merge(handoff_gateway::router(Arc::new(gateway)));
+    let app = handoff_server::app_live(current.clone())
+        .merge(handoff_gateway::router(Arc::new(gateway)))
+        .merge(handoff_console::router(current.clone()));
     handoff_server::serve(listener, app, &settings, PASS_THROUGH, shutdown).await;
     sweep.abort();
     checkpoints.abort();

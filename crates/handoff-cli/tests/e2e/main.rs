@@ -15,6 +15,7 @@ mod audit_format;
 mod audit_query;
 mod bounded;
 mod check;
+mod console;
 mod containment;
 mod crash;
 mod delegation;

@@ -4,6 +4,7 @@
 mod approvals;
 mod audit;
 mod check;
+mod console;
 mod counters;
 mod delegation;
 mod evidence;
@@ -27,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 pub use audit::AuditSettings;
+pub use console::{ConsoleSettings, OidcSettings};
 pub use gateway::{GatewayConfig, Route, Secret, SecretSource, Tool, UpstreamCredential};
 pub use server::{ServerSettings, normalize_public_url};
 pub use validate::load_config;
@@ -384,6 +386,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// Checkpoints of the audit chain (`[audit]`).
     pub audit: AuditSettings,
+    /// The web console (`[console]`).
+    pub console: ConsoleSettings,
 }
 
 /// The system and action a qualified name (`git:push`) names in `systems`, if both are declared.

@@ -98,6 +98,7 @@ const ROOT: Shape = Shape::Fields(&[
     ("delegation", DELEGATION),
     ("server", super::server::SERVER_SHAPE),
     ("audit", super::audit::AUDIT_SHAPE),
+    ("console", super::console::CONSOLE_SHAPE),
 ]);
 const APPROVALS: Shape = Shape::Fields(&[
     ("ttl", Shape::Leaf),

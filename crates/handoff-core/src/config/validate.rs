@@ -78,9 +78,11 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
     let delegation = super::delegation::validate_delegation(ctx, &raw.delegation);
     let server = super::server::validate_server(ctx, &raw.server);
     let audit = super::audit::validate_audit(ctx, &raw.audit);
+    let console = super::console::validate_console(ctx, reader, &raw.console);
     Some(Config {
         server,
         audit,
+        console,
         counters,
         delegation,
         approvals,
