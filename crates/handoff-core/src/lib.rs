@@ -29,6 +29,7 @@ pub mod hash;
 pub mod identity;
 pub mod ids;
 pub mod json;
+pub mod key_sealing;
 pub mod keys;
 pub mod limits;
 pub mod live;

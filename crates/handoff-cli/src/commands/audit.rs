@@ -54,12 +54,16 @@ struct Expected {
     from: String,
 }
 
-pub fn verify(data: &DataArgs, against: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::existing(&data.data_dir)?;
-    let store = dir.store()?;
+pub fn verify(
+    data: &DataArgs,
+    against: Option<&Path>,
+    store_url: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::for_store(&data.data_dir, store_url)?;
     let key = dir.checkpoint_key()?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
+        let store = crate::shared_store::open_store(&dir, store_url).await?;
         // The checkpoints first: each must carry the checkpoint key's signature.
         let mut expected: BTreeMap<u64, Vec<Expected>> = BTreeMap::new();
         let mut stored = 0_u64;

@@ -23,6 +23,8 @@ pub struct DiskDeployment {
     public_url: Option<String>,
     drain: Option<String>,
     address: std::net::SocketAddr,
+    /// `--store`, applied the same way (`shared_store::apply_store_flags`).
+    store: Option<String>,
 }
 
 impl DiskDeployment {
@@ -46,6 +48,7 @@ impl DiskDeployment {
             public_url: flags.public_url.clone(),
             drain: flags.drain.clone(),
             address,
+            store: flags.store.clone(),
         })
     }
 }
@@ -67,6 +70,8 @@ impl DeploymentSource for DiskDeployment {
             self.address,
         )
         .map_err(|problem| vec![problem.to_string()])?;
+        crate::shared_store::apply_store_flags(&mut config, self.store.as_deref())
+            .map_err(|problem| vec![problem.to_string()])?;
         Ok(Reloaded {
             identities: IdentityVerifier::new(&config, self.dev_key.as_ref()),
             approvers: Some(IdentityVerifier::for_approvers(

@@ -35,6 +35,7 @@ mod init;
 mod inputs;
 mod keys;
 mod mcp;
+mod multi_node;
 mod operations;
 mod operator;
 mod python_client;

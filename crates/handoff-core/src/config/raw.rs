@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub server: super::server::RawServer,
     #[serde(default)]
     pub audit: super::audit::RawAudit,
+    #[serde(default)]
+    pub store: super::store::RawStore,
 }
 
 #[derive(Debug, Deserialize)]

@@ -90,6 +90,7 @@ const ROOT: Shape = Shape::Fields(&[
     ("delegation", DELEGATION),
     ("server", super::server::SERVER_SHAPE),
     ("audit", super::audit::AUDIT_SHAPE),
+    ("store", super::store::STORE_SHAPE),
 ]);
 const APPROVALS: Shape = Shape::Fields(&[
     ("ttl", Shape::Leaf),

@@ -75,7 +75,9 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
     let delegation = super::delegation::validate_delegation(ctx, &raw.delegation);
     let server = super::server::validate_server(ctx, &raw.server);
     let audit = super::audit::validate_audit(ctx, &raw.audit);
+    let store = super::store::validate_store(ctx, &raw.store);
     Some(Config {
+        store,
         server,
         audit,
         counters,
