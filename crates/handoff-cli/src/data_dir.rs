@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub struct DataDir {
     root: PathBuf,
+    /// Whether [`DataDir::store`] may create the SQLite store (only for `serve`).
+    create: bool,
 }
 
 impl DataDir {
@@ -24,20 +26,57 @@ impl DataDir {
         restrict(&keys, 0o700)?;
         Ok(Self {
             root: root.to_path_buf(),
+            create: true,
         })
     }
 
-    /// Opens `root` only if it already holds a Handoff store, so a mistyped `--data-dir` (or a
-    /// command run from the wrong folder) never creates a second, empty deployment.
+    /// Opens `root` only if it already holds a Handoff store (or is the data directory of a
+    /// node serving on PostgreSQL: its operator credential is there), so a mistyped
+    /// `--data-dir` (or a command run from the wrong folder) never creates a second, empty
+    /// deployment.
     pub fn existing(root: &Path) -> Result<Self, NoStore> {
         let database = root.join("handoff.db");
-        if !database.is_file() {
+        let node = root.join("keys").join("operator-secret");
+        if !database.is_file() && !node.is_file() {
             return Err(NoStore {
                 root: root.to_path_buf(),
             });
         }
         Ok(Self {
             root: root.to_path_buf(),
+            create: false,
+        })
+    }
+
+    /// Opens `root` for a command on the store at `url` (PostgreSQL): the folder must exist (it
+    /// holds the keys every node shares: the operator credential, the checkpoint key, the
+    /// development issuer's key), but holds no store. Without `url`, [`DataDir::existing`].
+    pub fn for_store(root: &Path, url: Option<&str>) -> Result<Self> {
+        if url.is_none() {
+            return Ok(Self::existing(root)?);
+        }
+        anyhow::ensure!(
+            root.join("keys").is_dir(),
+            "`{}` is not a Handoff data directory (no keys/ folder)",
+            root.display()
+        );
+        Ok(Self {
+            root: root.to_path_buf(),
+            create: false,
+        })
+    }
+
+    /// The embedded store and the signing keys in this folder.
+    pub fn sqlite_backend(
+        &self,
+        algorithm: SigningAlgorithm,
+    ) -> Result<crate::shared_store::Backend> {
+        Ok(crate::shared_store::Backend {
+            store: std::sync::Arc::new(self.store()?),
+            keys: self.key_ring(algorithm)?,
+            key_source: std::sync::Arc::new(self.key_source()),
+            shared: false,
+            description: format!("SQLite in {}", self.root.display()),
         })
     }
 
@@ -49,8 +88,15 @@ impl DataDir {
         self.root.join("handoff.db")
     }
 
+    /// The SQLite store; only `serve` creates it (a node on PostgreSQL keeps none here).
     pub fn store(&self) -> Result<SqliteStore> {
         let path = self.database();
+        anyhow::ensure!(
+            self.create || path.is_file(),
+            "`{}` holds no SQLite store (no handoff.db): for a deployment on PostgreSQL, give its \
+             URL with --store",
+            self.root.display()
+        );
         SqliteStore::open(&path)
             .with_context(|| format!("cannot open the store at `{}`", path.display()))
     }
@@ -73,6 +119,42 @@ impl DataDir {
             }
         }
         Ok(KeyRing::new(active, retired))
+    }
+
+    /// The signing keys as stored here, oldest first and the active one last: each key's
+    /// algorithm, its PKCS#8 document and when it leaves the JWKS (for `handoff store copy`).
+    pub fn signing_key_documents(&self, algorithm: SigningAlgorithm) -> Result<Vec<KeyDocument>> {
+        let entries = match self.key_manifest()? {
+            Some(entries) => entries,
+            None => {
+                let mut entries = Vec::new();
+                for other in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
+                    let path = self.root.join("keys").join(legacy_name(other));
+                    if other != algorithm && path.exists() {
+                        entries.push(KeyEntry {
+                            file: legacy_name(other),
+                            algorithm: other,
+                            until: None,
+                        });
+                    }
+                }
+                entries.push(KeyEntry {
+                    file: legacy_name(algorithm),
+                    algorithm,
+                    until: None,
+                });
+                entries
+            }
+        };
+        let mut documents = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let path = self.root.join("keys").join(&entry.file);
+            let der = read_private(&path)
+                .with_context(|| format!("cannot use key `{}`", path.display()))?
+                .with_context(|| format!("key `{}` is missing", path.display()))?;
+            documents.push((entry.algorithm, der, entry.until));
+        }
+        Ok(documents)
     }
 
     /// Where rotations of the signing key are stored.
@@ -220,6 +302,9 @@ impl DataDir {
     }
 }
 
+/// A signing key as stored: its algorithm, its PKCS#8 document, when it leaves the JWKS.
+pub type KeyDocument = (SigningAlgorithm, Vec<u8>, Option<Timestamp>);
+
 /// The list of signing keys once one has been rotated.
 const MANIFEST: &str = "signing.json";
 
@@ -253,8 +338,9 @@ pub struct DiskKeys {
     root: PathBuf,
 }
 
+#[async_trait::async_trait]
 impl KeySource for DiskKeys {
-    fn rotate(
+    async fn rotate(
         &self,
         ring: &KeyRing,
         algorithm: SigningAlgorithm,
@@ -264,6 +350,7 @@ impl KeySource for DiskKeys {
         let storage = |e: anyhow::Error| KeyError::Storage(format!("{e:#}"));
         let dir = DataDir {
             root: self.root.clone(),
+            create: false,
         };
         // The keys as listed on disk (or, before the first rotation, the ring in use, which
         // came from the legacy files).

@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod data_dir;
 pub mod deployment;
+pub mod shared_store;
 pub mod signals;
 
 use clap::{Parser, Subcommand};
@@ -113,6 +114,10 @@ pub struct ServeArgs {
     /// reaches; the main listener serves it too.
     #[arg(long, value_name = "ADDRESS", env = "HANDOFF_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// The PostgreSQL store several nodes share (`postgres://user@host/db`); overrides
+    /// `[store] url`. Without either, the SQLite store in the data directory.
+    #[arg(long, value_name = "URL", env = "HANDOFF_STORE")]
+    pub store: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -185,6 +190,11 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Move a deployment between stores.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Revoke a token (by jti), a task or an agent: everything minted under it stops working.
     Revoke {
@@ -452,6 +462,22 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a stopped SQLite deployment (tasks, facts, approvals, revocations, evidence, the
+    /// whole audit chain, its checkpoints and the signing keys) into an empty PostgreSQL store.
+    Copy {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        /// The SQLite deployment's data directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL store (`postgres://...`); it must be empty.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum AuditCommand {
     /// Walk the hash chain and name the first record that was altered, removed or reordered;
@@ -467,6 +493,10 @@ pub enum AuditCommand {
         /// prove the log only grew since each (the record it covers still has its head).
         #[arg(long, value_name = "CHECKPOINT_FILE")]
         against: Option<PathBuf>,
+        /// Verify the chain in this PostgreSQL store (`postgres://...`) instead of the data
+        /// directory's SQLite store (the data directory still gives the checkpoint key).
+        #[arg(long, value_name = "URL", env = "HANDOFF_STORE")]
+        store: Option<String>,
     },
     /// Write the chain (or the stored checkpoints) to stdout, one JSON line a record, for an
     /// independent verifier (`docs/audit-format.md`).
@@ -608,16 +638,25 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Evidence {
             command: EvidenceCommand::Send { jwt, server },
         } => commands::evidence::send(&server, jwt.as_deref()),
+        Command::Store {
+            command:
+                StoreCommand::Copy {
+                    deployment,
+                    from,
+                    to,
+                },
+        } => commands::store::copy(&deployment, &from, &to),
         Command::Audit {
             command:
                 AuditCommand::Verify {
                     data,
                     remote,
                     against,
+                    store,
                 },
         } => match remote.remote() {
             Ok(Some(remote)) => commands::audit::verify_remote(remote, against.as_deref()),
-            Ok(None) => commands::audit::verify(&data, against.as_deref()),
+            Ok(None) => commands::audit::verify(&data, against.as_deref(), store.as_deref()),
             Err(error) => Err(error),
         },
         Command::Audit {

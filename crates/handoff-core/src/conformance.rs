@@ -1093,6 +1093,45 @@ pub async fn an_approval_is_decided_once_and_never_after_it_expired(
     )
 }
 
+/// An approval is escalated once, and only while it is pending: two sweeps (of two nodes) that
+/// both saw it undecided escalate it, and notify, once.
+pub async fn an_approval_is_escalated_once_and_only_while_pending(
+    store: &dyn Store,
+) -> Result<(), String> {
+    let open = effects(
+        "conf-1",
+        EventKind::ApprovalDecision,
+        1_000,
+        vec![Effect::InsertApproval(Box::new(sample_approval(
+            "ap-e", 100_000,
+        )))],
+    );
+    store.write(open).await.map_err(failed)?;
+    let escalate = |id: &str, at: i64| {
+        effects(
+            "conf-1",
+            EventKind::ApprovalEscalate,
+            at,
+            vec![Effect::EscalateApproval { id: id.to_owned() }],
+        )
+    };
+    store.write(escalate("ap-e", 2_000)).await.map_err(failed)?;
+    match store.write(escalate("ap-e", 3_000)).await {
+        Err(StoreError::Rejected(Rejection::ApprovalClosed)) => {}
+        other => return Err(format!("a second escalation must reject: {other:?}")),
+    }
+    let read = store.approval("ap-e").await.map_err(failed)?;
+    ensure(
+        read.is_some_and(|a| a.escalated),
+        "the approval is escalated",
+    )?;
+    approved(store, "ap-d").await?;
+    match store.write(escalate("ap-d", 4_000)).await {
+        Err(StoreError::Rejected(Rejection::ApprovalClosed)) => Ok(()),
+        other => Err(format!("a decided approval cannot escalate: {other:?}")),
+    }
+}
+
 /// Only an approved, unused, unexpired approval is consumed.
 pub async fn only_an_approved_unexpired_approval_is_consumed(
     store: &dyn Store,
@@ -1276,6 +1315,7 @@ macro_rules! store_conformance {
             token_status_follows_its_task_its_system_and_its_own_revocation,
             tokens_and_agents_are_known_once_recorded,
             an_approval_is_decided_once_and_never_after_it_expired,
+            an_approval_is_escalated_once_and_only_while_pending,
             only_an_approved_unexpired_approval_is_consumed,
             an_approval_is_released_once_under_concurrent_use,
             approvals_are_found_by_request_and_polls_are_paced,

@@ -30,6 +30,7 @@ pub mod identity;
 pub mod ids;
 pub mod issuer_keys;
 pub mod json;
+pub mod key_sealing;
 pub mod keys;
 pub mod limits;
 pub mod live;

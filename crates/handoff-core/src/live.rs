@@ -175,6 +175,11 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
         }
     };
     fixed("trust_domain", old.trust_domain != new.trust_domain);
+    fixed("store.url", old.store.url != new.store.url);
+    fixed(
+        "store.key_encryption_key_file",
+        old.store.key_encryption_key_file != new.store.key_encryption_key_file,
+    );
     fixed(
         "tokens.algorithm",
         old.tokens.algorithm != new.tokens.algorithm,

@@ -18,17 +18,24 @@ use futures_util::lock::Mutex;
 use std::sync::{Arc, RwLock};
 
 /// Where signing keys are kept: makes a new active key durable.
+#[async_trait::async_trait]
 pub trait KeySource: Send + Sync {
     /// Generates a key for `algorithm` and stores it as the active key, the keys of `ring` kept
     /// as retired keys published until `retire_until` (an older retirement time is kept; keys
     /// already past theirs at `now` may be dropped). Returns the ring as now stored.
-    fn rotate(
+    async fn rotate(
         &self,
         ring: &KeyRing,
         algorithm: SigningAlgorithm,
         retire_until: Timestamp,
         now: Timestamp,
     ) -> Result<KeyRing, KeyError>;
+
+    /// The keys as stored now, for a source several nodes share (a rotation made through another
+    /// node shows here); `None` where only this process changes them.
+    async fn stored(&self) -> Result<Option<KeyRing>, KeyError> {
+        Ok(None)
+    }
 }
 
 /// Extra time a retired key stays published past the last expiry of a token it signed, for
@@ -100,6 +107,25 @@ pub struct RotationReport {
 }
 
 impl Handoff {
+    /// Reads the keys again from a shared [`KeySource`] and swaps them in if they differ from
+    /// the ring in use (a rotation through another node): true when they did. Never runs during
+    /// a rotation of this node's, so it cannot put back the ring a rotation just replaced.
+    pub async fn refresh_keys(&self) -> Result<bool, KeyError> {
+        let keys = self.key_holder();
+        let _one = keys.rotating.lock().await;
+        let Some(source) = &keys.source else {
+            return Ok(false);
+        };
+        let Some(stored) = source.stored().await? else {
+            return Ok(false);
+        };
+        if same_keys(&stored, &keys.current()) {
+            return Ok(false);
+        }
+        keys.set(Arc::new(stored));
+        Ok(true)
+    }
+
     /// Makes a new signing key (of `algorithm`, else the active key's) the active one at once:
     /// stored first, then recorded with `actor`, then swapped in. Tokens signed before keep
     /// verifying until they expire; the old key leaves the JWKS after that.
@@ -121,7 +147,7 @@ impl Handoff {
         let until = now
             .plus(longest_token_lifetime(self.config()))
             .plus(RETIREMENT_MARGIN);
-        let ring = Arc::new(source.rotate(&old, algorithm, until, now)?);
+        let ring = Arc::new(source.rotate(&old, algorithm, until, now).await?);
         let report = RotationReport {
             previous_kid: old.active().kid().to_owned(),
             kid: ring.active().kid().to_owned(),
@@ -151,4 +177,14 @@ impl Handoff {
             .await?;
         Ok(report)
     }
+}
+
+/// Whether two rings hold the same keys with the same retirement times, the same one active.
+fn same_keys(a: &KeyRing, b: &KeyRing) -> bool {
+    let list = |ring: &KeyRing| {
+        ring.retired()
+            .map(|(key, until)| (key.kid().to_owned(), until))
+            .collect::<Vec<_>>()
+    };
+    a.active().kid() == b.active().kid() && list(a) == list(b)
 }

@@ -2,10 +2,14 @@
 //! writes in one transaction that locks the chain's head row, so the audit chain has one total
 //! order across nodes and a task's version checks see every node's last commit.
 
+mod import;
+mod keys;
 mod migrate;
 mod reader;
 mod writer;
 
+pub use import::{ImportError, ImportReport, ImportTable};
+pub use keys::StoredKey;
 pub use migrate::MigrateError;
 pub use writer::REVOCATIONS_CHANNEL;
 

@@ -103,6 +103,16 @@ const MIGRATIONS: &[&str] = &[
         at BIGINT NOT NULL,
         jws TEXT NOT NULL
     );",
+    // 2: the deployment's signing keys, shared by every node: the private halves sealed by the
+    //    CLI with the operator's key-encryption key (this store never sees them in the clear).
+    //    The last position is the active key.
+    "CREATE TABLE signing_keys (
+        position BIGSERIAL PRIMARY KEY,
+        kid TEXT NOT NULL UNIQUE,
+        algorithm TEXT NOT NULL,
+        sealed BYTEA NOT NULL,
+        published_until BIGINT
+    );",
 ];
 
 /// The newest schema this binary knows.

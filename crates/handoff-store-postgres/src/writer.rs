@@ -361,13 +361,15 @@ async fn apply_effect(client: &Object, at: Timestamp, effect: &Effect) -> Result
             one_or(changed, Rejection::ApprovalClosed)
         }
         Effect::EscalateApproval { id } => {
-            run_sql(
+            // Once, while pending: sweeps on several nodes may both have seen it undecided.
+            let changed = run_sql(
                 client,
-                "UPDATE approvals SET escalated = TRUE WHERE id = $1",
+                "UPDATE approvals SET escalated = TRUE
+                 WHERE id = $1 AND status = 'pending' AND NOT escalated",
                 &[id],
             )
             .await?;
-            Ok(())
+            one_or(changed, Rejection::ApprovalClosed)
         }
         Effect::AgentFacts {
             key,

@@ -1,11 +1,14 @@
 //! The embedded SQLite store: one file under the data directory, WAL-journaled, with one writer
 //! thread that group-commits concurrent writes so many exchanges share one fsync.
 
+mod export;
 mod migrate;
 mod reader;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod writer;
+
+pub use export::{ExportError, ExportedTable, export};
 
 use async_trait::async_trait;
 use handoff_core::approval::{Approval, ApprovalStatus};

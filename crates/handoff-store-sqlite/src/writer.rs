@@ -326,12 +326,19 @@ fn apply_effect(conn: &Connection, at: Timestamp, effect: &Effect) -> Result<(),
             }
         }
         Effect::EscalateApproval { id } => {
-            conn.execute(
-                "UPDATE approvals SET escalated = 1 WHERE id = ?1",
-                params![id],
-            )
-            .map_err(unavailable)?;
-            Ok(())
+            // Once, while pending (the same contract as a store several nodes share).
+            let changed = conn
+                .execute(
+                    "UPDATE approvals SET escalated = 1
+                     WHERE id = ?1 AND status = 'pending' AND escalated = 0",
+                    params![id],
+                )
+                .map_err(unavailable)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Rejected(Rejection::ApprovalClosed))
+            }
         }
         Effect::AgentFacts {
             key,

@@ -59,7 +59,7 @@ struct Expected {
 /// from its JWKS). Either way the verification happens here, over the records as stored.
 enum Source {
     Local {
-        store: Box<dyn Store>,
+        store: std::sync::Arc<dyn Store>,
         key: handoff_core::keys::SigningKey,
     },
     Remote {
@@ -158,13 +158,17 @@ impl Source {
     }
 }
 
-pub fn verify(data: &DataArgs, against: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::existing(&data.data_dir)?;
-    let source = Source::Local {
-        store: Box::new(dir.store()?),
-        key: dir.checkpoint_key()?,
-    };
-    verify_source(&source, against)
+pub fn verify(
+    data: &DataArgs,
+    against: Option<&Path>,
+    store_url: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::for_store(&data.data_dir, store_url)?;
+    let key = dir.checkpoint_key()?;
+    super::runtime()?.block_on(async {
+        let store = crate::shared_store::open_store(&dir, store_url).await?;
+        verify_source(&Source::Local { store, key }, against).await
+    })
 }
 
 /// `handoff audit verify --server URL`: the chain and checkpoints read through the server's admin
@@ -173,13 +177,14 @@ pub fn verify_remote(
     remote: super::remote::Remote,
     against: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let jwks = super::runtime()?.block_on(remote.get("/.well-known/jwks.json"))?;
-    verify_source(&Source::Remote { remote, jwks }, against)
+    super::runtime()?.block_on(async {
+        let jwks = remote.get("/.well-known/jwks.json").await?;
+        verify_source(&Source::Remote { remote, jwks }, against).await
+    })
 }
 
-fn verify_source(source: &Source, against: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let runtime = super::runtime()?;
-    runtime.block_on(async {
+async fn verify_source(source: &Source, against: Option<&Path>) -> anyhow::Result<ExitCode> {
+    {
         // The checkpoints first: each must carry the checkpoint key's signature.
         let mut expected: BTreeMap<u64, Vec<Expected>> = BTreeMap::new();
         let mut stored = 0_u64;
@@ -287,7 +292,7 @@ fn verify_source(source: &Source, against: Option<&Path>) -> anyhow::Result<Exit
             );
         }
         Ok(ExitCode::SUCCESS)
-    })
+    }
 }
 
 fn broken_checkpoint(from: &str, why: &str) -> ExitCode {

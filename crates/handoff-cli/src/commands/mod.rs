@@ -13,6 +13,7 @@ pub mod reload;
 pub mod remote;
 pub mod revoke;
 pub mod serve;
+pub mod store;
 pub mod trace;
 
 use crate::{DeploymentArgs, EXIT_CONFIG};

@@ -26,6 +26,8 @@ pub struct DiskDeployment {
     /// The fetched keys of issuers given by URL: the same across reloads (such issuers cannot
     /// change while serving: `fixed_changes`).
     issuers: Arc<handoff_issuers::IssuerFetchers>,
+    /// `--store`, applied the same way (`shared_store::apply_store_flags`).
+    store: Option<String>,
 }
 
 impl DiskDeployment {
@@ -51,6 +53,7 @@ impl DiskDeployment {
             drain: flags.drain.clone(),
             address,
             issuers,
+            store: flags.store.clone(),
         })
     }
 }
@@ -72,6 +75,8 @@ impl DeploymentSource for DiskDeployment {
             self.address,
         )
         .map_err(|problem| vec![problem.to_string()])?;
+        crate::shared_store::apply_store_flags(&mut config, self.store.as_deref())
+            .map_err(|problem| vec![problem.to_string()])?;
         Ok(Reloaded {
             identities: IdentityVerifier::with_remote_keys(
                 &config,

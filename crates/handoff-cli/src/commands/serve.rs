@@ -71,27 +71,31 @@ pub fn build_with_clock(
     notify: bool,
     clock: Arc<dyn handoff_core::clock::Clock>,
 ) -> anyhow::Result<Arc<Handoff>> {
-    build_with(
+    let backend = dir.sqlite_backend(deployment.config.tokens.algorithm)?;
+    build_on(
         deployment,
         dir,
+        backend,
         notify,
         clock,
         &handoff_core::issuer_keys::NoRemoteKeys,
     )
 }
 
-/// [`build_with_clock`], the keys of issuers given by URL read from `remote` (`serve` passes its
+/// [`build_with_clock`] over a store and keys already open (`shared_store::open`), the keys of
+/// issuers given by URL read from `remote` (`serve` passes its
 /// [`handoff_issuers::IssuerFetchers`]; without them such issuers have no keys).
-pub fn build_with(
+pub fn build_on(
     deployment: Deployment,
     dir: &DataDir,
+    backend: crate::shared_store::Backend,
     notify: bool,
     clock: Arc<dyn handoff_core::clock::Clock>,
     remote: &dyn handoff_core::issuer_keys::RemoteKeyProvider,
 ) -> anyhow::Result<Arc<Handoff>> {
     let Deployment { config, policies } = deployment;
-    let store: Arc<dyn handoff_core::store::Store> = Arc::new(dir.store()?);
-    let keys = Arc::new(dir.key_ring(config.tokens.algorithm)?);
+    let store = backend.store;
+    let keys = Arc::new(backend.keys);
     let dev_key = if config.dev_issuer {
         Some(dir.dev_issuer_key()?)
     } else {
@@ -162,7 +166,7 @@ pub fn build_with(
     .with_approvers(approvers)
     .with_evidence_secrets(evidence_secrets)
     .with_checkpoint_key(checkpoint_key)
-    .with_key_source(Arc::new(dir.key_source()));
+    .with_key_source(backend.key_source);
     if let Some(witness) = witness {
         handoff = handoff.with_witness(witness);
     }
@@ -204,6 +208,7 @@ async fn serve(
                 )
             })?,
     );
+    crate::shared_store::apply_store_flags(&mut deployment.config, options.store.as_deref())?;
     let reloads = super::reload::DiskDeployment::new(
         deployment_args,
         &dir,
@@ -214,9 +219,12 @@ async fn serve(
     )?;
     let systems = deployment.config.systems.len();
     let policies = deployment.policies.len();
-    let handoff = build_with(
+    let backend = crate::shared_store::open(&dir, &deployment.config).await?;
+    let (shared, store) = (backend.shared, backend.description.clone());
+    let handoff = build_on(
         deployment,
         &dir,
+        backend,
         true,
         Arc::new(SystemClock),
         issuers.as_ref(),
@@ -239,6 +247,7 @@ async fn serve(
         public_url: config.issuer(),
         trust_domain: &config.trust_domain,
         data_dir: dir.root(),
+        store: &store,
         dev_issuer: config.dev_issuer,
     });
     let mut out = std::io::stdout().lock();
@@ -251,11 +260,34 @@ async fn serve(
     };
     let current = Current::reloadable(handoff, Arc::new(reloads));
     super::reload::on_sighup(current.clone());
+    if shared {
+        refresh_keys(current.clone());
+    }
     let served = serve_live(listener, current, crate::signals::shutdown()).await;
     if let Some(metrics) = metrics {
         metrics.abort();
     }
     served
+}
+
+/// On a shared store: reads the signing keys again every `shared_store::KEY_REFRESH`, so a
+/// rotation made through another node is used here too.
+fn refresh_keys(current: Arc<Current>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::shared_store::KEY_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match current.get().refresh_keys().await {
+                Ok(true) => tracing::info!(
+                    kid = %current.get().keys().active().kid(),
+                    "the signing keys changed in the store"
+                ),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "reading the signing keys again failed"),
+            }
+        }
+    });
 }
 
 /// Serves `GET /metrics` alone on `address` (`--metrics-listen`), until the process stops.
@@ -387,6 +419,7 @@ struct Banner<'a> {
     public_url: &'a str,
     trust_domain: &'a str,
     data_dir: &'a std::path::Path,
+    store: &'a str,
     dev_issuer: bool,
 }
 
@@ -401,8 +434,9 @@ fn banner(b: &Banner<'_>) -> String {
         ..
     } = b;
     let data_dir = b.data_dir.display();
+    let store = b.store;
     let mut text = format!(
-        "handoff listening on http://{address}\n  public URL (issuer): {public_url}\n  deployment: {source} ({systems} systems, {policies} policies)\n  trust domain: {trust_domain}\n  data directory: {data_dir} (SQLite store, signing keys)\n  operator credential (admin API bearer): {data_dir}/keys/operator-secret\n"
+        "handoff listening on http://{address}\n  public URL (issuer): {public_url}\n  deployment: {source} ({systems} systems, {policies} policies)\n  trust domain: {trust_domain}\n  data directory: {data_dir}\n  store: {store}\n  operator credential (admin API bearer): {data_dir}/keys/operator-secret\n"
     );
     if address.ip().is_unspecified() && *public_url == format!("http://{address}") {
         text.push_str("  warning: the public URL names no reachable host; set --public-url or [server] public_url\n");

@@ -37,6 +37,7 @@ mod inputs;
 mod issuers;
 mod keys;
 mod mcp;
+mod multi_node;
 mod operations;
 mod operator;
 mod python_client;

@@ -62,8 +62,12 @@ impl Handoff {
                 write.effects.push(Effect::EscalateApproval {
                     id: approval.id.clone(),
                 });
-                self.store().write(write).await?;
-                escalated += 1;
+                match self.store().write(write).await {
+                    Ok(_) => escalated += 1,
+                    // Another node's sweep escalated it first (or it was decided meanwhile).
+                    Err(StoreError::Rejected(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
                 let description = format!(
                     "{} on `{}` has waited {}s for `{}`",
                     approval.actions.join(" "),

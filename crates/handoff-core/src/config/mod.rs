@@ -15,6 +15,7 @@ mod purposes;
 mod raw;
 mod server;
 mod shape;
+mod store;
 mod systems;
 mod tokens;
 mod validate;
@@ -31,6 +32,7 @@ pub use audit::AuditSettings;
 pub use console::{ConsoleSettings, OidcSettings};
 pub use gateway::{GatewayConfig, Route, Secret, SecretSource, Tool, UpstreamCredential};
 pub use server::{ServerSettings, normalize_public_url};
+pub use store::{StoreSettings, store_url_problem};
 pub use validate::load_config;
 
 /// Seconds of clock skew allowed past an identity's `exp` and before its `nbf`, by default.
@@ -388,6 +390,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// The web console (`[console]`).
     pub console: ConsoleSettings,
+    /// Where the state lives (`[store]`): SQLite in the data directory, or PostgreSQL.
+    pub store: StoreSettings,
 }
 
 /// The system and action a qualified name (`git:push`) names in `systems`, if both are declared.

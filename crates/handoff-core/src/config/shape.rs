@@ -99,6 +99,7 @@ const ROOT: Shape = Shape::Fields(&[
     ("server", super::server::SERVER_SHAPE),
     ("audit", super::audit::AUDIT_SHAPE),
     ("console", super::console::CONSOLE_SHAPE),
+    ("store", super::store::STORE_SHAPE),
 ]);
 const APPROVALS: Shape = Shape::Fields(&[
     ("ttl", Shape::Leaf),

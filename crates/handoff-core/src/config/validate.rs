@@ -79,7 +79,9 @@ fn validate(ctx: &mut Ctx<'_>, reader: &dyn SourceReader, raw: RawConfig) -> Opt
     let server = super::server::validate_server(ctx, &raw.server);
     let audit = super::audit::validate_audit(ctx, &raw.audit);
     let console = super::console::validate_console(ctx, reader, &raw.console);
+    let store = super::store::validate_store(ctx, &raw.store);
     Some(Config {
+        store,
         server,
         audit,
         console,
