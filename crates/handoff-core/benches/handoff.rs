@@ -125,7 +125,7 @@ fn spread_policies(systems: usize, total: usize) -> Deployment {
     }
     for i in 0..total.saturating_sub(have) {
         let system = i % systems;
-        let action = if (i / systems) % 2 == 0 {
+        let action = if (i / systems).is_multiple_of(2) {
             "read"
         } else {
             "write"

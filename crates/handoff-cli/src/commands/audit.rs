@@ -238,7 +238,10 @@ async fn verify_source(source: &Source, against: Option<&Path>) -> anyhow::Resul
         }
         for genesis in expected.get(&0).into_iter().flatten() {
             if genesis.claims.head != GENESIS {
-                return Ok(broken_checkpoint(&genesis.from, "an empty log's head is not GENESIS"));
+                return Ok(broken_checkpoint(
+                    &genesis.from,
+                    "an empty log's head is not GENESIS",
+                ));
             }
         }
 
@@ -270,7 +273,9 @@ async fn verify_source(source: &Source, against: Option<&Path>) -> anyhow::Resul
         }
         // A checkpoint past the end: the newest records were removed.
         if let Some((seq, checkpoints)) = expected.range(verifier.checked() + 1..).next() {
-            let from = checkpoints.first().map_or("a checkpoint", |c| c.from.as_str());
+            let from = checkpoints
+                .first()
+                .map_or("a checkpoint", |c| c.from.as_str());
             return Ok(broken_checkpoint(
                 from,
                 &format!(
