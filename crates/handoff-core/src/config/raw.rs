@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub audit: super::audit::RawAudit,
     #[serde(default)]
     pub console: super::console::RawConsole,
+    #[serde(default)]
     pub store: super::store::RawStore,
 }
 
