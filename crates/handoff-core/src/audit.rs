@@ -164,8 +164,9 @@ pub struct UsageRecord {
     pub latency_us: u64,
 }
 
-/// A record as stored: its body is the exact bytes that were hashed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A record as stored: its body is the exact bytes that were hashed. Serialized as is by
+/// `GET /v1/admin/audit/chain`, and read back so by `handoff audit verify --server`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedRecord {
     pub seq: u64,
     pub at: Timestamp,

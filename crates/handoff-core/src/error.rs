@@ -249,6 +249,24 @@ impl ServiceError {
             other => other.error_code().as_str(),
         }
     }
+
+    /// What became of the request, for logs and metrics: `deny` (a decision refused it),
+    /// `pending` (it waits for a person) or `error`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Denied(_) => "deny",
+            Self::ApprovalPending { .. } | Self::SlowDown { .. } => "pending",
+            _ => "error",
+        }
+    }
+
+    /// The id of the decision that refused the request, when one did.
+    pub fn decision_id(&self) -> Option<&str> {
+        match self {
+            Self::Denied(denial) => Some(denial.decision_id.as_str()),
+            _ => None,
+        }
+    }
 }
 
 impl From<StoreError> for ServiceError {

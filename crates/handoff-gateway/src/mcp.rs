@@ -428,28 +428,19 @@ impl Call<'_> {
             Ok(issued) => issued,
             Err(Rejected { error, agent, task }) => {
                 *facts = Some(ExchangeFacts {
-                    decision_id: match &error {
-                        ServiceError::Denied(denial) => Some(denial.decision_id.to_string()),
-                        _ => None,
-                    },
+                    decision_id: error.decision_id().map(str::to_owned),
                     agent,
                     task,
                     system: Some(system.id.to_string()),
                     actions,
-                    outcome: match &error {
-                        ServiceError::Denied(_) => "deny",
-                        ServiceError::ApprovalPending { .. } | ServiceError::SlowDown { .. } => {
-                            "pending"
-                        }
-                        _ => "error",
-                    },
+                    outcome: error.outcome(),
                     reason: Some(error.code()),
                 });
                 let span = tracing::Span::current();
                 span.record("error.type", error.error_code().as_str());
                 span.record("handoff.reason", error.code());
-                if let ServiceError::Denied(denial) = &error {
-                    span.record("handoff.decision_id", denial.decision_id.as_str());
+                if let Some(decision) = error.decision_id() {
+                    span.record("handoff.decision_id", decision);
                 }
                 return self.refused(error);
             }

@@ -70,17 +70,7 @@ enum Source {
 
 #[derive(serde::Deserialize)]
 struct ChainPage {
-    records: Vec<ServedRecord>,
-}
-
-#[derive(serde::Deserialize)]
-struct ServedRecord {
-    seq: u64,
-    at: handoff_core::time::Timestamp,
-    task: Option<String>,
-    body: String,
-    prev_hash: String,
-    hash: String,
+    records: Vec<handoff_core::audit::SealedRecord>,
 }
 
 #[derive(serde::Deserialize)]
@@ -129,18 +119,7 @@ impl Source {
                 let page: ChainPage = remote
                     .get(&format!("/v1/admin/audit/chain?after={after}&limit={PAGE}"))
                     .await?;
-                Ok(page
-                    .records
-                    .into_iter()
-                    .map(|r| handoff_core::audit::SealedRecord {
-                        seq: r.seq,
-                        at: r.at,
-                        task: r.task,
-                        body: r.body,
-                        prev_hash: r.prev_hash,
-                        hash: r.hash,
-                    })
-                    .collect())
+                Ok(page.records)
             }
         }
     }

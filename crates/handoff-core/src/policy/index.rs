@@ -13,9 +13,10 @@
 use cedar_policy::{ActionConstraint, Entities, EntityUid, Policy, PolicySet, ResourceConstraint};
 use std::collections::HashMap;
 
-/// The policies that can apply, per (action, resource).
+/// The policies that can apply, by action, then resource (looked up by reference: no id is
+/// copied on the request path).
 pub(super) struct ScopeIndex {
-    sets: HashMap<(EntityUid, EntityUid), PolicySet>,
+    sets: HashMap<EntityUid, HashMap<EntityUid, PolicySet>>,
 }
 
 impl ScopeIndex {
@@ -30,7 +31,7 @@ impl ScopeIndex {
             .policies()
             .map(|p| (p, p.action_constraint(), p.resource_constraint()))
             .collect();
-        let mut sets = HashMap::new();
+        let mut sets: HashMap<EntityUid, HashMap<EntityUid, PolicySet>> = HashMap::new();
         for (action, resource) in pairs {
             let mut set = PolicySet::new();
             for (policy, on_action, on_resource) in &scoped {
@@ -38,21 +39,21 @@ impl ScopeIndex {
                     set.add((*policy).clone()).map_err(|e| e.to_string())?;
                 }
             }
-            sets.insert((action, resource), set);
+            sets.entry(action).or_default().insert(resource, set);
         }
         Ok(Self { sets })
     }
 
     /// The policies to evaluate for `action` on `resource`, if the index holds the pair.
     pub(super) fn get(&self, action: &EntityUid, resource: &EntityUid) -> Option<&PolicySet> {
-        // One lookup by value: the key is a pair of owned ids.
-        self.sets.get(&(action.clone(), resource.clone()))
+        self.sets.get(action)?.get(resource)
     }
 
     /// The largest number of policies any pair evaluates.
     pub(super) fn widest(&self) -> usize {
         self.sets
             .values()
+            .flat_map(HashMap::values)
             .map(|s| s.policies().count())
             .max()
             .unwrap_or(0)

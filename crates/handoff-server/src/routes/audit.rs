@@ -174,19 +174,6 @@ pub async fn chain(
     let next = (records.len() == limit)
         .then(|| records.last().map(|r| r.seq))
         .flatten();
-    let records: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "seq": r.seq,
-                "at": r.at,
-                "task": r.task,
-                "body": r.body,
-                "prev_hash": r.prev_hash,
-                "hash": r.hash,
-            })
-        })
-        .collect();
     Ok(no_store(
         Json(json!({ "records": records, "next": next })).into_response(),
     ))

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use handoff_core::Handoff;
-use handoff_core::ServiceError;
 use handoff_core::exchange::{ExchangeRequest, Rejected};
 use handoff_core::token::{GRANT_TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_JWT, TYPE_TXN_TOKEN};
 use handoff_http::ExchangeFacts;
@@ -152,15 +151,8 @@ async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
             response
         }
         Err(Rejected { error, agent, task }) => {
-            let (decision_id, outcome) = match &error {
-                ServiceError::Denied(denial) => (Some(denial.decision_id.to_string()), "deny"),
-                ServiceError::ApprovalPending { .. } | ServiceError::SlowDown { .. } => {
-                    (None, "pending")
-                }
-                _ => (None, "error"),
-            };
             let facts = ExchangeFacts {
-                decision_id,
+                decision_id: error.decision_id().map(str::to_owned),
                 agent,
                 task,
                 system: handoff
@@ -168,7 +160,7 @@ async fn access_token(handoff: &Handoff, request: ExchangeRequest) -> Response {
                     .system_for_audience(&audience)
                     .map(|s| s.id.to_string()),
                 actions,
-                outcome,
+                outcome: error.outcome(),
                 reason: Some(error.code()),
             };
             let mut response = ApiError::from(error).into_response();
