@@ -268,7 +268,8 @@ pub enum Command {
         #[command(subcommand)]
         command: EvidenceCommand,
     },
-    /// Print a task's timeline: its intent, then every handoff with target, scope, decision and why.
+    /// Print a task's story as a tree: its intent and user, every handoff with target, scope,
+    /// decision and why, each gateway use under its grant, each delegation under its parent.
     Trace {
         /// The task id.
         task: String,
@@ -276,7 +277,7 @@ pub enum Command {
         data: DataArgs,
         #[command(flatten)]
         remote: RemoteArgs,
-        /// Print the records as JSON lines.
+        /// Print the trace as one JSON document (the tree `GET /v1/tasks/{id}/trace` answers).
         #[arg(long)]
         json: bool,
     },

@@ -1,5 +1,5 @@
-//! The operator's pages: a task's timeline (every record about it, in order, delegations
-//! beside), and revoke / freeze / unfreeze with a reason. Only members of
+//! The operator's pages: a task's timeline (every record about it, in order, each delegation's
+//! nested under it), and revoke / freeze / unfreeze with a reason. Only members of
 //! `[console] operator_group` are operators here; each action goes through core's `revoke` as
 //! the operator `console:<user>`, recorded like any other revocation.
 
@@ -17,7 +17,7 @@ use handoff_core::containment::{Operator, RevocationKind};
 use handoff_core::ids::TaskId;
 use handoff_core::task::TaskState;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Most records a task's timeline shows (the newest are kept).
@@ -38,7 +38,9 @@ fn operator(state: &ConsoleState, session: Session) -> Result<(Session, Operator
     Ok((session, operator))
 }
 
-/// `GET /console/api/tasks/{id}` (operators): the task and every record about it, in order.
+/// `GET /console/api/tasks/{id}` (operators): the task as core's trace tree (its steps in
+/// order, each use under its grant, each delegation under its parent with its delegate's steps),
+/// over the task's newest [`MAX_TIMELINE`] records.
 pub async fn task(
     State(state): State<ConsoleState>,
     headers: HeaderMap,
@@ -46,67 +48,11 @@ pub async fn task(
 ) -> Result<Response, ConsoleError> {
     operator(&state, session(&state, &headers)?)?;
     handoff_core::text::check_identifier("task", &id)?;
-    let handoff = state.handoff();
-    let task = TaskId::new(id.as_str());
-    let snapshot = handoff
-        .store()
-        .task(&task)
-        .await
-        .map_err(ServiceError::from)?
-        .ok_or_else(|| ServiceError::InvalidTarget("no such task".to_owned()))?;
-    let records = handoff
-        .store()
-        .task_records(&task)
-        .await
-        .map_err(ServiceError::from)?;
-    let skip = records.len().saturating_sub(MAX_TIMELINE);
-    let timeline: Vec<Value> = records
-        .iter()
-        .skip(skip)
-        .map(|r| {
-            let event = r
-                .event()
-                .ok()
-                .and_then(|e| serde_json::to_value(e).ok())
-                .unwrap_or(Value::Null);
-            json!({ "seq": r.seq, "at": r.at.rfc3339(), "event": event })
-        })
-        .collect();
-    let delegations = handoff
-        .store()
-        .task_delegations(&task)
-        .await
-        .map_err(ServiceError::from)?;
-    let t = &snapshot.task;
-    Ok(no_store(
-        Json(json!({
-            "task": {
-                "id": t.id.as_str(),
-                "agent": t.agent.as_str(),
-                "agent_issuer": t.agent_issuer,
-                "user": t.user.as_str(),
-                "purpose": t.purpose.to_string(),
-                "intent": t.intent,
-                "plan": t.plan.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-                "state": t.state.as_str(),
-                "created_at": t.created_at.rfc3339(),
-                "expires_at": t.expires_at.rfc3339(),
-            },
-            "records_left_out": skip,
-            "records": timeline,
-            "delegations": delegations.iter().map(|d| json!({
-                "id": d.id,
-                "chain": d.chain,
-                "delegate": d.delegate.as_str(),
-                "actors": d.actors,
-                "depth": d.depth,
-                "actions": d.actions.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "created_at": d.created_at.rfc3339(),
-                "expires_at": d.expires_at.rfc3339(),
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-    ))
+    let trace = state
+        .handoff()
+        .task_trace(&TaskId::new(id.as_str()), MAX_TIMELINE)
+        .await?;
+    Ok(no_store(Json(trace).into_response()))
 }
 
 /// `GET /console/api/live` (operators): the open tasks among those opened in the newest

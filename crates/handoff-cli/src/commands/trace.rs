@@ -1,21 +1,27 @@
-//! `handoff trace TASK`: a task's timeline rebuilt from the audit chain.
+//! `handoff trace TASK`: a task's story as a tree (core's `TaskTrace`) built from the audit
+//! chain: every step in order, each use under its grant, each delegation under its parent.
 
 use crate::DataArgs;
 use crate::data_dir::DataDir;
-use handoff_core::audit::{AuditEvent, EventKind, Outcome, SealedRecord};
+use handoff_core::audit::{AuditEvent, EventKind, Outcome};
 use handoff_core::ids::TaskId;
-use handoff_core::store::Store;
+use handoff_core::task::TaskTrace;
+use handoff_core::task::trace::{DelegationNode, MAX_TRACE_RECORDS, Step};
 use handoff_core::time::Timestamp;
 use std::process::ExitCode;
 
 pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> {
     let dir = DataDir::existing(&data.data_dir)?;
     let store = dir.store()?;
-    let records = super::runtime()?.block_on(store.task_records(&TaskId::new(task)))?;
-    print(task, &records, json)
+    let trace = super::runtime()?.block_on(handoff_core::task::trace::read(
+        &store,
+        &TaskId::new(task),
+        MAX_TRACE_RECORDS,
+    ))?;
+    print(task, trace.as_ref(), json)
 }
 
-/// `handoff trace --server`: the records come from the running server's admin API.
+/// `handoff trace --server`: the tree from the running server (`GET /v1/tasks/{id}/trace`).
 pub fn run_remote(
     remote: &super::remote::Remote,
     task: &str,
@@ -30,94 +36,94 @@ pub fn run_remote(
         eprintln!("no records for task `{task}`");
         return Ok(ExitCode::FAILURE);
     }
-    let path = format!("/v1/admin/tasks/{task}/records");
+    let path = format!("/v1/tasks/{task}/trace");
     let (status, body) = remote.call(reqwest::Method::GET, &path, None)?;
+    if status == 400
+        && body.get("error").and_then(serde_json::Value::as_str) == Some("invalid_target")
+    {
+        return print(task, None, json);
+    }
     if status != 200 {
         super::remote::print_refusal(&body);
         return Ok(ExitCode::FAILURE);
     }
-    let records = body
-        .get("records")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let text = |key: &str| r.get(key).and_then(serde_json::Value::as_str);
-            Ok(SealedRecord {
-                seq: r
-                    .get("seq")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0),
-                at: serde_json::from_value(r.get("at").cloned().unwrap_or_default())?,
-                task: Some(task.to_owned()),
-                body: text("body").unwrap_or_default().to_owned(),
-                prev_hash: text("prev_hash").unwrap_or_default().to_owned(),
-                hash: text("hash").unwrap_or_default().to_owned(),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    print(task, &records, json)
+    let trace: TaskTrace = serde_json::from_value(body)?;
+    print(task, Some(&trace), json)
 }
 
-fn print(task: &str, records: &[SealedRecord], json: bool) -> anyhow::Result<ExitCode> {
-    if records.is_empty() {
+fn print(task: &str, trace: Option<&TaskTrace>, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(trace) = trace.filter(|t| !t.is_empty()) else {
         eprintln!("no records for task `{task}`");
         return Ok(ExitCode::FAILURE);
-    }
+    };
     if json {
-        for record in records {
-            println!("{}", record.body);
-        }
+        println!("{}", serde_json::to_string_pretty(trace)?);
         return Ok(ExitCode::SUCCESS);
     }
-    // Uses of a token are shown under the grant that minted it.
-    let mut granted = std::collections::BTreeSet::new();
-    let mut uses = Vec::new();
-    for record in records {
-        let event = record.event().map_err(anyhow::Error::msg)?;
-        match (event.kind, &event.token) {
-            (Some(EventKind::Use), Some(_)) => uses.push((record.seq, record.at, event)),
-            (Some(_), Some(token)) => {
-                granted.insert(token.jti.clone());
-            }
-            _ => {}
-        }
+    let header = &trace.task;
+    println!("task {} ({})", header.id, header.state);
+    println!(
+        "  agent {} acting for {} (purpose {})",
+        header.agent, header.user, header.purpose
+    );
+    println!("  intent: {:?}", header.intent);
+    if !header.plan.is_empty() {
+        println!("  plan: {}", header.plan.join(", "));
     }
-    let mut header_done = false;
-    for record in records {
-        let event = record.event().map_err(anyhow::Error::msg)?;
-        if !header_done {
-            print_header(task, &event);
-            header_done = true;
-        }
-        let jti = event.token.as_ref().map(|t| t.jti.as_str());
-        if event.kind == Some(EventKind::Use) {
-            if jti.is_some_and(|j| granted.contains(j)) {
-                continue;
-            }
-            println!("{}", line(record.seq, record.at, &event));
-            continue;
-        }
-        println!("{}", line(record.seq, record.at, &event));
-        for (seq, at, used) in &uses {
-            if used.token.as_ref().map(|t| t.jti.as_str()) == jti {
-                println!("    used: {}", line(*seq, *at, used));
-            }
-        }
+    println!(
+        "  opened {}, expires {}",
+        header.created_at, header.expires_at
+    );
+    if trace.records_left_out > 0 {
+        println!(
+            "  ({} older records left out: `handoff audit query --task {}` reads them all)",
+            trace.records_left_out, header.id
+        );
+    }
+    println!();
+    print_level(&trace.steps, &trace.delegations, 0);
+    for seq in &trace.unreadable {
+        println!("#{seq}: this record could not be read (run `handoff audit verify`)");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_header(task: &str, event: &AuditEvent) {
-    println!("task {task}");
+/// Steps in order at `depth`, each delegation right after the step that made it (any other, such
+/// as one whose record is left out, at the end), its own steps one level deeper.
+fn print_level(steps: &[Step], delegations: &[DelegationNode], depth: usize) {
+    let indent = "    ".repeat(depth);
+    let mut pending: Vec<&DelegationNode> = delegations.iter().collect();
+    for step in steps {
+        println!("{indent}{}", line(step.seq, step.at, &step.event));
+        for used in &step.uses {
+            println!("{indent}    used: {}", line(used.seq, used.at, &used.event));
+        }
+        if step.event.kind == Some(EventKind::Delegate)
+            && let Some(at) = pending
+                .iter()
+                .position(|d| step.event.delegation.as_deref() == Some(d.id.as_str()))
+        {
+            print_delegation(pending.remove(at), depth);
+        }
+    }
+    for node in pending {
+        print_delegation(node, depth);
+    }
+}
+
+fn print_delegation(node: &DelegationNode, depth: usize) {
+    let indent = "    ".repeat(depth);
     println!(
-        "  agent {} acting for {} (purpose {})",
-        event.agent.as_deref().unwrap_or("?"),
-        event.user.as_deref().unwrap_or("?"),
-        event.purpose.as_deref().unwrap_or("?")
+        "{indent}delegation {} to {} (depth {}, acting for {}) scope={} from {} until {}",
+        node.id,
+        node.delegate,
+        node.depth,
+        node.actors.get(1..).unwrap_or_default().join(" <- "),
+        node.actions.join(","),
+        node.created_at,
+        node.expires_at
     );
-    println!("  intent: {:?}", event.intent.as_deref().unwrap_or(""));
-    println!();
+    print_level(&node.steps, &node.delegations, depth + 1);
 }
 
 /// One line per record: when, what, where, the decision and why.

@@ -63,11 +63,8 @@ async fn every_decision_is_recorded_and_the_trace_explains_it() {
         dir.path().to_str().unwrap(),
         "--json",
     ]);
-    let records: Vec<serde_json::Value> = stdout(&output)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let permit = &records[2]["event"];
+    let trace: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let permit = &trace["steps"][2]["event"];
     for field in [
         "decision_id",
         "agent",

@@ -227,8 +227,8 @@ async fn the_served_bundled_deployment_has_the_policy_set_of_examples_quickstart
         dir.path().to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let opened: serde_json::Value =
-        serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
+    let trace: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let opened = &trace["steps"][0];
     assert_eq!(
         opened["event"]["policy_set"], from_disk,
         "the compiled-in example differs from examples/quickstart: {opened}"

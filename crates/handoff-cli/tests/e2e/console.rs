@@ -457,15 +457,15 @@ async fn console_operator_reads_the_timeline_and_revokes_the_task_so_its_tokens_
     assert_eq!(me["operator"], true);
     let (status, view) = oncall.get(&format!("/tasks/{task}")).await;
     assert_eq!(status, 200, "{view}");
-    let kinds: Vec<&str> = view["records"]
+    let kinds: Vec<&str> = view["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["event"]["kind"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(kinds, ["task_open", "exchange", "exchange"], "{view}");
-    assert_eq!(view["records"][1]["event"]["outcome"], "permit");
-    assert_eq!(view["records"][2]["event"]["outcome"], "deny");
+    assert_eq!(view["steps"][1]["event"]["outcome"], "permit");
+    assert_eq!(view["steps"][2]["event"]["outcome"], "deny");
 
     let (status, revoked) = oncall
         .post(
@@ -479,7 +479,7 @@ async fn console_operator_reads_the_timeline_and_revokes_the_task_so_its_tokens_
     assert_eq!(inactive["active"], false, "{inactive}");
     let (_, view) = oncall.get(&format!("/tasks/{task}")).await;
     assert_eq!(view["task"]["state"], "revoked");
-    let last = view["records"].as_array().unwrap().last().unwrap().clone();
+    let last = view["steps"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["event"]["kind"], "revoke", "{last}");
 }
 
@@ -501,18 +501,25 @@ async fn console_notices_about_an_approval_link_to_its_page() {
 
 /// The Python with Playwright, and Debian's Chromium, or `None` after saying why.
 fn browser() -> Option<PathBuf> {
-    let python = crate::harness::python_with(
+    browser_with(
         "playwright.sync_api",
         "Playwright",
-        "the console's browser tests",
-    )?;
-    let chromium = Path::new("/usr/bin/chromium");
-    if !chromium.exists() {
+        "/usr/bin/chromium",
+        "chromium",
+    )
+}
+
+/// The Python with `module` (`needs` names it for a person), and the browser at `path` (Debian
+/// package `package`), or `None` after saying why; with `HANDOFF_TEST_REQUIRE_PYTHON=1` (as
+/// `scripts/test` sets) a missing one fails instead.
+fn browser_with(module: &str, needs: &str, path: &str, package: &str) -> Option<PathBuf> {
+    let python = crate::harness::python_with(module, needs, "the console's browser tests")?;
+    if !Path::new(path).exists() {
         assert!(
             std::env::var("HANDOFF_TEST_REQUIRE_PYTHON").as_deref() != Ok("1"),
-            "no /usr/bin/chromium: apt-get install chromium (scripts/test does when root)"
+            "no {path}: apt-get install {package} (scripts/test does when root)"
         );
-        eprintln!("skipping the console's browser tests: no /usr/bin/chromium");
+        eprintln!("skipping a console browser test: no {path}");
         return None;
     }
     Some(python)
@@ -531,15 +538,49 @@ async fn console_in_a_browser() {
         )
     });
     let server = Server::start_with(dir.path(), Some(&config));
+    let stdout = run_browser_script(python, "test_console.py", &server, &config).await;
+    assert!(
+        stdout.contains("console browser scenarios passed"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_in_firefox() {
+    let Some(python) = browser_with(
+        "marionette_driver",
+        "marionette_driver",
+        "/usr/bin/firefox-esr",
+        "firefox-esr",
+    ) else {
+        return;
+    };
+    let dir = temp_dir();
+    let config = example_config(dir.path(), |text| text);
+    let server = Server::start_with(dir.path(), Some(&config));
+    let stdout = run_browser_script(python, "test_console_firefox.py", &server, &config).await;
+    assert!(
+        stdout.contains("console firefox scenarios passed"),
+        "{stdout}"
+    );
+}
+
+/// Runs `console/<script>` against `server`; its stdout, or a failure with both outputs.
+async fn run_browser_script(
+    python: PathBuf,
+    script: &str,
+    server: &Server,
+    config: &Path,
+) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut command = Command::new(python);
     command
         .current_dir(&repo)
-        .arg("crates/handoff-cli/tests/e2e/console/test_console.py")
+        .arg(format!("crates/handoff-cli/tests/e2e/console/{script}"))
         .env("HANDOFF_BIN", crate::harness::binary())
         .env("HANDOFF_URL", &server.base)
         .env("HANDOFF_DATA_DIR", &server.data_dir)
-        .env("HANDOFF_CONFIG", &config)
+        .env("HANDOFF_CONFIG", config)
         .env("PYTHONDONTWRITEBYTECODE", "1");
     // Blocking, off the runtime the provider answers on.
     let output = tokio::task::spawn_blocking(move || {
@@ -548,16 +589,13 @@ async fn console_in_a_browser() {
     .await
     .unwrap()
     .unwrap_or_else(|hung| panic!("the browser test: {hung}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "the browser test failed:\n{stdout}\n{stderr}"
     );
-    assert!(
-        stdout.contains("console browser scenarios passed"),
-        "{stdout}"
-    );
+    stdout
 }
 
 /// A tiny OpenID provider on a loopback port: discovery, an authorization endpoint that signs

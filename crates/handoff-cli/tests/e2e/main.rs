@@ -46,4 +46,5 @@ mod reload;
 mod restart;
 mod tasks;
 mod templates;
+mod trace_tree;
 mod traces;

@@ -21,7 +21,8 @@ function el(tag, attrs, ...children) {
 }
 
 function main() { return document.getElementById("main"); }
-function show(...nodes) { main().replaceChildren(...nodes); }
+// What a view leaves out (a `null` in its list) is left out, never written as "null".
+function show(...nodes) { main().replaceChildren(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false)); }
 function say(text) { document.getElementById("live").textContent = text; }
 
 async function api(path, options) {
@@ -177,32 +178,60 @@ function describe(e) {
   return parts.join(" · ");
 }
 
+function stepItem(step) {
+  const e = step.event || {};
+  return el("li", { "data-kind": e.kind || "event" },
+    el("div", {}, el("span", { class: "muted" }, "#" + step.seq + " " + step.at + " "), el("strong", {}, describe(e)), " ",
+      e.outcome ? el("span", { class: "outcome-" + e.outcome }, e.outcome) : null),
+    el("div", { class: "muted" }, [e.reason ? "reason: " + e.reason : null,
+      e.policies && e.policies.length ? "policies: " + e.policies.join(", ") : null,
+      e.actor ? "by " + e.actor : null, e.approval ? "approval " + e.approval : null,
+      e.token ? "token " + e.token.jti + " for " + e.token.aud + " (" + e.token.scope + ")" : null,
+      e.description ? "“" + e.description + "”" : null]
+      .filter(Boolean).join(" · ")),
+    e.authorization_details ? details(e.authorization_details) : null,
+    step.uses && step.uses.length
+      ? el("ul", { class: "uses", "aria-label": "Uses of this token" }, step.uses.map(u =>
+        el("li", { "data-kind": "use" }, el("span", { class: "muted" }, "#" + u.seq + " " + u.at + " "), describe(u.event || {}))))
+      : null);
+}
+
+// A delegation: its delegate's steps and the delegations it made, nested under the one above.
+function delegationItem(d) {
+  return el("li", { class: "delegation", "data-delegation": d.id },
+    el("div", {}, el("strong", {}, "Delegated to " + d.delegate), " ",
+      el("span", { class: "muted" }, "depth " + d.depth + " · " + d.actions.join(", ") + " · " + d.id + " · until " + d.expires_at)),
+    el("ol", { class: "timeline nested" }, withDelegations(d.steps, d.delegations)));
+}
+
+// Steps in order, each delegation right after the step that made it (any other at the end).
+function withDelegations(steps, delegations) {
+  const byId = new Map(delegations.map(d => [d.id, d]));
+  const items = [];
+  for (const step of steps) {
+    items.push(stepItem(step));
+    const made = step.event && step.event.kind === "delegate" && byId.get(step.event.delegation);
+    if (made) { items.push(delegationItem(made)); byId.delete(made.id); }
+  }
+  return items.concat([...byId.values()].map(delegationItem));
+}
+
 async function taskView(id) {
   const data = await api("/tasks/" + encodeURIComponent(id));
   const t = data.task;
-  const depthOf = {};
-  for (const d of data.delegations) depthOf[d.delegate] = d.depth;
-  const items = data.records.map(r => {
-    const e = r.event || {};
-    const depth = (e.actor && depthOf[e.actor]) || 0;
-    return el("li", { class: depth ? "nested" : null, "data-kind": e.kind || "event" },
-      el("div", {}, el("span", { class: "muted" }, "#" + r.seq + " " + r.at + " "), el("strong", {}, describe(e)), " ",
-        e.outcome ? el("span", { class: "outcome-" + e.outcome }, e.outcome) : null),
-      el("div", { class: "muted" }, [e.reason ? "reason: " + e.reason : null,
-        e.policies && e.policies.length ? "policies: " + e.policies.join(", ") : null,
-        e.actor ? "by " + e.actor : null, e.approval ? "approval " + e.approval : null,
-        e.token ? "token " + e.token.jti : null, e.description ? "“" + e.description + "”" : null]
-        .filter(Boolean).join(" · ")),
-      e.authorization_details ? details(e.authorization_details) : null);
-  });
+  const chains = [];
+  const walk = ds => ds.forEach(d => { chains.push(d.actors.slice().reverse().join(" → ")); walk(d.delegations); });
+  walk(data.delegations);
   show(el("p", {}, el("a", { href: "#/operator" }, "← Operations")),
     el("h1", {}, "Task " + t.id),
     facts([["Intent", t.intent], ["Agent", t.agent], ["On behalf of", t.user], ["Purpose", t.purpose],
       ["Plan", t.plan.join(", ")], ["State", t.state], ["Opened", t.created_at], ["Expires", t.expires_at],
-      ["Delegations", data.delegations.map(d => d.actors.slice().reverse().join(" → ")).join("; ") || "none"]]),
+      ["Delegations", chains.join("; ") || "none"]]),
     revokeForm("task", t.id),
     el("h2", {}, "Timeline"),
-    el("ol", { class: "timeline", "data-testid": "timeline" }, items));
+    data.records_left_out ? el("p", { class: "muted" }, data.records_left_out + " older records are not shown.") : null,
+    el("ol", { class: "timeline", "data-testid": "timeline" },
+      withDelegations(data.steps, data.delegations)));
 }
 
 function revokeForm(kind, id) {

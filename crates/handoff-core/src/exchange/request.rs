@@ -66,6 +66,12 @@ impl Resolved<'_> {
                 user: task.map(|t| t.user.to_string()),
                 intent: task.map(|t| t.intent.clone()),
                 purpose: task.map(|t| t.purpose.to_string()),
+                // A delegate's refusal names its delegation, as its grants do.
+                actor: self
+                    .delegation
+                    .as_ref()
+                    .map(|d| format!("delegate:{}", d.delegate)),
+                delegation: self.delegation.as_ref().map(|d| d.id.clone()),
                 ..refusal_event(self.request)
             },
         )

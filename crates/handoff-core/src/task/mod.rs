@@ -3,11 +3,13 @@
 mod end;
 pub mod model;
 pub mod open;
+pub mod trace;
 
 pub use model::{
     EvidenceFact, GrantCount, MAX_EVIDENCE_VALUES, Task, TaskFacts, TaskSnapshot, TaskState,
 };
 pub use open::{OpenTaskRequest, OpenedTask};
+pub use trace::TaskTrace;
 
 use crate::audit::AuditEvent;
 

@@ -62,6 +62,7 @@ pub fn app_live(current: Arc<Current>) -> Router {
         .route("/v1/admin/reload", post(reload::reload))
         .route("/v1/admin/keys/rotate", post(keys::rotate))
         .route("/v1/admin/tasks/{id}/records", get(records::task_records))
+        .route("/v1/tasks/{id}/trace", get(records::task_trace))
         .route("/v1/audit/checkpoints", post(audit::checkpoint))
         .route("/v1/audit/records", get(audit::records))
         .route("/v1/admin/audit/chain", get(audit::chain))

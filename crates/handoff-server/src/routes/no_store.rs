@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// `body` with `status`, `Cache-Control: no-store` and `Pragma: no-cache`.
-pub fn token_response(status: StatusCode, body: serde_json::Value) -> Response {
+pub fn token_response(status: StatusCode, body: impl serde::Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

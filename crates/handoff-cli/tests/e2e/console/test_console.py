@@ -78,6 +78,15 @@ def signed_in(browser, user: str, *groups: str, phone: bool = False):
     return page
 
 
+def tab_to(page, selector: str, limit: int = 60) -> None:
+    """Moves the keyboard focus with Tab alone until it is on `selector`."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => !!document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
 def post_directly(page, path: str) -> dict:
     """A decision sent straight from the signed-in page, with its CSRF token: the server decides."""
     return page.evaluate(
@@ -122,18 +131,27 @@ def main() -> None:
         # A second owner watches the request; the first decides it.
         dana.goto(f"{URL}/console/#/approval/{approval}")
         expect(dana.locator("main .tag.status-pending")).to_be_visible()
-        bob.locator(f'[data-approval="{approval}"] a').click()
+        # By keyboard alone: Tab to the request, Enter opens it.
+        tab_to(bob, f'[data-approval="{approval}"] a')
+        bob.keyboard.press("Enter")
         expect(bob.locator("main")).to_contain_text("pay supplier invoice 7")
         expect(bob.locator("[data-testid=details]")).to_contain_text("ACME GmbH")
         expect(bob.locator("main")).to_contain_text("payments-create-large")
         shot(bob, "request")
-        bob.locator("#reason").fill("invoice 7 matches the purchase order")
-        bob.locator("#approve").click()
+        tab_to(bob, "#reason")
+        bob.keyboard.type("invoice 7 matches the purchase order")
+        tab_to(bob, "#approve")
+        bob.keyboard.press("Enter")
         expect(bob.locator("main .tag.status-approved")).to_be_visible()
         # Dana's page changes by itself (the live stream), with no reload.
         expect(dana.locator("main .tag.status-approved")).to_be_visible()
         expect(dana.locator("main")).to_contain_text("bob (console-link)")
         expect(dana.locator("#approve")).to_have_count(0)
+        # Nothing a view leaves out is written as text (a decided request has no form).
+        assert "null" not in dana.locator("main").inner_text()
+        # On a phone-width screen the request reflows: nothing scrolls sideways.
+        wide = dana.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 1, f"the request page is {wide}px wider than a 390px screen"
 
         # The agent's next poll gets the token (after the poll interval it was told).
         token = None
@@ -179,6 +197,32 @@ def main() -> None:
             answer = httpx.post(f"{URL}/oauth/introspect", auth=("tickets", secret),
                                 data={"token": tickets_token})
             assert answer.json()["active"] is False, answer.text
+
+        # A delegated sub-task: the delegate's steps nested under its delegation, right after the
+        # step that made it.
+        release = identity("release-agent")
+        helper = identity("test-worker")
+        rel, rel_txn = open_task(release, "release", ["ci"], "run the tests, then deploy")
+        answer = httpx.post(f"{URL}/v1/delegations", headers={"authorization": f"Bearer {release}"},
+                            json={"txn_token": rel_txn, "delegate": "test-worker", "scope": ["ci:run_tests"]})
+        assert answer.status_code == 201, answer.text
+        delegation, child = answer.json()["delegation_id"], answer.json()["txn_token"]
+        answer = exchange(helper, child, "ci", "run_tests")
+        assert answer.status_code == 200, answer.text
+        answer = exchange(release, rel_txn, "ci", "deploy")
+        assert answer.status_code == 200, answer.text
+        erin.goto(f"{URL}/console/#/task/{rel}")
+        top = erin.locator("[data-testid=timeline] > li")
+        expect(top).to_have_count(4)
+        kinds = [top.nth(i).get_attribute("data-kind") or top.nth(i).get_attribute("class") for i in range(4)]
+        assert kinds == ["task_open", "delegate", "delegation", "exchange"], kinds
+        node = erin.locator(f'[data-testid=timeline] > li.delegation[data-delegation="{delegation}"]')
+        expect(node).to_contain_text("Delegated to test-worker")
+        nested = node.locator(":scope > ol > li")
+        expect(nested).to_have_count(1)
+        expect(nested.first).to_contain_text("run_tests")
+        expect(nested.first).to_contain_text("permit")
+        expect(top.nth(3)).to_contain_text("deploy")
 
         # A person signs in through the organisation's OpenID provider (code + PKCE).
         olivia = browser.new_context().new_page()
