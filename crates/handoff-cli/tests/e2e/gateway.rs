@@ -207,11 +207,15 @@ async fn forwards_a_mapped_route_with_the_upstream_credential_and_never_the_agen
         "--data-dir",
         server.data_dir.to_str().unwrap(),
     ]));
-    let record: Value = json
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|r| r["event"]["kind"] == "use")
-        .expect("a use record");
+    // The use is under the grant whose token it used.
+    let tree: Value = serde_json::from_str(&json).unwrap();
+    let grant = tree["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["event"]["token"]["jti"] == jti.as_str())
+        .expect("the grant");
+    let record = &grant["uses"][0];
     assert_eq!(record["event"]["token"]["jti"], jti.as_str());
     assert_eq!(record["event"]["use"]["status"], 201);
     assert_eq!(record["event"]["resource"], "repo:acme/app");

@@ -440,6 +440,80 @@ async fn a_revocation_or_freeze_through_one_node_denies_on_every_other_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delegation_made_through_one_node_is_used_attenuated_and_revoked_through_the_others() {
+    let cluster = Cluster::start(3);
+    let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let agent = a.identity("release-agent");
+    let worker = a.identity("test-worker");
+    let (task, txn) = a.task(&agent, "release", &["ci"]).await;
+    // Delegated through B, used through C: the token names the whole actor chain.
+    let (status, delegated) =
+        crate::delegation::delegate(b, &agent, &txn, "test-worker", &["ci:run_tests"], None).await;
+    assert_eq!(status, 201, "{delegated}");
+    let child = delegated["txn_token"].as_str().unwrap().to_owned();
+    let (status, body) = c.exchange(&worker, &child, "ci", "run_tests", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let minted = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(minted["act"]["sub"], "test-worker");
+    assert_eq!(minted["act"]["act"]["sub"], "release-agent");
+    // Never beyond the delegation, on any node.
+    let (status, body) = a.exchange(&worker, &child, "ci", "deploy", &[]).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("outside_delegation")),
+        "{body}"
+    );
+    // The delegate's tests, run through C, are the task's history on A.
+    let (status, body) = a.exchange(&agent, &txn, "ci", "deploy", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // Revoked through A: the very next exchange through B or C is refused.
+    let (status, body) = a
+        .admin(
+            "revoke",
+            json!({ "kind": "delegation", "id": delegated["delegation_id"], "reason": "done" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for node in [b, c] {
+        let (status, body) = node.exchange(&worker, &child, "ci", "run_tests", &[]).await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (403, Some("delegation_revoked")),
+            "{body}"
+        );
+    }
+    // Any node tells the whole story, the delegate's steps under its delegation.
+    let response = b
+        .client
+        .get(format!("{}/v1/tasks/{task}/trace", b.base))
+        .bearer_auth(b.operator_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let trace: Value = response.json().await.unwrap();
+    let node = &trace["delegations"][0];
+    assert_eq!(node["id"], delegated["delegation_id"], "{trace:#}");
+    let reasons: Vec<&str> = node["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["event"]["reason"].as_str().unwrap_or("granted"))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "granted",
+            "outside_delegation",
+            "delegation_revoked",
+            "delegation_revoked"
+        ],
+        "{trace:#}"
+    );
+    cluster.verify();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reload_that_changes_the_store_is_refused_naming_it() {
     let schema = Schema::new();
     let dir = temp_dir();

@@ -193,12 +193,16 @@ async fn operator_commands_work_through_the_server_from_another_folder() {
     let trace = ok(&["trace", &task]);
     assert!(trace.contains("intent: \"test a release task\""), "{trace}");
     assert!(trace.contains("actor=operator:alice-ops"), "{trace}");
-    let json_lines = ok(&["trace", &task, "--json"]);
-    assert!(
-        json_lines
-            .lines()
-            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
-    );
+    let tree: serde_json::Value = serde_json::from_str(&ok(&["trace", &task, "--json"])).unwrap();
+    assert_eq!(tree["task"]["id"], task.as_str());
+    let kinds: Vec<&str> = tree["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["event"]["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"task_open"), "{tree:#}");
+    assert!(kinds.contains(&"revoke"), "{tree:#}");
 
     // Refusals come back as the server's, with a non-zero exit.
     let output = remote_cli(
