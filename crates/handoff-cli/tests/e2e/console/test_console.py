@@ -7,30 +7,16 @@ request and a task view are written there (docs/console/ in the repository).
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 import httpx
 from playwright.sync_api import expect, sync_playwright
 
-BIN = os.environ["HANDOFF_BIN"]
-URL = os.environ["HANDOFF_URL"]
-DATA = os.environ["HANDOFF_DATA_DIR"]
-CONFIG = os.environ["HANDOFF_CONFIG"]
+from common import CONFIG, DATA, EXCHANGE, JWT, LARGE, TXN, URL, cli
+
 SHOTS = os.environ.get("HANDOFF_SCREENSHOTS")
 TIMEOUT_MS = 20_000
-LARGE = [{"type": "payments", "amount": 250000, "currency": "EUR", "creditor": "ACME GmbH"}]
-EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-TXN = "urn:ietf:params:oauth:token-type:txn_token"
-JWT = "urn:ietf:params:oauth:token-type:jwt"
-
-
-def cli(*args: str) -> str:
-    done = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise AssertionError(f"handoff {' '.join(args)}: {done.stderr}")
-    return done.stdout.strip()
 
 
 def identity(agent: str) -> str:

@@ -3,12 +3,11 @@ remote protocol, through its `marionette_driver` client; no geckodriver, nothing
 against the real `handoff serve` the Rust test `console::console_in_firefox` started
 (HANDOFF_URL, its data directory in HANDOFF_DATA_DIR). The same page as in Chromium: sign in
 with a one-time link, the payment in the owner's inbox, the request and its details, approve by
-keyboard, the agent's next poll gets the token, and the page fits a phone-width window.
+keyboard, the agent's next poll gets the token, and the page reflows in a narrow window.
 """
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,23 +16,10 @@ import httpx
 from marionette_driver.keys import Keys
 from marionette_driver.marionette import Marionette
 
-BIN = os.environ["HANDOFF_BIN"]
-URL = os.environ["HANDOFF_URL"]
-DATA = os.environ["HANDOFF_DATA_DIR"]
-CONFIG = os.environ["HANDOFF_CONFIG"]
+from common import CONFIG, DATA, EXCHANGE, JWT, LARGE, TXN, URL, cli
+
 FIREFOX = os.environ.get("HANDOFF_FIREFOX", "/usr/bin/firefox-esr")
 TIMEOUT_S = 20
-LARGE = [{"type": "payments", "amount": 250000, "currency": "EUR", "creditor": "ACME GmbH"}]
-EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-TXN = "urn:ietf:params:oauth:token-type:txn_token"
-JWT = "urn:ietf:params:oauth:token-type:jwt"
-
-
-def cli(*args: str) -> str:
-    done = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise AssertionError(f"handoff {' '.join(args)}: {done.stderr}")
-    return done.stdout.strip()
 
 
 def exchange(agent: str, txn: str, **extra: str) -> httpx.Response:
