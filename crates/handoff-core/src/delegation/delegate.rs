@@ -244,8 +244,7 @@ impl Handoff {
             kid: Some(keys.active().kid().to_owned()),
             description: Some(format!(
                 "delegated to `{}` (depth {depth}) until {}",
-                delegation.delegate,
-                delegation.expires_at.seconds()
+                delegation.delegate, delegation.expires_at
             )),
             ..about.clone()
         };

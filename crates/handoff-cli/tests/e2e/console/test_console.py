@@ -209,6 +209,7 @@ def main() -> None:
         expect(nested.first).to_contain_text("run_tests")
         expect(nested.first).to_contain_text("permit")
         expect(top.nth(3)).to_contain_text("deploy")
+        shot(erin, "task-delegated")
 
         # A person signs in through the organisation's OpenID provider (code + PKCE).
         olivia = browser.new_context().new_page()
