@@ -48,6 +48,16 @@ pub struct DataArgs {
     pub data_dir: PathBuf,
 }
 
+/// The store a read-only offline command reads: PostgreSQL, for a deployment of several nodes;
+/// else the data directory's SQLite store.
+#[derive(Debug, clap::Args, Clone)]
+pub struct StoreArg {
+    /// Read this PostgreSQL store (`postgres://...`) instead of the data directory's SQLite
+    /// store (the data directory is then only checked to be a node's).
+    #[arg(long, value_name = "URL", env = "HANDOFF_STORE")]
+    pub store: Option<String>,
+}
+
 /// A running server and the operator credential to call its admin API with.
 #[derive(Debug, clap::Args, Clone)]
 pub struct RemoteArgs {
@@ -275,6 +285,8 @@ pub enum Command {
         task: String,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        store: StoreArg,
         #[command(flatten)]
         remote: RemoteArgs,
         /// Print the trace as one JSON document (the tree `GET /v1/tasks/{id}/trace` answers).
@@ -515,6 +527,8 @@ pub enum AuditCommand {
         #[command(flatten)]
         data: DataArgs,
         #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
         filters: commands::audit::QueryArgs,
     },
     /// Sign a checkpoint of the chain's head now and print it (kept in the store too).
@@ -669,19 +683,25 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
         } => commands::audit::export(&data, format, after),
         Command::Audit {
-            command: AuditCommand::Query { data, filters },
-        } => commands::audit::query(&data, &filters),
+            command:
+                AuditCommand::Query {
+                    data,
+                    store,
+                    filters,
+                },
+        } => commands::audit::query(&data, store.store.as_deref(), &filters),
         Command::Audit {
             command: AuditCommand::Checkpoint { deployment, data },
         } => commands::audit::checkpoint(&deployment, &data),
         Command::Trace {
             task,
             data,
+            store,
             remote,
             json,
         } => match remote.remote() {
             Ok(Some(remote)) => commands::trace::run_remote(&remote, &task, json),
-            Ok(None) => commands::trace::run(&data, &task, json),
+            Ok(None) => commands::trace::run(&data, store.store.as_deref(), &task, json),
             Err(error) => Err(error),
         },
         Command::Revoke {

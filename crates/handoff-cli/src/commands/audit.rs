@@ -398,7 +398,11 @@ pub struct QueryArgs {
 }
 
 /// `handoff audit query`: every record matching the filters, oldest first.
-pub fn query(data: &DataArgs, args: &QueryArgs) -> anyhow::Result<ExitCode> {
+pub fn query(
+    data: &DataArgs,
+    store_url: Option<&str>,
+    args: &QueryArgs,
+) -> anyhow::Result<ExitCode> {
     use handoff_core::audit::Outcome;
     use handoff_core::audit_query::{self, AuditQuery, MAX_QUERY_LIMIT};
     use handoff_core::time::Timestamp;
@@ -425,15 +429,15 @@ pub fn query(data: &DataArgs, args: &QueryArgs) -> anyhow::Result<ExitCode> {
         since: time(&args.since, "since")?,
         until: time(&args.until, "until")?,
     };
-    let dir = DataDir::existing(&data.data_dir)?;
-    let store = dir.store()?;
+    let dir = DataDir::for_store(&data.data_dir, store_url)?;
     let runtime = super::runtime()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     runtime.block_on(async {
+        let store = crate::shared_store::open_store(&dir, store_url).await?;
         let mut after = 0;
         let mut found = 0_usize;
         loop {
-            let page = audit_query::query(&store, &query, after, MAX_QUERY_LIMIT).await?;
+            let page = audit_query::query(store.as_ref(), &query, after, MAX_QUERY_LIMIT).await?;
             for (record, event) in &page.records {
                 found += 1;
                 if args.json {

@@ -10,14 +10,20 @@ use handoff_core::task::trace::{DelegationNode, MAX_TRACE_RECORDS, Step};
 use handoff_core::time::Timestamp;
 use std::process::ExitCode;
 
-pub fn run(data: &DataArgs, task: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::existing(&data.data_dir)?;
-    let store = dir.store()?;
-    let trace = super::runtime()?.block_on(handoff_core::task::trace::read(
-        &store,
-        &TaskId::new(task),
-        MAX_TRACE_RECORDS,
-    ))?;
+pub fn run(
+    data: &DataArgs,
+    store_url: Option<&str>,
+    task: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::for_store(&data.data_dir, store_url)?;
+    let trace = super::runtime()?.block_on(async {
+        let store = crate::shared_store::open_store(&dir, store_url).await?;
+        let trace =
+            handoff_core::task::trace::read(store.as_ref(), &TaskId::new(task), MAX_TRACE_RECORDS)
+                .await?;
+        anyhow::Ok(trace)
+    })?;
     print(task, trace.as_ref(), json)
 }
 

@@ -482,7 +482,8 @@ async fn a_delegation_made_through_one_node_is_used_attenuated_and_revoked_throu
             "{body}"
         );
     }
-    // Any node tells the whole story, the delegate's steps under its delegation.
+    // Any node tells the whole story: the delegate's steps and the delegation's revocation
+    // under the delegation.
     let response = b
         .client
         .get(format!("{}/v1/tasks/{task}/trace", b.base))
@@ -506,10 +507,42 @@ async fn a_delegation_made_through_one_node_is_used_attenuated_and_revoked_throu
             "granted",
             "outside_delegation",
             "delegation_revoked",
+            "delegation_revoked",
             "delegation_revoked"
         ],
         "{trace:#}"
     );
+    // Offline, against the database: the same tree, and the task's records by query.
+    let url = cluster.schema.url(None);
+    let data = cluster.data();
+    let offline = cli(&[
+        "trace",
+        &task,
+        "--json",
+        "--store",
+        &url,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    let from_db: Value = serde_json::from_str(&stdout(&offline)).unwrap();
+    assert_eq!(from_db, trace);
+    let query = cli(&[
+        "audit",
+        "query",
+        "--task",
+        &task,
+        "--reason",
+        "delegation_revoked",
+        "--json",
+        "--store",
+        &url,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(query.status.success(), "{}", stderr(&query));
+    // The revocation's record and the two refusals after it.
+    assert_eq!(stdout(&query).lines().count(), 3, "{}", stdout(&query));
     cluster.verify();
 }
 

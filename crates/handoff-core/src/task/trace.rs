@@ -88,9 +88,9 @@ pub struct DelegationNode {
 
 impl TaskTrace {
     /// The tree of `task`'s `records` (in chain order) and `delegations`. A record made under a
-    /// delegation goes to that delegation's node; the record that made a delegation stays with
-    /// the one who made it; a use goes under the step that minted its token (or stands alone
-    /// when that step is not among the records).
+    /// delegation, or revoking it, goes to that delegation's node; the record that made a
+    /// delegation stays with the one who made it; a use goes under the step that minted its token
+    /// (or stands alone when that step is not among the records).
     pub fn build(task: &Task, records: &[SealedRecord], delegations: &[Delegation]) -> Self {
         // Where each delegation hangs: its parent is the one before it in its chain.
         let known: HashMap<&str, &Delegation> =
@@ -110,9 +110,14 @@ impl TaskTrace {
                 unreadable.push(record.seq);
                 continue;
             };
+            // A delegation's revocation is part of its story: it goes under the delegation.
+            let revoked = (event.kind == Some(EventKind::Revoke))
+                .then(|| event.target.as_deref()?.strip_prefix("delegation:"))
+                .flatten();
             let delegation = event
                 .delegation
                 .as_deref()
+                .or(revoked)
                 .filter(|d| known.contains_key(d));
             let owner = match (event.kind, delegation) {
                 (Some(EventKind::Delegate), Some(id)) => parent_of(id),
@@ -384,6 +389,14 @@ mod tests {
                     ..AuditEvent::default()
                 },
             ),
+            record(
+                7,
+                AuditEvent {
+                    kind: Some(EventKind::Revoke),
+                    target: Some("delegation:del_b".into()),
+                    ..AuditEvent::default()
+                },
+            ),
         ];
         let trace = TaskTrace::build(&task(), &records, &delegations);
         let seqs = |steps: &[Step]| steps.iter().map(|s| s.seq).collect::<Vec<_>>();
@@ -392,7 +405,7 @@ mod tests {
         let a = &trace.delegations[0];
         assert_eq!((a.id.as_str(), seqs(&a.steps)), ("del_a", vec![4]));
         let b = &a.delegations[0];
-        assert_eq!((b.id.as_str(), seqs(&b.steps)), ("del_b", vec![5]));
+        assert_eq!((b.id.as_str(), seqs(&b.steps)), ("del_b", vec![5, 7]));
         assert_eq!(trace.len(), records.len());
         // The JSON reads back as the same tree.
         let json = serde_json::to_string(&trace).unwrap();
