@@ -825,6 +825,98 @@ async fn an_unreachable_database_fails_closed_and_the_node_recovers_without_a_re
     assert!(report.contains("audit chain intact"), "{report}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_cut_mid_commit_leave_no_token_without_its_record_and_no_record_without_its_facts()
+ {
+    let mut cluster = Cluster::start(1);
+    let proxy = Proxy::start(upstream()).await;
+    let through = cluster.node(&cluster.data(), &cluster.schema.url(Some(&proxy.address)));
+    cluster.nodes.push(through);
+    let agent = cluster.nodes[0].identity("release-bot");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (task, txn) = cluster.nodes[0].task(&agent, "release", &["ci"]).await;
+        tasks.push(task);
+        // Every exchange goes through the node whose connections get cut.
+        let exchanger = cluster.nodes[1].exchanger(&agent, &txn, "ci", "run_tests");
+        let (stop, acknowledged, refused) = (stop.clone(), acknowledged.clone(), refused.clone());
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = exchanger.send().await;
+                match status {
+                    200 => {
+                        let jti = claims(body["access_token"].as_str().unwrap())["jti"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned();
+                        acknowledged.lock().await.push(jti);
+                    }
+                    503 => {
+                        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+                        assert!(body.get("access_token").is_none(), "{body}");
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    other => panic!("a cut connection gave {other}: {body}"),
+                }
+            }
+        }));
+    }
+    wait_until("the node is under load", || async {
+        acknowledged.lock().await.len() >= 40
+    })
+    .await;
+    // Every connection to the database is cut with commits in flight, then comes back.
+    proxy.cut();
+    wait_until("the node refuses while cut off", || async {
+        refused.load(Ordering::Relaxed) >= 8
+    })
+    .await;
+    proxy.restore();
+    let at_restore = acknowledged.lock().await.len();
+    wait_until("the node serves again under load", || async {
+        acknowledged.lock().await.len() >= at_restore + 40
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let report = cluster.verify();
+    assert!(report.contains("audit chain intact"), "{report}");
+    // No token handed out without its record.
+    let recorded = cluster.schema.recorded_jtis();
+    let acknowledged = acknowledged.lock().await;
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|jti| !recorded.contains(*jti))
+        .collect();
+    assert!(missing.is_empty(), "tokens without a record: {missing:?}");
+    // No record without its facts: each task's facts count exactly its recorded grants.
+    let schema = &cluster.schema.name;
+    for task in &tasks {
+        let granted: u64 = psql(&format!(
+            "SELECT count(*) FROM {schema}.audit WHERE task = '{task}' \
+             AND body LIKE '%\"kind\":\"exchange\"%' AND body LIKE '%\"outcome\":\"permit\"%'"
+        ))
+        .trim()
+        .parse()
+        .unwrap();
+        let facts: Value = serde_json::from_str(
+            psql(&format!(
+                "SELECT facts FROM {schema}.tasks WHERE id = '{task}'"
+            ))
+            .trim(),
+        )
+        .unwrap();
+        assert_eq!(facts["exchanges"], granted, "task {task}: {facts}");
+    }
+}
+
 #[test]
 fn check_reports_a_store_url_that_is_not_postgresql() {
     let dir = temp_dir();
