@@ -268,6 +268,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EvidenceCommand,
     },
+    /// Reports drawn from the audit log.
+    Report {
+        #[command(subcommand)]
+        command: commands::report::ReportCommand,
+    },
     /// Print a task's timeline: its intent, then every handoff with target, scope, decision and why.
     Trace {
         /// The task id.
@@ -508,6 +513,14 @@ pub enum AuditCommand {
         /// Only records with a sequence number above this.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// `--format ocsf`: only records written at or after this (RFC 3339 UTC, or epoch
+        /// milliseconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// `--format ocsf`: keep running, writing each new record as it commits, until SIGINT,
+        /// SIGTERM or stdout closes.
+        #[arg(long)]
+        follow: bool,
     },
     /// Incident queries: every record matching all the filters given, oldest first.
     Query {
@@ -665,14 +678,17 @@ pub fn run(cli: Cli) -> ExitCode {
                     data,
                     format,
                     after,
+                    since,
+                    follow,
                 },
-        } => commands::audit::export(&data, format, after),
+        } => commands::audit::export_any(&data, format, after, since.as_deref(), follow),
         Command::Audit {
             command: AuditCommand::Query { data, filters },
         } => commands::audit::query(&data, &filters),
         Command::Audit {
             command: AuditCommand::Checkpoint { deployment, data },
         } => commands::audit::checkpoint(&deployment, &data),
+        Command::Report { command } => commands::report::run(&command),
         Command::Trace {
             task,
             data,
