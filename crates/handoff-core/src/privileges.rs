@@ -91,7 +91,22 @@ pub struct PrivilegeLedger {
     scopes: BTreeMap<(String, String), Seen>,
     /// jti -> (agent, purpose, index into its grants).
     grants: BTreeMap<String, (String, String, usize)>,
-    denials: BTreeMap<(String, String, String, String), (u64, Timestamp, Timestamp)>,
+    denials: BTreeMap<DenialKey, DenialSeen>,
+}
+
+/// What makes two denials the same.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct DenialKey {
+    agent: String,
+    system: String,
+    action: String,
+    reason: String,
+}
+
+struct DenialSeen {
+    count: u64,
+    first: Timestamp,
+    last: Timestamp,
 }
 
 impl PrivilegeLedger {
@@ -157,15 +172,19 @@ impl PrivilegeLedger {
                     (Some(Outcome::Deny), _) => {
                         let reason = event.reason.clone().unwrap_or_else(|| "-".to_owned());
                         for action in &event.actions {
-                            let key = (
-                                agent.clone(),
-                                system.clone(),
-                                action.clone(),
-                                reason.clone(),
-                            );
-                            let entry = self.denials.entry(key).or_insert((0, at, at));
-                            entry.0 += 1;
-                            entry.2 = at;
+                            let key = DenialKey {
+                                agent: agent.clone(),
+                                system: system.clone(),
+                                action: action.clone(),
+                                reason: reason.clone(),
+                            };
+                            let seen = self.denials.entry(key).or_insert(DenialSeen {
+                                count: 0,
+                                first: at,
+                                last: at,
+                            });
+                            seen.count += 1;
+                            seen.last = at;
                         }
                     }
                     _ => {}
@@ -237,18 +256,16 @@ impl PrivilegeLedger {
         let recurring_denials = self
             .denials
             .into_iter()
-            .filter(|(_, (count, _, _))| *count >= RECURRING)
-            .map(
-                |((agent, system, action, reason), (count, first, last))| RecurringDenial {
-                    agent,
-                    system,
-                    action,
-                    reason,
-                    count,
-                    first,
-                    last,
-                },
-            )
+            .filter(|(_, seen)| seen.count >= RECURRING)
+            .map(|(key, seen)| RecurringDenial {
+                agent: key.agent,
+                system: key.system,
+                action: key.action,
+                reason: key.reason,
+                count: seen.count,
+                first: seen.first,
+                last: seen.last,
+            })
             .collect();
         PrivilegeReport {
             since: self.since,

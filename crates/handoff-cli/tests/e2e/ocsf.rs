@@ -219,10 +219,10 @@ impl Check<'_> {
         if event["category_uid"].as_u64() != Some(*category_uid) {
             self.fail("category_uid", format!("is not {category_uid}"));
         }
-        if let Some(name) = event.get("class_name") {
-            if name.as_str() != Some(caption) {
-                self.fail("class_name", format!("{name} is not `{caption}`"));
-            }
+        if let Some(name) = event.get("class_name")
+            && name.as_str() != Some(caption)
+        {
+            self.fail("class_name", format!("{name} is not `{caption}`"));
         }
         if let Some(name) = event.get("category_name") {
             let expected = &schema.categories[category_uid];
@@ -295,10 +295,11 @@ impl Check<'_> {
                 member.as_u64(),
             ) {
                 let caption = self.caption(name, &attribute.def, id);
-                if let (Some(given), Some(caption)) = (members.get(sibling), caption) {
-                    if id != 99 && given.as_str() != Some(&caption) {
-                        self.fail(&at, format!("its `{sibling}` {given} is not `{caption}`"));
-                    }
+                if let (Some(given), Some(caption)) = (members.get(sibling), caption)
+                    && id != 99
+                    && given.as_str() != Some(&caption)
+                {
+                    self.fail(&at, format!("its `{sibling}` {given} is not `{caption}`"));
                 }
             }
         }
@@ -364,13 +365,13 @@ impl Check<'_> {
         // An object type: its own definitions (with its `extends` chain) and constraints.
         let (attributes, object) = schema.object(kind);
         let mut attributes = attributes;
-        if kind == "observable" {
-            if let Some(type_id) = attributes.get_mut("type_id") {
-                type_id
-                    .def
-                    .insert("caption".to_owned(), "Observable Type ID".into());
-                type_id.def.remove("enum");
-            }
+        if kind == "observable"
+            && let Some(type_id) = attributes.get_mut("type_id")
+        {
+            type_id
+                .def
+                .insert("caption".to_owned(), "Observable Type ID".into());
+            type_id.def.remove("enum");
         }
         self.members(path, value, &attributes, &BTreeSet::new(), &[]);
         // The nearest `constraints` along the `extends` chain hold (a child's replace its parent's).
@@ -567,6 +568,9 @@ async fn the_exported_events_validate_against_the_ocsf_classes() {
     assert_eq!(uids, hashes);
 }
 
+/// A change to a valid event.
+type Mutation = fn(&mut Value);
+
 #[test]
 fn the_validator_refuses_events_that_break_the_schema() {
     let schema = Schema::load();
@@ -584,7 +588,7 @@ fn the_validator_refuses_events_that_break_the_schema() {
         change(&mut event);
         problems(&schema, &event)
     };
-    let cases: [(&str, fn(&mut Value)); 8] = [
+    let cases: [(&str, Mutation); 8] = [
         ("type_uid", |e| e["type_uid"] = 600_301.into()),
         ("required", |e| {
             e.as_object_mut().unwrap().remove("actor");
