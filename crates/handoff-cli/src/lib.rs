@@ -278,6 +278,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EvidenceCommand,
     },
+    /// Reports drawn from the audit log.
+    Report {
+        #[command(subcommand)]
+        command: commands::report::ReportCommand,
+    },
     /// Print a task's story as a tree: its intent and user, every handoff with target, scope,
     /// decision and why, each gateway use under its grant, each delegation under its parent.
     Trace {
@@ -521,6 +526,14 @@ pub enum AuditCommand {
         /// Only records with a sequence number above this.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// `--format ocsf`: only records written at or after this (RFC 3339 UTC, or epoch
+        /// milliseconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// `--format ocsf`: keep running, writing each new record as it commits, until SIGINT,
+        /// SIGTERM or stdout closes.
+        #[arg(long)]
+        follow: bool,
     },
     /// Incident queries: every record matching all the filters given, oldest first.
     Query {
@@ -680,8 +693,10 @@ pub fn run(cli: Cli) -> ExitCode {
                     data,
                     format,
                     after,
+                    since,
+                    follow,
                 },
-        } => commands::audit::export(&data, format, after),
+        } => commands::audit::export_any(&data, format, after, since.as_deref(), follow),
         Command::Audit {
             command:
                 AuditCommand::Query {
@@ -693,6 +708,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Checkpoint { deployment, data },
         } => commands::audit::checkpoint(&deployment, &data),
+        Command::Report { command } => commands::report::run(&command),
         Command::Trace {
             task,
             data,

@@ -312,6 +312,38 @@ pub enum ExportFormat {
     Chain,
     /// The stored checkpoints: one compact JWS a line.
     Checkpoints,
+    /// OCSF 1.4.0 events for a SIEM, one JSON object a line (`docs/audit-format.md`).
+    Ocsf,
+}
+
+/// `handoff audit export`: OCSF (with `--since` and `--follow`) or the formats below.
+pub fn export_any(
+    data: &DataArgs,
+    format: ExportFormat,
+    after: u64,
+    since: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    if format != ExportFormat::Ocsf {
+        if since.is_some() || follow {
+            eprintln!("error: --since and --follow go with --format ocsf");
+            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+        }
+        return export(data, format, after);
+    }
+    let since = match since.map(handoff_core::time::Timestamp::parse).transpose() {
+        Ok(since) => since,
+        Err(error) => {
+            eprintln!("error: --since: {error}");
+            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+        }
+    };
+    let selection = super::ocsf::Selection {
+        after,
+        since,
+        follow,
+    };
+    super::ocsf::export(data, selection)
 }
 
 /// `handoff audit export`: the records with `seq > after` (or every checkpoint) on stdout.
@@ -322,12 +354,12 @@ pub fn export(data: &DataArgs, format: ExportFormat, after: u64) -> anyhow::Resu
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     runtime.block_on(async {
         let mut cursor = match format {
-            ExportFormat::Chain => after,
+            ExportFormat::Chain | ExportFormat::Ocsf => after,
             ExportFormat::Checkpoints => 0,
         };
         loop {
             let lines: Vec<String> = match format {
-                ExportFormat::Chain => {
+                ExportFormat::Chain | ExportFormat::Ocsf => {
                     let page = store.audit_page(cursor, PAGE).await?;
                     if let Some(last) = page.last() {
                         cursor = last.seq;

@@ -132,7 +132,7 @@ pub async fn git_token(
     (task, body["access_token"].as_str().unwrap().to_owned())
 }
 
-async fn call(
+pub async fn call(
     base: &str,
     method: reqwest::Method,
     path: &str,

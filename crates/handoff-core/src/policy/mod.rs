@@ -4,6 +4,7 @@
 mod context;
 pub mod decision;
 mod index;
+mod reach;
 pub mod schema;
 pub mod testing;
 
