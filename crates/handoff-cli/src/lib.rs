@@ -521,6 +521,8 @@ pub enum AuditCommand {
     Export {
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        store: StoreArg,
         #[arg(long, value_enum, default_value = "chain")]
         format: commands::audit::ExportFormat,
         /// Only records with a sequence number above this.
@@ -691,12 +693,20 @@ pub fn run(cli: Cli) -> ExitCode {
             command:
                 AuditCommand::Export {
                     data,
+                    store,
                     format,
                     after,
                     since,
                     follow,
                 },
-        } => commands::audit::export_any(&data, format, after, since.as_deref(), follow),
+        } => commands::audit::export_any(
+            &data,
+            store.store.as_deref(),
+            format,
+            after,
+            since.as_deref(),
+            follow,
+        ),
         Command::Audit {
             command:
                 AuditCommand::Query {

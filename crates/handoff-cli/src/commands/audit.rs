@@ -319,6 +319,7 @@ pub enum ExportFormat {
 /// `handoff audit export`: OCSF (with `--since` and `--follow`) or the formats below.
 pub fn export_any(
     data: &DataArgs,
+    store_url: Option<&str>,
     format: ExportFormat,
     after: u64,
     since: Option<&str>,
@@ -329,7 +330,7 @@ pub fn export_any(
             eprintln!("error: --since and --follow go with --format ocsf");
             return Ok(ExitCode::from(crate::EXIT_CONFIG));
         }
-        return export(data, format, after);
+        return export(data, store_url, format, after);
     }
     let since = match since.map(handoff_core::time::Timestamp::parse).transpose() {
         Ok(since) => since,
@@ -343,16 +344,21 @@ pub fn export_any(
         since,
         follow,
     };
-    super::ocsf::export(data, selection)
+    super::ocsf::export(data, store_url, selection)
 }
 
 /// `handoff audit export`: the records with `seq > after` (or every checkpoint) on stdout.
-pub fn export(data: &DataArgs, format: ExportFormat, after: u64) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::existing(&data.data_dir)?;
-    let store = dir.store()?;
+pub fn export(
+    data: &DataArgs,
+    store_url: Option<&str>,
+    format: ExportFormat,
+    after: u64,
+) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::for_store(&data.data_dir, store_url)?;
     let runtime = super::runtime()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     runtime.block_on(async {
+        let store = crate::shared_store::open_store(&dir, store_url).await?;
         let mut cursor = match format {
             ExportFormat::Chain | ExportFormat::Ocsf => after,
             ExportFormat::Checkpoints => 0,

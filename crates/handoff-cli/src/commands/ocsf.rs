@@ -4,7 +4,6 @@
 
 use crate::DataArgs;
 use crate::data_dir::DataDir;
-use handoff_core::store::Store;
 use handoff_core::time::Timestamp;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -25,12 +24,16 @@ pub struct Selection {
 }
 
 /// Writes the selected records to stdout as OCSF events.
-pub fn export(data: &DataArgs, selection: Selection) -> anyhow::Result<ExitCode> {
-    let dir = DataDir::existing(&data.data_dir)?;
-    let store = dir.store()?;
+pub fn export(
+    data: &DataArgs,
+    store_url: Option<&str>,
+    selection: Selection,
+) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::for_store(&data.data_dir, store_url)?;
     let runtime = super::runtime()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     runtime.block_on(async {
+        let store = crate::shared_store::open_store(&dir, store_url).await?;
         let stop = crate::signals::shutdown();
         tokio::pin!(stop);
         let mut cursor = selection.after;

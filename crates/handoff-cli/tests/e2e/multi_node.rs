@@ -543,6 +543,31 @@ async fn a_delegation_made_through_one_node_is_used_attenuated_and_revoked_throu
     assert!(query.status.success(), "{}", stderr(&query));
     // The revocation's record and the two refusals after it.
     assert_eq!(stdout(&query).lines().count(), 3, "{}", stdout(&query));
+    // The SIEM export reads the database too: one OCSF event per record of the chain.
+    let export = cli(&[
+        "audit",
+        "export",
+        "--format",
+        "ocsf",
+        "--store",
+        &url,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let events: Vec<Value> = stdout(&export)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let chain = psql(&format!(
+        "SELECT count(*) FROM {}.audit",
+        cluster.schema.name
+    ));
+    assert_eq!(events.len().to_string(), chain.trim());
+    assert!(
+        events.iter().all(|e| e["metadata"]["version"] == "1.4.0"),
+        "{events:?}"
+    );
     cluster.verify();
 }
 
