@@ -39,6 +39,7 @@ pub mod policy;
 pub mod random;
 pub mod readiness;
 mod refusal;
+pub mod replay;
 pub mod rotation;
 pub mod store;
 pub mod task;

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod policy;
 pub mod reload;
 pub mod remote;
+pub mod replay;
 pub mod revoke;
 pub mod serve;
 pub mod store;

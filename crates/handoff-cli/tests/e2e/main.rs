@@ -43,6 +43,7 @@ mod operator;
 mod python_client;
 mod readme;
 mod reload;
+mod replay;
 mod restart;
 mod tasks;
 mod templates;
