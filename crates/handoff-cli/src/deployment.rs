@@ -169,3 +169,11 @@ pub fn load(config: Option<&Path>) -> Result<Deployment, Problems> {
         }
     }
 }
+
+/// The `.cedar` files of a policy folder, as a deployment's would be read (`policy diff`).
+pub fn policy_folder(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    FolderReader {
+        root: dir.to_path_buf(),
+    }
+    .policy_files(".")
+}

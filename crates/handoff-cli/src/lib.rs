@@ -477,6 +477,9 @@ pub enum PolicyCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Decide every recorded decision again under the policies in NEW_POLICY_DIR and list those
+    /// that would change (allow->deny, deny->allow, a gate added or removed), counted by policy.
+    Diff(commands::policy::DiffArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -546,6 +549,9 @@ pub enum AuditCommand {
         #[command(flatten)]
         filters: commands::audit::QueryArgs,
     },
+    /// Decide record SEQ again under the policy set it names, on the facts and request it saw;
+    /// exit 0 when the decision and its policies agree with the record.
+    Replay(commands::replay::ReplayArgs),
     /// Sign a checkpoint of the chain's head now and print it (kept in the store too).
     Checkpoint {
         #[command(flatten)]
@@ -628,6 +634,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Test { dir, deployment },
         } => commands::policy::test(&deployment, &dir),
+        Command::Policy {
+            command: PolicyCommand::Diff(args),
+        } => commands::policy::diff(&args),
         Command::Identity {
             command:
                 IdentityCommand::Issue {
@@ -715,6 +724,9 @@ pub fn run(cli: Cli) -> ExitCode {
                     filters,
                 },
         } => commands::audit::query(&data, store.store.as_deref(), &filters),
+        Command::Audit {
+            command: AuditCommand::Replay(args),
+        } => commands::replay::run(&args),
         Command::Audit {
             command: AuditCommand::Checkpoint { deployment, data },
         } => commands::audit::checkpoint(&deployment, &data),

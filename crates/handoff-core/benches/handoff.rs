@@ -482,5 +482,53 @@ fn minting(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, identity, txn_token, decision, minting);
+/// Sealing an exchange's record with and without `decided_on` (what a decision pins for its
+/// replay): the added serialisation and hashing on the exchange path.
+fn record(c: &mut Criterion) {
+    use handoff_core::audit::{AuditEvent, DecidedOn, EventKind, Outcome, TokenRecord, seal};
+    let deployment = load(None);
+    let counters = zero_counters(&deployment);
+    let event = AuditEvent {
+        kind: Some(EventKind::Exchange),
+        decision_id: Some("dec_0123456789abcdef".to_owned()),
+        agent: Some("release-bot".to_owned()),
+        agent_issuer: Some("https://handoff.local/dev".to_owned()),
+        user: Some("alice".to_owned()),
+        task: Some("tsk_0123456789abcdef".to_owned()),
+        intent: Some("ship the fix for issue 42".to_owned()),
+        purpose: Some("release".to_owned()),
+        system: Some("ci".to_owned()),
+        actions: vec!["ci:deploy".to_owned()],
+        outcome: Some(Outcome::Permit),
+        policies: vec!["deploy-after-tests".to_owned()],
+        policy_set: Some("0".repeat(64)),
+        token: Some(TokenRecord {
+            jti: "tok_0123456789abcdef".to_owned(),
+            aud: "https://ci.example.com".to_owned(),
+            scope: "ci:deploy".to_owned(),
+            exp: 1_900_000_000,
+        }),
+        kid: Some("k".repeat(43)),
+        ..AuditEvent::default()
+    };
+    let pinned = AuditEvent {
+        decided_on: Some(DecidedOn {
+            exchanges: 12,
+            evidence: 1,
+            lifetime_seconds: Some(300),
+            counters: Some(counters),
+        }),
+        ..event.clone()
+    };
+    let at = Timestamp::from_millis(1_800_000_000_000);
+    let mut group = c.benchmark_group("seal_record");
+    for (name, event) in [("exchange", &event), ("exchange_with_decided_on", &pinned)] {
+        group.bench_function(name, |b| {
+            b.iter(|| seal(black_box(7), at, &"0".repeat(64), black_box(event.clone())).unwrap());
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, identity, txn_token, decision, minting, record);
 criterion_main!(benches);

@@ -134,6 +134,29 @@ pub struct AuditEvent {
     /// Where a piece of evidence came from and what it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceRecord>,
+    /// A decision's record: what it saw beyond the request the record names, pinned so that
+    /// `handoff audit replay` can decide it again exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_on: Option<DecidedOn>,
+}
+
+/// What a decision saw besides its record's request fields (`at`, system, actions, resource,
+/// authorization details, the task, the delegation): where the task's facts stood, and the two
+/// inputs of the policy context that the chain alone cannot give back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecidedOn {
+    /// The task's facts as they stood after this many permitted exchanges of the task...
+    pub exchanges: u64,
+    /// ...and this many accepted pieces of its evidence (the facts change on nothing else, so
+    /// these two numbers name one point of the task's history).
+    pub evidence: u64,
+    /// `context.request.lifetime_seconds`; none when containment refused before it was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_seconds: Option<u32>,
+    /// `context.counters`: every declared counter's value (task and agent windows) before the
+    /// request; none when containment refused before they were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 /// The provenance of a piece of evidence: which system, which key, when it was signed.

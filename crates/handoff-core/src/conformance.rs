@@ -542,6 +542,45 @@ pub async fn checkpoints_read_back_in_order_and_the_head_follows_the_chain(
     )
 }
 
+pub async fn policy_sets_are_kept_by_hash_and_read_back_as_kept(
+    store: &dyn Store,
+) -> Result<(), String> {
+    ensure(
+        store.policy_set("h1").await.map_err(failed)?.is_none(),
+        "an unknown hash is no policy set",
+    )?;
+    let first = vec![
+        (
+            "a.cedar".to_owned(),
+            "permit (principal, action, resource);".to_owned(),
+        ),
+        (
+            "b.cedar".to_owned(),
+            "// ünïcode and \"quotes\"\n".to_owned(),
+        ),
+    ];
+    let second = vec![(
+        "c.cedar".to_owned(),
+        "forbid (principal, action, resource);".to_owned(),
+    )];
+    store.keep_policy_set("h1", &first).await.map_err(failed)?;
+    store.keep_policy_set("h2", &second).await.map_err(failed)?;
+    // Kept again (every start and reload keeps its set): the first files stay.
+    store.keep_policy_set("h1", &second).await.map_err(failed)?;
+    ensure(
+        store.policy_set("h1").await.map_err(failed)? == Some(first),
+        "a kept set reads back as first kept, in order",
+    )?;
+    ensure(
+        store.policy_set("h2").await.map_err(failed)? == Some(second),
+        "each hash keeps its own files",
+    )?;
+    ensure(
+        records(store).await? == 0,
+        "keeping a policy set appends no audit record",
+    )
+}
+
 pub async fn the_chain_verifies_and_task_records_filter(store: &dyn Store) -> Result<(), String> {
     open(store, "conf-1").await?;
     for (version, kind) in [(1, EventKind::Exchange), (2, EventKind::TaskEnd)] {
@@ -1304,6 +1343,7 @@ macro_rules! store_conformance {
             a_stale_update_conflicts_and_appends_nothing,
             the_chain_verifies_and_task_records_filter,
             checkpoints_read_back_in_order_and_the_head_follows_the_chain,
+            policy_sets_are_kept_by_hash_and_read_back_as_kept,
             agent_facts_are_versioned_like_a_task,
             evidence_is_accepted_once,
             a_delegation_reads_back_and_its_revocation_is_seen,

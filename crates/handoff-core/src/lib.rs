@@ -41,6 +41,7 @@ pub mod privileges;
 pub mod random;
 pub mod readiness;
 mod refusal;
+pub mod replay;
 pub mod rotation;
 pub mod store;
 pub mod task;

@@ -113,6 +113,8 @@ impl Current {
             approvers,
         } = new;
         let new = old.reconfigured(Arc::new(config), Arc::new(policies), identities, approvers);
+        // Kept before it decides anything, so every decision it makes can be replayed.
+        new.keep_policy_set().await?;
         record(&old, actor, Some(new.policy_set()), &[]).await?;
         let report = ReloadReport {
             previous_policy_set: old.policy_set().to_owned(),

@@ -158,6 +158,17 @@ pub trait Store: Send + Sync {
     /// `after`, at most `limit`.
     async fn checkpoints(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError>;
 
+    /// Keeps a policy set's files (name, text) under its content hash, so that a decision
+    /// recorded under that hash can be replayed. Keeping a hash already kept changes nothing.
+    async fn keep_policy_set(
+        &self,
+        hash: &str,
+        files: &[(String, String)],
+    ) -> Result<(), StoreError>;
+
+    /// The files of the policy set kept under `hash`, in the order they were kept.
+    async fn policy_set(&self, hash: &str) -> Result<Option<Vec<(String, String)>>, StoreError>;
+
     /// Every record about one task, in order.
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError>;
 

@@ -159,6 +159,26 @@ impl Store for PgStore {
         reader::checkpoints(&self.client().await?, after, limit).await
     }
 
+    async fn keep_policy_set(
+        &self,
+        hash: &str,
+        files: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let files = serde_json::to_string(files)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode a policy set: {e}")))?;
+        reader::run(
+            &self.client().await?,
+            "INSERT INTO policy_sets (hash, files) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+            &[&hash, &files],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn policy_set(&self, hash: &str) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        reader::policy_set(&self.client().await?, hash).await
+    }
+
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
         reader::task_records(&self.client().await?, task).await
     }

@@ -113,6 +113,9 @@ const MIGRATIONS: &[&str] = &[
         sealed BYTEA NOT NULL,
         published_until BIGINT
     );",
+    // 3: every policy set served, by content hash (outside the chain), for `audit replay`;
+    //    the same table as the SQLite store's migration 8 (`files`: JSON [name, text] pairs).
+    "CREATE TABLE policy_sets (hash TEXT PRIMARY KEY, files TEXT NOT NULL);",
 ];
 
 /// The newest schema this binary knows.

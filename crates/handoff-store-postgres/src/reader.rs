@@ -181,6 +181,24 @@ pub async fn checkpoints(
     .collect()
 }
 
+/// The files of the policy set kept under `hash`.
+pub async fn policy_set(
+    client: &Object,
+    hash: &str,
+) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    query_opt(
+        client,
+        "SELECT files FROM policy_sets WHERE hash = $1",
+        &[&hash],
+    )
+    .await?
+    .map(|row| {
+        let files: String = row.try_get(0).map_err(column)?;
+        serde_json::from_str(&files).map_err(|_| corrupt("kept policy set"))
+    })
+    .transpose()
+}
+
 pub async fn task_records(client: &Object, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
     query(
         client,

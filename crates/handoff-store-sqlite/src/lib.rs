@@ -147,6 +147,29 @@ impl Store for SqliteStore {
             .with(|conn| reader::checkpoints(conn, after, limit))
     }
 
+    async fn keep_policy_set(
+        &self,
+        hash: &str,
+        files: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let files = serde_json::to_string(files)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode a policy set: {e}")))?;
+        let conn = self
+            .side
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a writer panicked".to_owned()))?;
+        conn.execute(
+            "INSERT OR IGNORE INTO policy_sets (hash, files) VALUES (?1, ?2)",
+            rusqlite::params![hash, files],
+        )
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn policy_set(&self, hash: &str) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        self.readers.with(|conn| reader::policy_set(conn, hash))
+    }
+
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
         self.readers.with(|conn| reader::task_records(conn, task))
     }

@@ -94,6 +94,9 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         jws TEXT NOT NULL
     );",
+    // 8: every policy set served, by content hash (outside the chain), for `audit replay`.
+    //    `files`: a JSON array of [name, text] pairs.
+    "CREATE TABLE policy_sets (hash TEXT PRIMARY KEY, files TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

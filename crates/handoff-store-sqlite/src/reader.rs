@@ -154,6 +154,22 @@ pub fn audit_head(conn: &Connection) -> Result<Option<Receipt>, StoreError> {
     .map_err(unavailable)
 }
 
+/// The files of the policy set kept under `hash`.
+pub fn policy_set(
+    conn: &Connection,
+    hash: &str,
+) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    let files: Option<String> = conn
+        .prepare_cached("SELECT files FROM policy_sets WHERE hash = ?1")
+        .map_err(unavailable)?
+        .query_row(params![hash], |row| row.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    files
+        .map(|files| serde_json::from_str(&files).map_err(|_| corrupt("kept policy set")))
+        .transpose()
+}
+
 pub fn checkpoints(
     conn: &Connection,
     after: u64,

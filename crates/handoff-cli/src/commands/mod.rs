@@ -13,6 +13,7 @@ pub mod policy;
 pub mod reload;
 pub mod remote;
 pub mod report;
+pub mod replay;
 pub mod revoke;
 pub mod serve;
 pub mod store;

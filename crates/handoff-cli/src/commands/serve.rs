@@ -229,6 +229,7 @@ async fn serve(
         Arc::new(SystemClock),
         issuers.as_ref(),
     )?;
+    keep_policy_set(&handoff).await?;
     first_checkpoint(&handoff).await;
     let config = handoff.config();
     tracing::info!(
@@ -322,8 +323,18 @@ pub async fn serve_on(
     handoff: Arc<Handoff>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    keep_policy_set(&handoff).await?;
     first_checkpoint(&handoff).await;
     serve_live(listener, Current::fixed(handoff), shutdown).await
+}
+
+/// Keeps the policy set the server starts with before it decides anything (`audit replay`
+/// replays each decision under the set it names); a store that cannot keep it stops the start.
+async fn keep_policy_set(handoff: &Handoff) -> anyhow::Result<()> {
+    handoff
+        .keep_policy_set()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot keep the policy set in the store: {error}"))
 }
 
 /// Signs the head the server starts from, before it announces itself: even a server stopped as

@@ -45,6 +45,7 @@ mod privileges;
 mod python_client;
 mod readme;
 mod reload;
+mod replay;
 mod restart;
 mod tasks;
 mod templates;

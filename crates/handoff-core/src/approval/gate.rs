@@ -3,7 +3,7 @@
 //! owners; later ones poll it the way RFC 8628 clients expect, and an approved one releases once.
 
 use crate::approval::{Approval, ApprovalStatus};
-use crate::audit::{AuditEvent, EventKind};
+use crate::audit::{AuditEvent, DecidedOn, EventKind};
 use crate::config::SystemConfig;
 use crate::error::ServiceError;
 use crate::handoff::Handoff;
@@ -26,6 +26,7 @@ impl Handoff {
         approval_id: Option<&str>,
         task: &Task,
         system: &SystemConfig,
+        decided_on: &DecidedOn,
         now: Timestamp,
     ) -> Result<(Permit, String), ServiceError> {
         let hash = gated.request_hash();
@@ -43,7 +44,11 @@ impl Handoff {
             },
             None => match self.store().pending_approval(&task.id, &hash).await? {
                 Some(existing) => existing,
-                None => return Err(self.open_approval(gated, task, system, hash, now).await?),
+                None => {
+                    return Err(self
+                        .open_approval(gated, task, system, hash, decided_on, now)
+                        .await?);
+                }
             },
         };
         // Bound to one exact request in its task: another amount, resource, system or task is
@@ -114,6 +119,7 @@ impl Handoff {
         task: &Task,
         system: &SystemConfig,
         hash: String,
+        decided_on: &DecidedOn,
         now: Timestamp,
     ) -> Result<ServiceError, ServiceError> {
         let grant = gated.grant();
@@ -154,6 +160,8 @@ impl Handoff {
             approval: Some(approval.id.clone()),
             target: Some(format!("group:{}", approval.group)),
             description: Some(format!("waits for approval by `{}`", approval.group)),
+            delegation: grant.delegation.as_ref().map(|d| d.id.clone()),
+            decided_on: Some(decided_on.clone()),
             ..task_event(task)
         };
         let mut write = Write::new(now, event, TaskWrite::None);

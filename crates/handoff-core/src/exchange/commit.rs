@@ -5,14 +5,14 @@
 
 use super::decide::Decided;
 use super::request::{Issued, Resolved};
-use crate::audit::{AuditEvent, EventKind, Outcome, TokenRecord};
-use crate::counters;
+use crate::audit::{AuditEvent, DecidedOn, EventKind, Outcome, TokenRecord};
 use crate::error::ServiceError;
 use crate::handoff::Handoff;
 use crate::identity::VerifiedIdentity;
 use crate::ids::TokenId;
 use crate::policy::DenyReason;
 use crate::store::{Effect, Rejection, StoreError, TaskWrite, Write};
+use crate::task::fold::{Granted, fold_grant};
 use crate::task::{TaskSnapshot, task_event};
 use crate::time::Timestamp;
 use crate::token::mint_access_token;
@@ -27,6 +27,7 @@ impl Handoff {
         resolved: &Resolved<'_>,
         snapshot: &TaskSnapshot,
         decided: Decided,
+        decided_on: DecidedOn,
         now: Timestamp,
     ) -> Result<Option<Issued>, ServiceError> {
         let Decided {
@@ -51,19 +52,18 @@ impl Handoff {
             )
         })?;
         let mut new_facts = snapshot.facts.clone();
-        new_facts.record_grant(&system.id, &resolved.actions, now);
-        new_facts.record_token(
-            minted.jti.as_str(),
-            minted.expires_at.seconds(),
-            now.seconds(),
-        );
-        let agent_changed = counters::record(
+        let agent_changed = fold_grant(
             self.config(),
-            &resolved.actions,
-            &resolved.details,
+            &Granted {
+                system: &system.id,
+                actions: &resolved.actions,
+                details: &resolved.details,
+                jti: minted.jti.as_str(),
+                expires_at_seconds: minted.expires_at.seconds(),
+                at: now,
+            },
             &mut new_facts,
             &mut agent_counters.facts,
-            now,
         );
         let event = AuditEvent {
             kind: Some(EventKind::Exchange),
@@ -86,6 +86,7 @@ impl Handoff {
             approval: approval.clone(),
             actor: delegation.map(|d| format!("delegate:{}", d.delegate)),
             delegation: delegation.map(|d| d.id.clone()),
+            decided_on: Some(decided_on),
             ..task_event(&snapshot.task)
         };
         let mut effects: Vec<Effect> = approval

@@ -3,6 +3,8 @@
 //! the policy decision, and a gated permit taken through its approval.
 
 use super::request::Resolved;
+use crate::audit::DecidedOn;
+use crate::config::{Config, SystemConfig};
 use crate::counters::{self, AgentFacts};
 use crate::error::ServiceError;
 use crate::handoff::Handoff;
@@ -11,6 +13,7 @@ use crate::ids::DecisionId;
 use crate::policy::{Decision, Grant, Permit, RequestFacts};
 use crate::task::TaskSnapshot;
 use crate::time::{Timestamp, Ttl};
+use std::collections::BTreeMap;
 
 /// What an attempt was permitted, and what its commit must update alongside.
 pub(super) struct Decided {
@@ -27,17 +30,26 @@ pub(super) struct AgentCounters {
     pub(super) version: u64,
 }
 
+/// The token lifetime the policy context sees: the requested one (or the deployment's default),
+/// within the system's and the deployment's caps.
+pub(crate) fn lifetime_cap(config: &Config, system: &SystemConfig, requested: Option<u32>) -> u32 {
+    requested
+        .map_or(config.tokens.default_lifetime.seconds(), |s| s.max(1))
+        .min(system.max_token_lifetime.seconds())
+        .min(config.tokens.max_lifetime.seconds())
+}
+
 impl Handoff {
-    pub(super) async fn decide(
+    /// What the decision sees besides the task and the request: the agent's counters (read
+    /// only when some counter spans an agent's tasks), every counter's value and the token
+    /// lifetime, pinned as the record's `decided_on`.
+    pub(super) async fn inputs(
         &self,
-        identity: &VerifiedIdentity,
         resolved: &Resolved<'_>,
         snapshot: &TaskSnapshot,
-        decision_id: DecisionId,
         now: Timestamp,
-    ) -> Result<Decided, ServiceError> {
-        let (config, system, request) = (self.config(), resolved.system, resolved.request);
-        let delegation = resolved.delegation.as_ref();
+    ) -> Result<(AgentCounters, DecidedOn), ServiceError> {
+        let config = self.config();
         // Counters spanning tasks count the task's agent: delegating never resets a limit.
         let agent_key = config.has_agent_counters().then(|| {
             counters::agent_key(&snapshot.task.agent_issuer, snapshot.task.agent.as_str())
@@ -47,12 +59,42 @@ impl Handoff {
             None => (AgentFacts::default(), 0),
         };
         let counter_values = counters::values(config, &snapshot.facts, &agent_facts, now);
-        let requested = request
-            .requested_lifetime
-            .map_or(config.tokens.default_lifetime.seconds(), |s| s.max(1));
-        let cap = requested
-            .min(system.max_token_lifetime.seconds())
-            .min(config.tokens.max_lifetime.seconds());
+        let (exchanges, evidence) = snapshot.facts.position();
+        let decided_on = DecidedOn {
+            exchanges,
+            evidence,
+            lifetime_seconds: Some(lifetime_cap(
+                config,
+                resolved.system,
+                resolved.request.requested_lifetime,
+            )),
+            counters: Some(counter_values),
+        };
+        let agent = AgentCounters {
+            key: agent_key,
+            facts: agent_facts,
+            version: agent_version,
+        };
+        Ok((agent, decided_on))
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one attempt's parts, each borrowed"
+    )]
+    pub(super) async fn decide(
+        &self,
+        identity: &VerifiedIdentity,
+        resolved: &Resolved<'_>,
+        snapshot: &TaskSnapshot,
+        decision_id: DecisionId,
+        agent: AgentCounters,
+        decided_on: &DecidedOn,
+        now: Timestamp,
+    ) -> Result<Decided, ServiceError> {
+        let (system, request) = (resolved.system, resolved.request);
+        let delegation = resolved.delegation.as_ref();
+        let cap = decided_on.lifetime_seconds.unwrap_or(1);
         let mut expires_at = now
             .plus(Ttl::from_seconds(cap))
             .min(snapshot.task.expires_at);
@@ -72,12 +114,13 @@ impl Handoff {
             expires_at,
             delegation: delegation.cloned().map(Box::new),
         };
+        let no_counters = BTreeMap::new();
         let facts = RequestFacts {
             scope: &resolved.scope,
             lifetime_seconds: cap,
             resource: request.resource.as_deref(),
             details: &resolved.details,
-            counters: &counter_values,
+            counters: decided_on.counters.as_ref().unwrap_or(&no_counters),
             delegation: delegation.map(|d| (d.depth, d.actors.get(1).map_or("", String::as_str))),
         };
         let decision = self.policy_engine().decide(
@@ -97,6 +140,7 @@ impl Handoff {
                         request.approval_id.as_deref(),
                         &snapshot.task,
                         system,
+                        decided_on,
                         now,
                     )
                     .await?;
@@ -107,11 +151,7 @@ impl Handoff {
         Ok(Decided {
             permit,
             approval,
-            agent: AgentCounters {
-                key: agent_key,
-                facts: agent_facts,
-                version: agent_version,
-            },
+            agent,
         })
     }
 }

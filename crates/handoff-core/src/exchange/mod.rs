@@ -11,7 +11,7 @@
 pub mod admission;
 mod commit;
 mod decide;
-mod request;
+pub(crate) mod request;
 
 pub use admission::MAX_REACH_ITEMS;
 pub use request::{ExchangeRequest, Issued};
@@ -87,7 +87,7 @@ impl Handoff {
                 None => continue,
             }
         }
-        Err(resolved.refusal(StoreError::Conflict.into(), None))
+        Err(resolved.refusal(StoreError::Conflict.into(), None, None))
     }
 
     /// One attempt on the task's current facts: `None` when a concurrent write got there first.
@@ -107,20 +107,40 @@ impl Handoff {
                     ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
                 })
             })
-            .map_err(|error| resolved.refusal(error, None))?;
-        let refuse = |error| resolved.refusal(error, Some(&snapshot.task));
+            .map_err(|error| resolved.refusal(error, None, None))?;
+        let refuse = |error| resolved.refusal(error, Some(&snapshot), None);
         let now = self.now();
         let decision_id = DecisionId::new(self.id("dec").map_err(refuse)?);
         self.admit(identity, resolved, &snapshot, &decision_id, now)
             .instrument(stage!("handoff.admit"))
             .await
             .map_err(refuse)?;
-        let decided = self
-            .decide(identity, resolved, &snapshot, decision_id, now)
-            .instrument(stage!("handoff.decide"))
-            .await
-            .map_err(refuse)?;
-        self.commit(identity, resolved, &snapshot, decided, now)
+        // A decision's refusal keeps what it was decided on (`decided_on`), for its replay.
+        let (decided, decided_on) = async {
+            let (agent, decided_on) = self
+                .inputs(resolved, &snapshot, now)
+                .await
+                .map_err(|error| (error, None))?;
+            match self
+                .decide(
+                    identity,
+                    resolved,
+                    &snapshot,
+                    decision_id,
+                    agent,
+                    &decided_on,
+                    now,
+                )
+                .await
+            {
+                Ok(decided) => Ok((decided, decided_on)),
+                Err(error) => Err((error, Some(decided_on))),
+            }
+        }
+        .instrument(stage!("handoff.decide"))
+        .await
+        .map_err(|(error, decided_on)| resolved.refusal(error, Some(&snapshot), decided_on))?;
+        self.commit(identity, resolved, &snapshot, decided, decided_on, now)
             .await
             .map_err(refuse)
     }

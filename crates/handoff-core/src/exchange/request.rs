@@ -2,7 +2,7 @@
 //! verified, the system named by the audience, the scope as the system's actions, the resource
 //! and authorization details checked, and the delegation the token carries.
 
-use crate::audit::{AuditEvent, EventKind};
+use crate::audit::{AuditEvent, DecidedOn, EventKind};
 use crate::config::{ActionConfig, SystemConfig};
 use crate::delegation::Delegation;
 use crate::error::ServiceError;
@@ -11,7 +11,7 @@ use crate::ids::{AgentId, DecisionId, SystemId, TaskId};
 use crate::limits::{MAX_NAME_CHARS, MAX_SCOPE_ITEMS};
 use crate::policy::{DetailValue, project_details};
 use crate::refusal::Refused;
-use crate::task::Task;
+use crate::task::TaskSnapshot;
 use crate::text::{check_identifier, truncate};
 use crate::token::{MintedToken, VerifiedTxn};
 use std::collections::BTreeMap;
@@ -55,8 +55,25 @@ pub(super) struct Resolved<'a> {
 }
 
 impl Resolved<'_> {
-    /// What a refusal record says of this request, with the task once it was loaded.
-    pub(super) fn refusal(&self, error: ServiceError, task: Option<&Task>) -> Refused {
+    /// What a refusal record says of this request, with the task once it was loaded, and where
+    /// its facts stood (`decided_on`: a decision's inputs, when it got that far).
+    pub(super) fn refusal(
+        &self,
+        error: ServiceError,
+        snapshot: Option<&TaskSnapshot>,
+        decided_on: Option<DecidedOn>,
+    ) -> Refused {
+        let task = snapshot.map(|s| &s.task);
+        let decided_on = decided_on.or_else(|| {
+            snapshot.map(|s| {
+                let (exchanges, evidence) = s.facts.position();
+                DecidedOn {
+                    exchanges,
+                    evidence,
+                    ..DecidedOn::default()
+                }
+            })
+        });
         Refused::new(
             error,
             AuditEvent {
@@ -72,6 +89,7 @@ impl Resolved<'_> {
                     .as_ref()
                     .map(|d| format!("delegate:{}", d.delegate)),
                 delegation: self.delegation.as_ref().map(|d| d.id.clone()),
+                decided_on,
                 ..refusal_event(self.request)
             },
         )
@@ -143,7 +161,7 @@ impl Handoff {
 }
 
 /// Maps scope values (`push` or `git:push`) to the system's actions; unknown ones are refused.
-fn resolve_scope(
+pub(crate) fn resolve_scope(
     system: &SystemConfig,
     scope: &[String],
 ) -> Result<Vec<ActionConfig>, ServiceError> {

@@ -44,6 +44,9 @@ pub struct PolicyEngine {
     systems: HashMap<String, EntityUid>,
     /// SHA-256 of every policy file's name and text; each audit record names it.
     hash: String,
+    /// The files hashed, by name without folders, in name order: what the store keeps under
+    /// the hash so a recorded decision can be replayed (`Store::keep_policy_set`).
+    files: Vec<(String, String)>,
     /// Actions the config gates behind approval, with the group that decides (the system owner).
     approval_actions: HashMap<String, String>,
     count: usize,
@@ -88,6 +91,10 @@ impl PolicyEngine {
             .collect();
         named.sort_unstable();
         let mut hash_input = String::new();
+        let kept: Vec<(String, String)> = named
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect();
         for (name, text) in named {
             hash_input.push_str(name);
             hash_input.push('\0');
@@ -185,7 +192,13 @@ impl PolicyEngine {
             }
             problems.push(Problem::at(&file, line, message));
         }
-        let engine = Self::assemble(config, schema, set, sha256_hex(hash_input.as_bytes()));
+        let engine =
+            Self::assemble(config, schema, set, sha256_hex(hash_input.as_bytes())).map(|engine| {
+                Self {
+                    files: kept,
+                    ..engine
+                }
+            });
         match engine {
             Ok(engine) if problems.is_empty() => Ok(engine),
             Ok(_) => Err(problems),
@@ -268,6 +281,7 @@ impl PolicyEngine {
             actions,
             systems,
             hash,
+            files: Vec::new(),
             approval_actions,
             count,
             index: Some(index),
@@ -292,6 +306,12 @@ impl PolicyEngine {
     /// The content hash of the policy set the decisions were made with.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The policy files this set was loaded from (name, text), in name order: loading them
+    /// again under the same config gives the same set and the same [`PolicyEngine::hash`].
+    pub fn files(&self) -> &[(String, String)] {
+        &self.files
     }
 
     pub fn len(&self) -> usize {

@@ -1,6 +1,7 @@
 //! Tasks: the model ([`model`]), opening one for an agent ([`open`]) and ending it ([`end`]).
 
 mod end;
+pub mod fold;
 pub mod model;
 pub mod open;
 pub mod trace;

@@ -161,6 +161,16 @@ impl TaskFacts {
         self.live.retain(|(_, exp)| *exp > now_seconds);
     }
 
+    /// Where these facts stand in the task's history: permitted exchanges and accepted pieces
+    /// of evidence folded in so far (each fold adds one to exactly one of them).
+    pub fn position(&self) -> (u64, u64) {
+        let evidence = self
+            .evidence
+            .values()
+            .fold(0_u64, |sum, fact| sum.saturating_add(fact.count));
+        (self.exchanges, evidence)
+    }
+
     /// Tokens still live at `now_seconds`.
     pub fn live_tokens(&self, now_seconds: i64) -> u64 {
         u64::try_from(

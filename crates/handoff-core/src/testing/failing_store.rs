@@ -141,6 +141,24 @@ impl Store for FailingStore {
         self.inner.checkpoints(after, limit).await
     }
 
+    async fn keep_policy_set(
+        &self,
+        hash: &str,
+        files: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if self.writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "the store is switched off (test)".to_owned(),
+            ));
+        }
+        self.inner.keep_policy_set(hash, files).await
+    }
+
+    async fn policy_set(&self, hash: &str) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        self.read()?;
+        self.inner.policy_set(hash).await
+    }
+
     async fn task_records(&self, task: &TaskId) -> Result<Vec<SealedRecord>, StoreError> {
         self.read()?;
         self.inner.task_records(task).await
