@@ -1068,6 +1068,36 @@ async fn store_copy_moves_a_sqlite_deployment_to_postgresql_with_its_chain_and_k
         data.to_str().unwrap(),
     ]);
     assert_eq!(copied, sqlite);
+    // The served policy sets moved too: a decision made before the move replays on the copy.
+    let url = schema.url(None);
+    let store_args = [
+        "--store",
+        url.as_str(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let mut args = vec![
+        "audit",
+        "query",
+        "--decision",
+        "permit",
+        "--system",
+        "ci",
+        "--json",
+    ];
+    args.extend(store_args);
+    let permits = stdout(&cli(&args));
+    let first: Value = serde_json::from_str(permits.lines().next().unwrap()).unwrap();
+    let seq = first["seq"].as_u64().unwrap().to_string();
+    let mut args = vec!["audit", "replay", seq.as_str()];
+    args.extend(store_args);
+    let replayed = cli(&args);
+    assert!(
+        replayed.status.success(),
+        "{}{}",
+        stdout(&replayed),
+        stderr(&replayed)
+    );
     // A second copy into a store that holds something is refused, and changes nothing.
     let again = store_copy(&data, &schema.url(None), &kek);
     assert!(!again.status.success());
