@@ -23,9 +23,8 @@ pub struct DiffArgs {
     pub deployment: DeploymentArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Read the history from this PostgreSQL store (`postgres://...`) instead.
-    #[arg(long, value_name = "URL", env = "HANDOFF_STORE")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: crate::StoreArg,
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -65,9 +64,9 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let dir = DataDir::for_store(&args.data.data_dir, args.store.as_deref())?;
+    let dir = DataDir::for_store(&args.data.data_dir, args.store.store.as_deref())?;
     let diff = super::runtime()?.block_on(async {
-        let store = crate::shared_store::open_store(&dir, args.store.as_deref()).await?;
+        let store = crate::shared_store::open_store(&dir, args.store.store.as_deref()).await?;
         anyhow::Ok(
             handoff_core::replay::diff::diff(&deployment.config, store.as_ref(), &candidate, since)
                 .await?,

@@ -22,9 +22,8 @@ pub struct ReplayArgs {
     pub deployment: DeploymentArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Replay from this PostgreSQL store (`postgres://...`) instead of the data directory's.
-    #[arg(long, value_name = "URL", env = "HANDOFF_STORE")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: crate::StoreArg,
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -35,9 +34,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         Ok(deployment) => deployment,
         Err(code) => return Ok(code),
     };
-    let dir = DataDir::for_store(&args.data.data_dir, args.store.as_deref())?;
+    let dir = DataDir::for_store(&args.data.data_dir, args.store.store.as_deref())?;
     let outcome = super::runtime()?.block_on(async {
-        let store = crate::shared_store::open_store(&dir, args.store.as_deref()).await?;
+        let store = crate::shared_store::open_store(&dir, args.store.store.as_deref()).await?;
         let mut replayer = Replayer::pinned(&deployment.config, store.as_ref());
         anyhow::Ok(replayer.replay_seq(args.seq).await)
     })?;
