@@ -334,7 +334,7 @@ async fn keep_policy_set(handoff: &Handoff) -> anyhow::Result<()> {
     handoff
         .keep_policy_set()
         .await
-        .map_err(|error| anyhow::anyhow!("cannot keep the policy set in the store: {error}"))
+        .context("cannot keep the policy set in the store")
 }
 
 /// Signs the head the server starts from, before it announces itself: even a server stopped as

@@ -3,12 +3,12 @@
 //! evidence endpoint apply ([`crate::task::fold::fold_grant`], [`TaskFacts::record_evidence`]),
 //! up to the point the record pins (`decided_on`: so many exchanges, so much evidence).
 
-use crate::audit::{DecidedOn, EventKind, Outcome, SealedRecord};
-use crate::config::Config;
+use crate::audit::{AuditEvent, DecidedOn, EventKind, Outcome, SealedRecord};
+use crate::config::{ActionConfig, Config, SystemConfig};
 use crate::counters::AgentFacts;
 use crate::exchange::request::resolve_scope;
 use crate::ids::SystemId;
-use crate::policy::project_details;
+use crate::policy::{DetailValue, project_details};
 use crate::task::TaskFacts;
 use crate::task::fold::{Granted, fold_grant};
 use std::collections::BTreeMap;
@@ -50,6 +50,37 @@ pub fn rebuild_all(config: &Config, records: &[SealedRecord]) -> Result<TaskFact
     Ok(facts)
 }
 
+/// What a decision record asked for, resolved again under the current config as the exchange
+/// resolved it: the system, the actions its scope names, the projected authorization details.
+pub(super) struct RecordedRequest<'c> {
+    pub(super) system: &'c SystemConfig,
+    pub(super) actions: Vec<ActionConfig>,
+    pub(super) details: BTreeMap<String, DetailValue>,
+}
+
+/// `event`'s request under `config` (the exchange's own `resolve_scope` and `project_details`),
+/// or why it no longer resolves.
+pub(super) fn recorded_request<'c>(
+    config: &'c Config,
+    event: &AuditEvent,
+) -> Result<RecordedRequest<'c>, String> {
+    let system_id = SystemId::new(event.system.as_deref().unwrap_or_default());
+    let system = config
+        .systems
+        .get(&system_id)
+        .ok_or_else(|| format!("system `{system_id}` is no longer declared"))?;
+    let actions = resolve_scope(system, &event.actions).map_err(|e| e.to_string())?;
+    let details = match &event.authorization_details {
+        Some(details) => project_details(system, details).map_err(|e| e.to_string())?,
+        None => BTreeMap::new(),
+    };
+    Ok(RecordedRequest {
+        system,
+        actions,
+        details,
+    })
+}
+
 /// Folds one record into `facts` if it changed them (a permitted exchange, accepted evidence).
 fn fold(config: &Config, record: &SealedRecord, facts: &mut TaskFacts) -> Result<(), String> {
     let seq = record.seq;
@@ -59,24 +90,13 @@ fn fold(config: &Config, record: &SealedRecord, facts: &mut TaskFacts) -> Result
     if event.outcome != Some(Outcome::Permit) {
         return Ok(());
     }
-    let system_id = SystemId::new(event.system.as_deref().unwrap_or_default());
-    let system = || {
-        config
-            .systems
-            .get(&system_id)
-            .ok_or_else(|| format!("record {seq}: system `{system_id}` is no longer declared"))
-    };
     match event.kind {
         Some(EventKind::Exchange) => {
-            let system = system()?;
-            let actions =
-                resolve_scope(system, &event.actions).map_err(|e| format!("record {seq}: {e}"))?;
-            let details = match &event.authorization_details {
-                Some(details) => {
-                    project_details(system, details).map_err(|e| format!("record {seq}: {e}"))?
-                }
-                None => BTreeMap::new(),
-            };
+            let RecordedRequest {
+                system,
+                actions,
+                details,
+            } = recorded_request(config, &event).map_err(|e| format!("record {seq}: {e}"))?;
             let token = event
                 .token
                 .as_ref()
@@ -102,7 +122,11 @@ fn fold(config: &Config, record: &SealedRecord, facts: &mut TaskFacts) -> Result
                 .evidence
                 .as_ref()
                 .ok_or_else(|| format!("record {seq} is evidence that names no statement"))?;
-            let key = format!("{system_id}:{}", evidence.kind);
+            let key = format!(
+                "{}:{}",
+                event.system.as_deref().unwrap_or_default(),
+                evidence.kind
+            );
             if !facts.record_evidence(&key, &evidence.fields, record.at) {
                 return Err(format!(
                     "record {seq}: `{key}` holds too many distinct values"

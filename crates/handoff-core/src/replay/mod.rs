@@ -13,12 +13,11 @@ mod keep;
 
 use crate::audit::{AuditEvent, EventKind, Outcome, SealedRecord};
 use crate::config::Config;
-use crate::exchange::request::resolve_scope;
-use crate::ids::{DecisionId, SystemId, TaskId};
-use crate::policy::{Decision, DenyReason, Grant, PolicyEngine, RequestFacts, project_details};
+use crate::ids::{DecisionId, TaskId};
+use crate::policy::{Decision, DenyReason, Grant, PolicyEngine, RequestFacts};
 use crate::store::{Store, StoreError};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// A decision, as recorded or as decided again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -272,18 +271,11 @@ impl<'a> Replayer<'a> {
         let records = self.task_records(&task_id).await?;
         let facts = facts::rebuild(config, records, seq, &decided_on)
             .map_err(|reason| CannotReplay::Facts { seq, reason })?;
-        let system_id = SystemId::new(event.system.as_deref().unwrap_or_default());
-        let system = config
-            .systems
-            .get(&system_id)
-            .ok_or_else(|| request(format!("system `{system_id}` is no longer declared")))?;
-        let actions = resolve_scope(system, &event.actions).map_err(|e| request(e.to_string()))?;
-        let details = match &event.authorization_details {
-            Some(details) => {
-                project_details(system, details).map_err(|e| request(e.to_string()))?
-            }
-            None => BTreeMap::new(),
-        };
+        let facts::RecordedRequest {
+            system,
+            actions,
+            details,
+        } = facts::recorded_request(config, &event).map_err(request)?;
         let delegation = match &event.delegation {
             Some(id) => Some(
                 store
