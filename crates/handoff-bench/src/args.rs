@@ -43,6 +43,13 @@ pub struct Args {
     /// With `--floor`: a bearer token to send (e.g. an access token for a gateway route).
     #[arg(long)]
     pub floor_bearer: Option<String>,
+    /// With `--floor`: POST this file's bytes as JSON instead of a GET (a peer's own request, such
+    /// as a Cerbos decision or an OpenBao token create, measured by the same client).
+    #[arg(long, value_name = "FILE")]
+    pub floor_body: Option<PathBuf>,
+    /// With `--floor`: a header to send, as `Name: value` (repeatable).
+    #[arg(long, value_name = "HEADER")]
+    pub floor_header: Vec<String>,
     /// Serve a trivial upstream on this address instead of running a load (`200 {"ok":true}` to
     /// any request): the target of gateway benchmarks, direct and through the gateway.
     #[arg(long, value_name = "ADDR")]

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -27,6 +27,8 @@ pub struct Body<'a> {
     pub content_type: Option<&'static str>,
     pub bearer: Option<&'a str>,
     pub bytes: Bytes,
+    /// Further headers, sent as given.
+    pub headers: &'a [(HeaderName, HeaderValue)],
 }
 
 impl Body<'_> {
@@ -35,6 +37,7 @@ impl Body<'_> {
             content_type: None,
             bearer: None,
             bytes: Bytes::new(),
+            headers: &[],
         }
     }
 }
@@ -84,6 +87,9 @@ impl Connection {
         if let Some(token) = body.bearer {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
+        for (name, value) in body.headers {
+            request = request.header(name, value);
+        }
         let request = request.body(Full::new(body.bytes))?;
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
             self.open().await?;
@@ -109,9 +115,32 @@ impl Connection {
     }
 }
 
+/// A `Name: value` header from the command line.
+pub fn header(text: &str) -> Result<(HeaderName, HeaderValue)> {
+    let Some((name, value)) = text.split_once(':') else {
+        bail!("a header is `Name: value`, not `{text}`");
+    };
+    let name = HeaderName::try_from(name.trim())
+        .with_context(|| format!("`{name}` is not a header name"))?;
+    let value = HeaderValue::try_from(value.trim())
+        .with_context(|| format!("the value of `{name}` is not a header value"))?;
+    Ok((name, value))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::authority;
+    use super::{authority, header};
+
+    #[test]
+    fn a_header_is_a_name_and_a_value() {
+        let (name, value) = header("X-Vault-Token: bench").expect("a header");
+        assert_eq!(
+            (name.as_str(), value.as_bytes()),
+            ("x-vault-token", &b"bench"[..])
+        );
+        assert!(header("no colon").is_err());
+        assert!(header("bad name: x").is_err());
+    }
 
     #[test]
     fn the_authority_is_host_and_port() {

@@ -8,6 +8,7 @@ use crate::procfs::{self, Sample};
 use crate::report::{Outcome, Row, Stats, Window};
 use anyhow::{Context as _, Result, anyhow};
 use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
@@ -23,24 +24,49 @@ const DRAIN: Duration = Duration::from_secs(60);
 pub struct Agent {
     pub connection: Connection,
     pub workload: Workload,
-    /// What `--floor` requests: the path and an optional bearer token.
-    pub floor: Arc<(String, Option<String>)>,
+    /// What `--floor` requests.
+    pub floor: Arc<Floor>,
+}
+
+/// The one fixed request `--floor` repeats: `GET path`, or a POST of a JSON body, with an
+/// optional bearer token and further headers.
+pub struct Floor {
+    pub path: String,
+    pub bearer: Option<String>,
+    pub body: Option<Bytes>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Agent {
     async fn step(&mut self, floor: bool) -> (Outcome, &'static str) {
         if floor {
-            let (path, bearer) = &*self.floor;
-            let body = Body {
-                bearer: bearer.as_deref(),
-                ..Body::empty()
+            let floor = &*self.floor;
+            let path = floor.path.as_str();
+            let (method, body) = match &floor.body {
+                Some(bytes) => (
+                    Method::POST,
+                    Body {
+                        content_type: Some("application/json"),
+                        bearer: floor.bearer.as_deref(),
+                        bytes: bytes.clone(),
+                        headers: &floor.headers,
+                    },
+                ),
+                None => (
+                    Method::GET,
+                    Body {
+                        bearer: floor.bearer.as_deref(),
+                        headers: &floor.headers,
+                        ..Body::empty()
+                    },
+                ),
             };
-            let outcome = match self.connection.send(Method::GET, path, body).await {
+            let outcome = match self.connection.send(method, path, body).await {
                 Ok((StatusCode::OK, _)) => Outcome::Floor,
                 Ok((status, _)) => Outcome::Error(format!("{path} answered {status}")),
                 Err(e) => Outcome::Error(format!("{path}: {e:#}")),
             };
-            return (outcome, "healthz");
+            return (outcome, "floor");
         }
         match self.workload.next() {
             Op::Open(body) => (self.open(body).await, "open task"),
@@ -53,6 +79,7 @@ impl Agent {
             content_type: Some("application/json"),
             bearer: Some(self.workload.identity()),
             bytes: body,
+            headers: &[],
         };
         match self.connection.send(Method::POST, "/v1/tasks", body).await {
             Ok((StatusCode::CREATED, answer)) => match self.workload.opened(&answer) {
@@ -71,6 +98,7 @@ impl Agent {
             content_type: Some("application/x-www-form-urlencoded"),
             bearer: None,
             bytes: body,
+            headers: &[],
         };
         match self
             .connection

@@ -40,7 +40,23 @@ pub fn run(args: &Args) -> Result<()> {
         vec![String::new(); args.agents]
     };
     let runtime = runtime(args)?;
-    let floor = std::sync::Arc::new((args.floor_path.clone(), args.floor_bearer.clone()));
+    let floor = std::sync::Arc::new(driver::Floor {
+        path: args.floor_path.clone(),
+        bearer: args.floor_bearer.clone(),
+        body: match &args.floor_body {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?
+                    .into(),
+            ),
+            None => None,
+        },
+        headers: args
+            .floor_header
+            .iter()
+            .map(|text| client::header(text))
+            .collect::<Result<_>>()?,
+    });
     runtime.block_on(async {
         let agents: Vec<Agent> = identities
             .into_iter()

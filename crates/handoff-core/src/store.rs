@@ -136,6 +136,8 @@ pub struct Receipt {
 pub mod metric_names {
     pub const AUDIT_BATCH_RECORDS: &str = "handoff_audit_batch_records";
     pub const AUDIT_COMMIT_SECONDS: &str = "handoff_audit_commit_duration_seconds";
+    /// The embedded store only: one WAL checkpoint, run beside the writer, never inside a commit.
+    pub const AUDIT_CHECKPOINT_SECONDS: &str = "handoff_audit_checkpoint_duration_seconds";
 }
 
 #[async_trait]

@@ -25,7 +25,9 @@ pub const STORE_ERRORS: &str = "handoff_store_errors_total";
 pub const APPROVALS_PENDING: &str = "handoff_approvals_pending";
 pub const CACHE_LOOKUPS: &str = "handoff_verification_cache_lookups_total";
 pub const STAGE_SECONDS: &str = "handoff_stage_duration_seconds";
-use handoff_core::store::metric_names::{AUDIT_BATCH_RECORDS, AUDIT_COMMIT_SECONDS};
+use handoff_core::store::metric_names::{
+    AUDIT_BATCH_RECORDS, AUDIT_CHECKPOINT_SECONDS, AUDIT_COMMIT_SECONDS,
+};
 
 /// Buckets of the batch-size histogram: records folded into one commit.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
@@ -98,6 +100,11 @@ pub fn install() -> Result<(), InstallError> {
         AUDIT_COMMIT_SECONDS,
         metrics::Unit::Seconds,
         "Time to commit one batch of audit records, fsync included."
+    );
+    metrics::describe_histogram!(
+        AUDIT_CHECKPOINT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of one WAL checkpoint of the embedded store, run beside the writer (not in a commit)."
     );
     metrics::describe_histogram!(
         STAGE_SECONDS,
@@ -239,8 +246,38 @@ pub fn router() -> axum::Router {
 
 /// Times every span at [`handoff_core::trace::SPAN_TARGET`] (an exchange's stages, a request, a
 /// relayed call) into [`STAGE_SECONDS`], labelled with the span's (static) name. Added to the
-/// subscriber by `handoff serve` and `handoff gateway`, filtered to that target.
-pub struct StageTimings;
+/// subscriber by `handoff serve` and `handoff gateway`, filtered to that target. Each stage's
+/// histogram is looked up in the recorder once and kept: an exchange closes eight spans, and a
+/// lookup by label on every close cost more than the timing itself (docs/benchmarks.md).
+#[derive(Default)]
+pub struct StageTimings {
+    /// The histogram of each stage seen so far, by span name (a dozen at most).
+    stages: std::sync::RwLock<Vec<(&'static str, metrics::Histogram)>>,
+}
+
+impl StageTimings {
+    fn histogram(&self, name: &'static str) -> Option<metrics::Histogram> {
+        let found = |stages: &[(&'static str, metrics::Histogram)]| {
+            stages
+                .iter()
+                .find(|(known, _)| std::ptr::eq(*known, name) || *known == name)
+                .map(|(_, histogram)| histogram.clone())
+        };
+        if let Some(histogram) = self.stages.read().ok().and_then(|s| found(&s)) {
+            return Some(histogram);
+        }
+        // Before the recorder is installed every handle is a no-op: keep none of those.
+        HANDLE.get()?;
+        let mut stages = self.stages.write().ok()?;
+        if let Some(histogram) = found(&stages) {
+            return Some(histogram);
+        }
+        let stage = name.strip_prefix("handoff.").unwrap_or(name);
+        let histogram = metrics::histogram!(STAGE_SECONDS, "stage" => stage);
+        stages.push((name, histogram.clone()));
+        Some(histogram)
+    }
+}
 
 /// When a timed span began.
 struct Began(std::time::Instant);
@@ -265,9 +302,10 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        if let Some(Began(at)) = span.extensions().get::<Began>() {
-            let stage = span.name().strip_prefix("handoff.").unwrap_or(span.name());
-            metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(at.elapsed().as_secs_f64());
+        if let Some(Began(at)) = span.extensions().get::<Began>()
+            && let Some(histogram) = self.histogram(span.name())
+        {
+            histogram.record(at.elapsed().as_secs_f64());
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The single writer: drains queued writes into one transaction (group commit), so concurrent
 //! exchanges share one fsync, and extends the audit chain in commit order.
 
+use crate::checkpointer::Nudge;
 use crate::unavailable;
 use handoff_core::audit::{GENESIS, SealedRecord, seal};
 use handoff_core::containment::{Revocation, RevocationKind};
 use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write, metric_names};
 use handoff_core::time::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes folded into one commit.
@@ -34,12 +35,12 @@ pub struct Head {
 }
 
 pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
+    // Read at the start of every commit: prepared once, not parsed again each time.
     let last = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
         .optional()?;
     Ok(match last {
         Some((seq, hash)) => Head {
@@ -53,7 +54,7 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
     })
 }
 
-pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Queued>) {
+pub fn run(conn: Connection, mut jobs: mpsc::Receiver<Queued>, mut checkpoints: Nudge) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::new();
         let mut flushed = None;
@@ -72,8 +73,10 @@ pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Queued>) {
             }
         }
         if !batch.is_empty() {
+            checkpoints.reset_due(&conn);
             let started = std::time::Instant::now();
-            let results = commit(&mut conn, &batch);
+            let results = commit(&conn, &batch);
+            checkpoints.committed(batch.len());
             metrics::histogram!(metric_names::AUDIT_COMMIT_SECONDS)
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!(metric_names::AUDIT_BATCH_RECORDS).record(batch.len() as f64);
@@ -88,24 +91,38 @@ pub fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Queued>) {
     }
 }
 
+/// Runs one statement that returns no rows (a transaction's own: `BEGIN`, `SAVEPOINT`, ...),
+/// prepared once per connection and kept: rusqlite's transaction types prepare theirs on every
+/// use, five parses per record.
+fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Commits the batch; each write succeeds or fails alone, and nothing is reported written unless
 /// the transaction committed. The chain head is read inside the (immediate) transaction, so
 /// another process appending to the same file (the CLI revoking) keeps one unbroken chain.
-fn commit(conn: &mut Connection, batch: &[Job]) -> Vec<Result<Receipt, StoreError>> {
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return batch.iter().map(|_| Err(unavailable_ref(&e))).collect(),
-    };
-    let mut head = match load_head(&tx) {
+fn commit(conn: &Connection, batch: &[Job]) -> Vec<Result<Receipt, StoreError>> {
+    let failed = |e: &rusqlite::Error| batch.iter().map(|_| Err(unavailable_ref(e))).collect();
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        return failed(&e);
+    }
+    let mut head = match load_head(conn) {
         Ok(head) => head,
-        Err(e) => return batch.iter().map(|_| Err(unavailable_ref(&e))).collect(),
+        Err(e) => {
+            let _ = exec(conn, "ROLLBACK");
+            return failed(&e);
+        }
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        results.push(apply_one(&mut tx, &mut head, &job.write));
+        results.push(apply_one(conn, &mut head, &job.write));
     }
-    if let Err(e) = tx.commit() {
-        return batch.iter().map(|_| Err(unavailable_ref(&e))).collect();
+    if let Err(e) = exec(conn, "COMMIT") {
+        // A failed COMMIT may leave the transaction open: end it, so the next batch starts clean.
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        return failed(&e);
     }
     results
 }
@@ -114,30 +131,47 @@ fn unavailable_ref(error: &rusqlite::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-fn apply_one(
-    tx: &mut Transaction<'_>,
-    head: &mut Head,
-    write: &Write,
-) -> Result<Receipt, StoreError> {
-    let savepoint = tx.savepoint().map_err(unavailable)?;
+/// One write inside the batch's transaction, under its own savepoint: a write that fails leaves
+/// nothing behind and the others go on.
+fn apply_one(conn: &Connection, head: &mut Head, write: &Write) -> Result<Receipt, StoreError> {
+    exec(conn, "SAVEPOINT write").map_err(unavailable)?;
+    match apply_write(conn, head, write) {
+        Ok(applied) => match exec(conn, "RELEASE write") {
+            Ok(()) => {
+                *head = Head {
+                    seq: applied.seq,
+                    hash: applied.hash.clone(),
+                };
+                Ok(applied)
+            }
+            Err(e) => {
+                let _ = exec(conn, "ROLLBACK TO write").and_then(|()| exec(conn, "RELEASE write"));
+                Err(unavailable(e))
+            }
+        },
+        Err(error) => {
+            exec(conn, "ROLLBACK TO write")
+                .and_then(|()| exec(conn, "RELEASE write"))
+                .map_err(unavailable)?;
+            Err(error)
+        }
+    }
+}
+
+fn apply_write(conn: &Connection, head: &Head, write: &Write) -> Result<Receipt, StoreError> {
     if let Some(system) = &write.unless_frozen
-        && is_frozen(&savepoint, system.as_str())?
+        && is_frozen(conn, system.as_str())?
     {
         return Err(StoreError::Rejected(Rejection::SystemFrozen));
     }
-    apply_task(&savepoint, &write.task)?;
+    apply_task(conn, &write.task)?;
     for effect in &write.effects {
-        apply_effect(&savepoint, write.at, effect)?;
+        apply_effect(conn, write.at, effect)?;
     }
     let seq = head.seq.saturating_add(1);
     let record =
         seal(seq, write.at, &head.hash, write.event.clone()).map_err(StoreError::Corrupt)?;
-    insert_record(&savepoint, &record)?;
-    savepoint.commit().map_err(unavailable)?;
-    *head = Head {
-        seq,
-        hash: record.hash.clone(),
-    };
+    insert_record(conn, &record)?;
     Ok(Receipt {
         seq,
         hash: record.hash,

@@ -99,3 +99,45 @@ async fn the_chain_continues_across_a_reopen() {
     }
     assert_eq!(verifier.checked(), 4);
 }
+
+/// The WAL is copied back into the database by the checkpointer thread, beside the writer: a few
+/// records, far below SQLite's own automatic threshold (which the writer has off), are in the
+/// database file within a few seconds, with no further write to carry a checkpoint.
+#[tokio::test]
+async fn the_checkpointer_copies_the_wal_back_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handoff.db");
+    let store = SqliteStore::open(&path).unwrap();
+    // Let the start's own checkpoint pass, then measure what the records add.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    for i in 0..40 {
+        let event = AuditEvent {
+            task: Some(format!("t{i}")),
+            reason: Some("x".repeat(2000)),
+            ..AuditEvent::default()
+        };
+        store
+            .write(Write {
+                at: Timestamp::from_millis(i),
+                event,
+                task: TaskWrite::None,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&path).unwrap().len();
+        if now >= before + 40 * 2000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file is {now} bytes, {before} before 40 records of 2 KB: nothing was checkpointed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.audit_page(0, 100).await.unwrap().len(), 40);
+}

@@ -53,7 +53,12 @@ pub fn init_logging(args: &crate::LogArgs) -> anyhow::Result<Telemetry> {
     };
     // The spans made for tracing are not log lines, whatever the filter says.
     let filter = filter.add_directive(format!("{SPAN_TARGET}=off").parse()?);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: a log file or collector gets plain text (and
+    // the server formats no escape codes per line).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let fmt = match args.log_format {
         crate::LogFormat::Text => fmt.with_filter(filter).boxed(),
         crate::LogFormat::Json => fmt
@@ -77,7 +82,7 @@ pub fn init_logging(args: &crate::LogArgs) -> anyhow::Result<Telemetry> {
     };
     tracing_subscriber::registry()
         .with(fmt)
-        .with(handoff_server::metrics::StageTimings.with_filter(spans()))
+        .with(handoff_server::metrics::StageTimings::default().with_filter(spans()))
         .with(otel)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;

@@ -287,6 +287,43 @@ async fn each_request_is_one_json_log_line_with_its_decision_and_never_a_token()
     }
 }
 
+/// The default text log, written to a file (as a service manager or a container runtime does),
+/// is plain text: no terminal colour codes for a collector to strip.
+#[tokio::test]
+async fn a_text_log_written_to_a_file_has_no_colour_codes() {
+    let dir = temp_dir();
+    let log = dir.path().join("handoff.log");
+    let server = Server::start_logged(
+        &dir.path().join("data"),
+        None,
+        &[],
+        &["--log-level", "info"],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let agent = server.identity("release-bot");
+    let (_task, txn) = server.task(&agent, "release", &["ci"]).await;
+    let (status, body) = server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let decision = body["decision_id"].as_str().unwrap().to_owned();
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&decision) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        text.contains(&decision),
+        "the exchange was not logged:\n{text}"
+    );
+    assert!(text.contains("handoff started"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file:\n{text}"
+    );
+}
+
 /// The value of the sample `name` whose labels include every one of `labels` (0 when absent).
 pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut found = 0.0;

@@ -24,14 +24,21 @@ fn pairs(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
 
 /// One percent-encoded component (`+` is a space), decoded only if it is UTF-8.
 fn decode(component: &[u8]) -> Result<String, ApiError> {
+    let not_utf8 =
+        || ApiError::invalid_request("the form body is not UTF-8 once percent-decoded".to_owned());
+    // Tokens and most values have nothing to decode: checked as UTF-8 and copied once, instead
+    // of byte by byte through the decoder (a third of the form's cost with two tokens in it).
+    if !component.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::str::from_utf8(component)
+            .map(str::to_owned)
+            .map_err(|_| not_utf8());
+    }
     let spaced: Vec<u8> = component
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })
         .collect();
     let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
-    String::from_utf8(bytes).map_err(|_| {
-        ApiError::invalid_request("the form body is not UTF-8 once percent-decoded".to_owned())
-    })
+    String::from_utf8(bytes).map_err(|_| not_utf8())
 }
 
 impl FormParams {
@@ -76,5 +83,27 @@ impl FormParams {
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.optional(name)
             .ok_or_else(|| ApiError::invalid_request(format!("parameter `{name}` is required")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn components_decode_the_same_with_or_without_anything_to_decode() {
+        let decoded = |bytes: &[u8]| decode(bytes).ok();
+        assert_eq!(
+            decoded(b"eyJhbGciOi.J9-_x"),
+            Some("eyJhbGciOi.J9-_x".to_owned())
+        );
+        assert_eq!(decoded(b"a+b%20c"), Some("a b c".to_owned()));
+        assert_eq!(decoded(b"%C3%A9t%C3%A9"), Some("été".to_owned()));
+        assert_eq!(decoded("été".as_bytes()), Some("été".to_owned()));
+        assert_eq!(decoded(b""), Some(String::new()));
+        // Not UTF-8, raw or once decoded: refused either way, never replaced.
+        assert_eq!(decoded(b"\xff"), None);
+        assert_eq!(decoded(b"%ff"), None);
+        assert_eq!(decoded(b"a+\xff"), None);
     }
 }
