@@ -20,6 +20,16 @@ async fn scratch() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// A write of `event` alone (no task change, no effect) at `millis`.
+fn record_at(millis: i64, event: AuditEvent) -> Write {
+    Write {
+        at: Timestamp::from_millis(millis),
+        event,
+        task: TaskWrite::None,
+        ..Default::default()
+    }
+}
+
 /// The shared `Store` contract, one test per check (`conformance::<check>`).
 mod conformance {
     handoff_core::store_conformance!(super::scratch);
@@ -39,15 +49,7 @@ async fn concurrent_writes_each_get_one_sequence_number_and_keep_one_unbroken_ch
                     task: Some(format!("t{}", i % 7)),
                     ..AuditEvent::default()
                 };
-                store
-                    .write(Write {
-                        at: Timestamp::from_millis(i),
-                        event,
-                        task: TaskWrite::None,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap()
+                store.write(record_at(i, event)).await.unwrap()
             })
         })
         .collect();
@@ -117,15 +119,7 @@ async fn the_checkpointer_copies_the_wal_back_beside_the_writer() {
             reason: Some("x".repeat(2000)),
             ..AuditEvent::default()
         };
-        store
-            .write(Write {
-                at: Timestamp::from_millis(i),
-                event,
-                task: TaskWrite::None,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        store.write(record_at(i, event)).await.unwrap();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

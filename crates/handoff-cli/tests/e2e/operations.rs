@@ -233,17 +233,23 @@ async fn wait_for_line(path: &std::path::Path, matches: impl Fn(&Value) -> bool)
     );
 }
 
-#[tokio::test]
-async fn each_request_is_one_json_log_line_with_its_decision_and_never_a_token() {
+/// A server whose log (stderr) goes to a file, started with `flags`; keep the folder.
+fn logged_server(flags: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Server) {
     let dir = temp_dir();
     let log = dir.path().join("handoff.log");
     let server = Server::start_logged(
         &dir.path().join("data"),
         None,
         &[],
-        &["--log-format", "json", "--log-level", "info"],
+        flags,
         std::fs::File::create(&log).unwrap().into(),
     );
+    (dir, log, server)
+}
+
+#[tokio::test]
+async fn each_request_is_one_json_log_line_with_its_decision_and_never_a_token() {
+    let (_dir, log, server) = logged_server(&["--log-format", "json", "--log-level", "info"]);
     let agent = server.identity("release-bot");
     let (task, txn) = server.task(&agent, "release", &["ci"]).await;
     // A deploy before any test run has no permit; the test run that follows has one.
@@ -291,15 +297,7 @@ async fn each_request_is_one_json_log_line_with_its_decision_and_never_a_token()
 /// is plain text: no terminal colour codes for a collector to strip.
 #[tokio::test]
 async fn a_text_log_written_to_a_file_has_no_colour_codes() {
-    let dir = temp_dir();
-    let log = dir.path().join("handoff.log");
-    let server = Server::start_logged(
-        &dir.path().join("data"),
-        None,
-        &[],
-        &["--log-level", "info"],
-        std::fs::File::create(&log).unwrap().into(),
-    );
+    let (_dir, log, server) = logged_server(&["--log-level", "info"]);
     let agent = server.identity("release-bot");
     let (_task, txn) = server.task(&agent, "release", &["ci"]).await;
     let (status, body) = server.exchange(&agent, &txn, "ci", "run_tests", &[]).await;
