@@ -260,7 +260,7 @@ impl StageTimings {
         let found = |stages: &[(&'static str, metrics::Histogram)]| {
             stages
                 .iter()
-                .find(|(known, _)| std::ptr::eq(*known, name) || *known == name)
+                .find(|(known, _)| *known == name)
                 .map(|(_, histogram)| histogram.clone())
         };
         if let Some(histogram) = self.stages.read().ok().and_then(|s| found(&s)) {

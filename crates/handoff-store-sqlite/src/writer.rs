@@ -135,21 +135,21 @@ fn unavailable_ref(error: &rusqlite::Error) -> StoreError {
 /// nothing behind and the others go on.
 fn apply_one(conn: &Connection, head: &mut Head, write: &Write) -> Result<Receipt, StoreError> {
     exec(conn, "SAVEPOINT write").map_err(unavailable)?;
-    match apply_write(conn, head, write) {
-        Ok(applied) => match exec(conn, "RELEASE write") {
-            Ok(()) => {
-                *head = Head {
-                    seq: applied.seq,
-                    hash: applied.hash.clone(),
-                };
-                Ok(applied)
-            }
-            Err(e) => {
-                let _ = exec(conn, "ROLLBACK TO write").and_then(|()| exec(conn, "RELEASE write"));
-                Err(unavailable(e))
-            }
-        },
+    let applied = apply_write(conn, head, write).and_then(|applied| {
+        exec(conn, "RELEASE write")
+            .map(|()| applied)
+            .map_err(unavailable)
+    });
+    match applied {
+        Ok(applied) => {
+            *head = Head {
+                seq: applied.seq,
+                hash: applied.hash.clone(),
+            };
+            Ok(applied)
+        }
         Err(error) => {
+            // Undo this write alone; the batch's transaction goes on.
             exec(conn, "ROLLBACK TO write")
                 .and_then(|()| exec(conn, "RELEASE write"))
                 .map_err(unavailable)?;

@@ -1,7 +1,7 @@
 //! Incident queries: `GET /v1/audit/records` and `handoff audit query` return exactly the records
 //! matching every filter, across pages, checked against the whole log exported and filtered here.
 
-use crate::harness::{Server, cli, stdout, temp_dir};
+use crate::harness::{Server, cli, stdout, temp_dir, whole_log};
 use serde_json::{Value, json};
 
 /// Two agents, two tasks, two systems, permits and denies.
@@ -29,29 +29,6 @@ async fn history(server: &Server) -> (String, String) {
         tasks.push(body["task_id"].as_str().unwrap().to_owned());
     }
     (tasks[0].clone(), tasks[1].clone())
-}
-
-/// Every record of the log, as (seq, at in ms, event), from `handoff audit export`.
-fn whole_log(server: &Server) -> Vec<(u64, i64, Value)> {
-    let output = cli(&[
-        "audit",
-        "export",
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
-    assert!(output.status.success());
-    stdout(&output)
-        .lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line).unwrap();
-            let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
-            (
-                record["seq"].as_u64().unwrap(),
-                record["at"].as_i64().unwrap(),
-                body["event"].clone(),
-            )
-        })
-        .collect()
 }
 
 /// Every page of `GET /v1/audit/records?QUERY&limit=2`, followed by its cursor.

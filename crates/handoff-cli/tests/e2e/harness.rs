@@ -560,6 +560,29 @@ pub fn temp_dir() -> tempfile::TempDir {
 /// `header_read_timeout` (10 s by default); a pooled connection reused at that moment fails with
 /// an incomplete message, so pooled connections are dropped well before (as docs/security.md
 /// advises every client).
+/// Every record of the log as (seq, at in ms, event), from `handoff audit export`.
+pub fn whole_log(server: &Server) -> Vec<(u64, i64, Value)> {
+    let output = cli(&[
+        "audit",
+        "export",
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+            (
+                record["seq"].as_u64().unwrap(),
+                record["at"].as_i64().unwrap(),
+                body["event"].clone(),
+            )
+        })
+        .collect()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_idle_timeout(std::time::Duration::from_secs(4))

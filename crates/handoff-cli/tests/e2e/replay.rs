@@ -6,6 +6,7 @@
 
 use crate::harness::{
     Server, binary, ci_evidence_key, cli, example_text, now, sign, stderr, stdout, temp_dir,
+    whole_log,
 };
 use handoff_core::store::Store as _;
 use serde_json::{Value, json};
@@ -19,29 +20,6 @@ const SMALL: &str =
     r#"[{"type":"payments","amount":5000,"currency":"EUR","creditor":"ACME GmbH"}]"#;
 const FORBID_TESTS: &str = "@id(\"no-tests-today\")\n\
     forbid (principal, action == Action::\"ci:run_tests\", resource == System::\"ci\");\n";
-
-/// Every record of the log as (seq, at in ms, event), from `handoff audit export`.
-fn whole_log(server: &Server) -> Vec<(u64, i64, Value)> {
-    let output = cli(&[
-        "audit",
-        "export",
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    stdout(&output)
-        .lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line).unwrap();
-            let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
-            (
-                record["seq"].as_u64().unwrap(),
-                record["at"].as_i64().unwrap(),
-                body["event"].clone(),
-            )
-        })
-        .collect()
-}
 
 /// `handoff audit replay SEQ --json` (with `--config` when given): exit code and answer.
 fn replay(server: &Server, config: Option<&Path>, seq: &str) -> (i32, Value, String) {
@@ -403,8 +381,8 @@ async fn a_record_decided_before_a_reload_replays_under_its_own_policy_set() {
 }
 
 /// `handoff policy diff --against DIR --json [--since MS]` on the server's data directory.
-fn diff(server: &Server, against: &Path, since: Option<i64>) -> (i32, Value) {
-    let since = since.map(|s| s.to_string());
+/// `handoff policy diff --against DIR` on the server's data directory, with `extra` flags.
+fn policy_diff(server: &Server, against: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "policy",
         "diff",
@@ -412,12 +390,18 @@ fn diff(server: &Server, against: &Path, since: Option<i64>) -> (i32, Value) {
         against.to_str().unwrap(),
         "--data-dir",
         server.data_dir.to_str().unwrap(),
-        "--json",
     ];
+    args.extend(extra);
+    cli(&args)
+}
+
+fn diff(server: &Server, against: &Path, since: Option<i64>) -> (i32, Value) {
+    let since = since.map(|s| s.to_string());
+    let mut extra = vec!["--json"];
     if let Some(since) = &since {
-        args.extend(["--since", since]);
+        extra.extend(["--since", since]);
     }
-    let output = cli(&args);
+    let output = policy_diff(server, against, &extra);
     let value = serde_json::from_str(stdout(&output).trim()).unwrap_or(Value::Null);
     (output.status.code().unwrap(), value)
 }
@@ -505,14 +489,7 @@ async fn policy_diff_lists_exactly_the_decisions_a_changed_policy_flips() {
     copy_policies(&same);
     let (code, answer) = diff(&server, &same, None);
     assert_eq!((code, &answer["changes"]), (0, &json!([])), "{answer}");
-    let output = cli(&[
-        "policy",
-        "diff",
-        "--against",
-        candidate.to_str().unwrap(),
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
+    let output = policy_diff(&server, &candidate, &[]);
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     assert!(
@@ -524,14 +501,7 @@ async fn policy_diff_lists_exactly_the_decisions_a_changed_policy_flips() {
 
     // A candidate that does not load is refused like a deployment.
     std::fs::write(candidate.join("broken.cedar"), "permit (principal,;").unwrap();
-    let output = cli(&[
-        "policy",
-        "diff",
-        "--against",
-        candidate.to_str().unwrap(),
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
+    let output = policy_diff(&server, &candidate, &[]);
     assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("broken.cedar"),
