@@ -246,14 +246,9 @@ impl Store for SqliteStore {
     }
 
     async fn token_known(&self, jti: &str) -> Result<bool, StoreError> {
-        // The expression is the one `audit_by_jti` indexes (migration 6), so this is a lookup.
-        self.readers.with(|conn| {
-            reader::exists(
-                conn,
-                "SELECT 1 FROM audit WHERE CASE WHEN json_valid(body) THEN json_extract(body, '$.event.token.jti') END = ?1",
-                jti,
-            )
-        })
+        // A lookup in `audit_by_token` (migration 9).
+        self.readers
+            .with(|conn| reader::exists(conn, "SELECT 1 FROM audit WHERE jti = ?1", jti))
     }
 
     async fn agent_known(&self, agent: &AgentId) -> Result<bool, StoreError> {

@@ -97,6 +97,13 @@ const MIGRATIONS: &[&str] = &[
     // 8: every policy set served, by content hash (outside the chain), for `audit replay`.
     //    `files`: a JSON array of [name, text] pairs.
     "CREATE TABLE policy_sets (hash TEXT PRIMARY KEY, files TEXT NOT NULL);",
+    // 9: the token a record names kept in its own column, written with the record, in place of
+    //    migration 6's index over the body's JSON: that index parsed every record's body again on
+    //    the writer's commit path, and held an entry for records that name no token.
+    "ALTER TABLE audit ADD COLUMN jti TEXT;
+    UPDATE audit SET jti = CASE WHEN json_valid(body) THEN json_extract(body, '$.event.token.jti') END;
+    DROP INDEX audit_by_jti;
+    CREATE INDEX audit_by_token ON audit (jti) WHERE jti IS NOT NULL;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

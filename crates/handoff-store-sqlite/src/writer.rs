@@ -75,14 +75,17 @@ pub fn run(conn: Connection, mut jobs: mpsc::Receiver<Queued>, mut checkpoints: 
         if !batch.is_empty() {
             checkpoints.reset_due(&conn);
             let started = std::time::Instant::now();
-            let results = commit(&conn, &batch);
-            checkpoints.committed(batch.len());
+            let records = batch.len();
+            let (writes, replies): (Vec<Write>, Vec<_>) =
+                batch.into_iter().map(|job| (job.write, job.reply)).unzip();
+            let results = commit(&conn, writes);
+            checkpoints.committed(records);
             metrics::histogram!(metric_names::AUDIT_COMMIT_SECONDS)
                 .record(started.elapsed().as_secs_f64());
-            metrics::histogram!(metric_names::AUDIT_BATCH_RECORDS).record(batch.len() as f64);
-            for (job, result) in batch.into_iter().zip(results) {
+            metrics::histogram!(metric_names::AUDIT_BATCH_RECORDS).record(records as f64);
+            for (reply, result) in replies.into_iter().zip(results) {
                 // A caller that gave up waiting no longer needs the answer.
-                let _ = job.reply.send(result);
+                let _ = reply.send(result);
             }
         }
         if let Some(done) = flushed {
@@ -101,8 +104,10 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
 /// Commits the batch; each write succeeds or fails alone, and nothing is reported written unless
 /// the transaction committed. The chain head is read inside the (immediate) transaction, so
 /// another process appending to the same file (the CLI revoking) keeps one unbroken chain.
-fn commit(conn: &Connection, batch: &[Job]) -> Vec<Result<Receipt, StoreError>> {
-    let failed = |e: &rusqlite::Error| batch.iter().map(|_| Err(unavailable_ref(e))).collect();
+/// The writes are taken by value: each event moves into its sealed record, uncopied.
+fn commit(conn: &Connection, writes: Vec<Write>) -> Vec<Result<Receipt, StoreError>> {
+    let count = writes.len();
+    let failed = |e: &rusqlite::Error| (0..count).map(|_| Err(unavailable_ref(e))).collect();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         return failed(&e);
     }
@@ -113,9 +118,9 @@ fn commit(conn: &Connection, batch: &[Job]) -> Vec<Result<Receipt, StoreError>> 
             return failed(&e);
         }
     };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        results.push(apply_one(conn, &mut head, &job.write));
+    let mut results = Vec::with_capacity(count);
+    for write in writes {
+        results.push(apply_one(conn, &mut head, write));
     }
     if let Err(e) = exec(conn, "COMMIT") {
         // A failed COMMIT may leave the transaction open: end it, so the next batch starts clean.
@@ -133,7 +138,7 @@ fn unavailable_ref(error: &rusqlite::Error) -> StoreError {
 
 /// One write inside the batch's transaction, under its own savepoint: a write that fails leaves
 /// nothing behind and the others go on.
-fn apply_one(conn: &Connection, head: &mut Head, write: &Write) -> Result<Receipt, StoreError> {
+fn apply_one(conn: &Connection, head: &mut Head, write: Write) -> Result<Receipt, StoreError> {
     exec(conn, "SAVEPOINT write").map_err(unavailable)?;
     let applied = apply_write(conn, head, write).and_then(|applied| {
         exec(conn, "RELEASE write")
@@ -158,7 +163,7 @@ fn apply_one(conn: &Connection, head: &mut Head, write: &Write) -> Result<Receip
     }
 }
 
-fn apply_write(conn: &Connection, head: &Head, write: &Write) -> Result<Receipt, StoreError> {
+fn apply_write(conn: &Connection, head: &Head, write: Write) -> Result<Receipt, StoreError> {
     if let Some(system) = &write.unless_frozen
         && is_frozen(conn, system.as_str())?
     {
@@ -169,9 +174,9 @@ fn apply_write(conn: &Connection, head: &Head, write: &Write) -> Result<Receipt,
         apply_effect(conn, write.at, effect)?;
     }
     let seq = head.seq.saturating_add(1);
-    let record =
-        seal(seq, write.at, &head.hash, write.event.clone()).map_err(StoreError::Corrupt)?;
-    insert_record(conn, &record)?;
+    let jti = write.event.token.as_ref().map(|token| token.jti.clone());
+    let record = seal(seq, write.at, &head.hash, write.event).map_err(StoreError::Corrupt)?;
+    insert_record(conn, &record, jti.as_deref())?;
     Ok(Receipt {
         seq,
         hash: record.hash,
@@ -226,21 +231,27 @@ fn apply_task(tx: &Connection, write: &TaskWrite) -> Result<(), StoreError> {
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let expected = i64::try_from(*expected_version).map_err(|_| StoreError::Conflict)?;
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE tasks SET facts = COALESCE(?1, facts), state = COALESCE(?2, state),
-                            version = version + 1
-                     WHERE id = ?3 AND version = ?4",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        facts,
-                        state.map(|s| s.as_str()),
-                        id.as_str(),
-                        expected
-                    ])
-                })
-                .map_err(unavailable)?;
+            let changed = match state {
+                // An exchange's update: `state` is left out of the statement, so SQLite leaves
+                // `tasks_by_agent (agent, state)` alone rather than rewriting its entry (one
+                // page fewer to write per record).
+                None => tx
+                    .prepare_cached(
+                        "UPDATE tasks SET facts = COALESCE(?1, facts), version = version + 1
+                         WHERE id = ?2 AND version = ?3",
+                    )
+                    .and_then(|mut stmt| stmt.execute(params![facts, id.as_str(), expected])),
+                Some(state) => tx
+                    .prepare_cached(
+                        "UPDATE tasks SET facts = COALESCE(?1, facts), state = ?2,
+                                version = version + 1
+                         WHERE id = ?3 AND version = ?4",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![facts, state.as_str(), id.as_str(), expected])
+                    }),
+            }
+            .map_err(unavailable)?;
             if changed == 1 {
                 Ok(())
             } else {
@@ -250,17 +261,24 @@ fn apply_task(tx: &Connection, write: &TaskWrite) -> Result<(), StoreError> {
     }
 }
 
-fn insert_record(tx: &Connection, record: &SealedRecord) -> Result<(), StoreError> {
+/// Appends the sealed record, with the token it names (`jti`) beside it for `token_known`.
+fn insert_record(
+    tx: &Connection,
+    record: &SealedRecord,
+    jti: Option<&str>,
+) -> Result<(), StoreError> {
     let seq = i64::try_from(record.seq)
         .map_err(|_| StoreError::Corrupt("sequence overflow".to_owned()))?;
     tx.prepare_cached(
-        "INSERT INTO audit (seq, at, task, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit (seq, at, task, jti, body, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
             seq,
             record.at.millis(),
             record.task,
+            jti,
             record.body,
             record.prev_hash,
             record.hash

@@ -135,3 +135,56 @@ async fn the_checkpointer_copies_the_wal_back_beside_the_writer() {
     }
     assert_eq!(store.audit_page(0, 100).await.unwrap().len(), 40);
 }
+
+/// A database made before migration 9 (tokens indexed through the body's JSON) gets the `jti`
+/// column filled from its records when opened: the tokens it recorded are still known, an id it
+/// never recorded is not, and its chain still verifies.
+#[tokio::test]
+async fn tokens_recorded_before_the_jti_column_are_still_known_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handoff.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for (i, jti) in ["jti-old", "jti-older"].into_iter().enumerate() {
+            let event = AuditEvent {
+                task: Some("t1".to_owned()),
+                token: Some(handoff_core::audit::TokenRecord {
+                    jti: jti.to_owned(),
+                    aud: "git".to_owned(),
+                    scope: "read".to_owned(),
+                    exp: 60,
+                }),
+                ..AuditEvent::default()
+            };
+            store
+                .write(record_at(i64::try_from(i).unwrap(), event))
+                .await
+                .unwrap();
+        }
+        store
+            .write(record_at(5, AuditEvent::default()))
+            .await
+            .unwrap();
+    }
+    // Back to schema 8, exactly as it was: no column, the expression index.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX audit_by_token;
+         ALTER TABLE audit DROP COLUMN jti;
+         CREATE INDEX audit_by_jti ON audit (
+             CASE WHEN json_valid(body) THEN json_extract(body, '$.event.token.jti') END
+         );
+         PRAGMA user_version = 8;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(store.token_known("jti-old").await.unwrap());
+    assert!(store.token_known("jti-older").await.unwrap());
+    assert!(!store.token_known("jti-never").await.unwrap());
+    let mut verifier = ChainVerifier::default();
+    for record in store.audit_page(0, 10).await.unwrap() {
+        verifier.check(&record).unwrap();
+    }
+    assert_eq!(verifier.checked(), 3);
+}
