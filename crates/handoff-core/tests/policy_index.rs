@@ -1,10 +1,12 @@
 //! The policy scope index decides exactly as the whole policy set: the bundled example plus
 //! generated policies of every scope shape (any action, `==`, `in [..]`, `in` an action group;
-//! any resource, `==`, `in`, `is`), permits and forbids, conditions on the task and the
-//! principal, evaluated on generated requests (every system's actions, task purposes, prior
-//! grants) and task opens. Each decision, with its reason, description, determining policies and
-//! any gate, must be the same whether the engine evaluates the policies the index picks for the
-//! request or all of them.
+//! any resource, `==`, `in`, `is`), permits and forbids, conditions on the principal and on every
+//! field of the exchange context (each task, request and counter field, `has` tests, a record
+//! used whole, the delegation's presence), evaluated on generated requests (every system's
+//! actions, task purposes, prior grants, a resource or none, a delegate or the agent) and task
+//! opens. Each decision, with its reason, description, determining policies and any gate, must
+//! be the same whether the engine evaluates the policies the index picks for the request, on a
+//! context of only the fields those policies read, or all of them on the whole context.
 //!
 //! Deterministic in CI: 64 cases from a fixed seed; `PROPTEST_CASES=1000` explores further.
 
@@ -94,7 +96,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         any::<bool>(),
         (0u8..4, 0..ACTIONS.len(), 0..ACTIONS.len()),
         (0u8..4, 0..SYSTEMS.len()),
-        (0u8..4, 0..PURPOSES.len()),
+        (0u8..16, 0..ACTIONS.len()),
     )
         .prop_map(|(forbid, action, resource, condition)| Spec {
             forbid,
@@ -128,13 +130,41 @@ fn text(specs: &[Spec]) -> String {
         // (any action also covers opening a task, whose context differs).
         let exchange_only = spec.action.0 != 0 || spec.resource.0 != 0;
         let (kind, p) = spec.condition;
+        let named = ACTIONS[p % ACTIONS.len()];
         let condition = match (kind, exchange_only) {
             (0, _) if !spec.forbid => "true".to_owned(),
-            (1, true) => format!("context.task.purpose == \"{}\"", PURPOSES[p]),
-            (2, true) => format!(
-                "context.task.granted.contains(\"{}\")",
-                ACTIONS[p % ACTIONS.len()]
+            (1, true) => format!(
+                "context.task.purpose == \"{}\"",
+                PURPOSES[p % PURPOSES.len()]
             ),
+            (2, true) => format!("context.task.granted.contains(\"{named}\")"),
+            (3, true) => "context.task.intent == \"work\"".to_owned(),
+            (4, true) => "context.task.age_seconds > 500 && context.task.id == \"task_1\" \
+                          && context.task.user == \"alice\""
+                .to_owned(),
+            (5, true) => "context.task.agent == \"release-bot\"".to_owned(),
+            (6, true) => {
+                "context.task.systems.contains(\"git\") || context.task.exchanges > 1".to_owned()
+            }
+            (7, true) => format!(
+                "context.task.last_at has \"{named}\" && context.task.counts has \"{named}\" \
+                 && context.task.counts[\"{named}\"] > 0"
+            ),
+            (8, true) => format!(
+                "context.request.scope.contains(\"{named}\") \
+                 && context.request.lifetime_seconds <= 60"
+            ),
+            (9, true) => "context.request has resource".to_owned(),
+            (10, true) => "context.counters.spend_today >= 0".to_owned(),
+            // A record used whole (the example's counters, each 0 here).
+            (11, true) => "context.counters == {\"deploys_today\": 0, \
+                           \"payments_approved_last_hour\": 0, \"spend_today\": 0}"
+                .to_owned(),
+            (12, true) => "context has delegation && context.delegation.depth == 1".to_owned(),
+            (13, true) => "context.task.plan.contains(\"git\") \
+                           && !context.task.labels.contains(\"x\")"
+                .to_owned(),
+            (14, true) => "context.task.evidence has \"ci:tests_passed\"".to_owned(),
             _ => format!("principal == Agent::\"{}\"", AGENTS[p % AGENTS.len()]),
         };
         let effect = if spec.forbid { "forbid" } else { "permit" };
@@ -145,13 +175,16 @@ fn text(specs: &[Spec]) -> String {
     text
 }
 
-/// One generated request: who, which action, the task's purpose, prior grants.
+/// One generated request: who, which action, the task's purpose, prior grants, whether it
+/// names a resource and whether a delegate asks.
 #[derive(Clone, Debug)]
 struct Ask {
     agent: usize,
     action: usize,
     purpose: usize,
     granted: Vec<usize>,
+    resource: bool,
+    delegated: bool,
 }
 
 fn ask() -> impl Strategy<Value = Ask> {
@@ -160,13 +193,19 @@ fn ask() -> impl Strategy<Value = Ask> {
         0..ACTIONS.len(),
         0..PURPOSES.len(),
         proptest::collection::vec(0..ACTIONS.len(), 0..4),
+        any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(agent, action, purpose, granted)| Ask {
-            agent,
-            action,
-            purpose,
-            granted,
-        })
+        .prop_map(
+            |(agent, action, purpose, granted, resource, delegated)| Ask {
+                agent,
+                action,
+                purpose,
+                granted,
+                resource,
+                delegated,
+            },
+        )
 }
 
 /// The decision on `ask`, as text: every field of it, the permit's determining policies too.
@@ -207,10 +246,10 @@ fn decide(deployment: &Deployment, ask: &Ask) -> String {
     let request = RequestFacts {
         scope: &scope,
         lifetime_seconds: 60,
-        resource: None,
+        resource: ask.resource.then_some("repo-1"),
         details: &details,
         counters: &counters,
-        delegation: None,
+        delegation: ask.delegated.then_some((1, AGENTS[ask.agent])),
     };
     let grant = Grant {
         task: task.id.clone(),

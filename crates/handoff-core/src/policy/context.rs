@@ -175,60 +175,87 @@ fn per_action(
     .map_err(|e| e.to_string())
 }
 
+/// Needs of the context, by record and field: whether some policy can read `record.field`.
+type Needs<'a> = &'a dyn Fn(&str, &str) -> bool;
+
+/// One record's fields, each built only when some policy can read it.
+struct Fields<'a> {
+    record: &'static str,
+    needs: Needs<'a>,
+    built: Vec<(String, RestrictedExpression)>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(record: &'static str, needs: Needs<'a>) -> Self {
+        Self {
+            record,
+            needs,
+            built: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, name: &str, value: impl FnOnce() -> RestrictedExpression) {
+        if (self.needs)(self.record, name) {
+            self.built.push((name.to_owned(), value()));
+        }
+    }
+
+    fn try_add(
+        &mut self,
+        name: &str,
+        value: impl FnOnce() -> Result<RestrictedExpression, String>,
+    ) -> Result<(), String> {
+        if (self.needs)(self.record, name) {
+            self.built.push((name.to_owned(), value()?));
+        }
+        Ok(())
+    }
+
+    fn record(self) -> Result<RestrictedExpression, String> {
+        RestrictedExpression::new_record(self.built).map_err(|e| e.to_string())
+    }
+}
+
 fn task_expression(
     task: &Task,
     facts: &TaskFacts,
     now: Timestamp,
+    needs: Needs<'_>,
 ) -> Result<RestrictedExpression, String> {
     let age = (now.seconds() - task.created_at.seconds()).max(0);
-    RestrictedExpression::new_record([
-        (
-            "id".to_owned(),
-            RestrictedExpression::new_string(task.id.to_string()),
-        ),
-        (
-            "purpose".to_owned(),
-            RestrictedExpression::new_string(task.purpose.to_string()),
-        ),
-        (
-            "intent".to_owned(),
-            RestrictedExpression::new_string(task.intent.clone()),
-        ),
-        (
-            "user".to_owned(),
-            RestrictedExpression::new_string(task.user.to_string()),
-        ),
-        (
-            "agent".to_owned(),
-            RestrictedExpression::new_string(task.agent.to_string()),
-        ),
-        (
-            "plan".to_owned(),
-            strings(task.plan.iter().map(|s| s.as_str())),
-        ),
-        ("age_seconds".to_owned(), long(age)),
-        (
-            "granted".to_owned(),
-            strings(facts.granted.keys().map(|a| a.as_str())),
-        ),
-        (
-            "systems".to_owned(),
-            strings(facts.systems.iter().map(|s| s.as_str())),
-        ),
-        (
-            "labels".to_owned(),
-            strings(facts.labels.iter().map(String::as_str)),
-        ),
-        ("exchanges".to_owned(), long(facts.exchanges)),
-        ("counts".to_owned(), per_action(facts, |g| long(g.count))?),
-        ("last".to_owned(), per_action(facts, |g| long(g.seq))?),
-        (
-            "last_at".to_owned(),
-            per_action(facts, |g| long(g.last.seconds()))?,
-        ),
-        ("evidence".to_owned(), evidence_expression(facts)?),
-    ])
-    .map_err(|e| e.to_string())
+    let mut fields = Fields::new("task", needs);
+    fields.add("id", || {
+        RestrictedExpression::new_string(task.id.to_string())
+    });
+    fields.add("purpose", || {
+        RestrictedExpression::new_string(task.purpose.to_string())
+    });
+    fields.add("intent", || {
+        RestrictedExpression::new_string(task.intent.clone())
+    });
+    fields.add("user", || {
+        RestrictedExpression::new_string(task.user.to_string())
+    });
+    fields.add("agent", || {
+        RestrictedExpression::new_string(task.agent.to_string())
+    });
+    fields.add("plan", || strings(task.plan.iter().map(|s| s.as_str())));
+    fields.add("age_seconds", || long(age));
+    fields.add("granted", || {
+        strings(facts.granted.keys().map(|a| a.as_str()))
+    });
+    fields.add("systems", || {
+        strings(facts.systems.iter().map(|s| s.as_str()))
+    });
+    fields.add("labels", || {
+        strings(facts.labels.iter().map(String::as_str))
+    });
+    fields.add("exchanges", || long(facts.exchanges));
+    fields.try_add("counts", || per_action(facts, |g| long(g.count)))?;
+    fields.try_add("last", || per_action(facts, |g| long(g.seq)))?;
+    fields.try_add("last_at", || per_action(facts, |g| long(g.last.seconds())))?;
+    fields.try_add("evidence", || evidence_expression(facts))?;
+    fields.record()
 }
 
 /// `task.evidence`: per `system:kind`, bounded by the kinds declared, not by how often reported.
@@ -252,65 +279,63 @@ fn evidence_expression(facts: &TaskFacts) -> Result<RestrictedExpression, String
     RestrictedExpression::new_record(kinds).map_err(|e| e.to_string())
 }
 
-/// The context of one exchange: `{ task: {...}, request: {...} }`.
+/// The context of one exchange: `{ task: {...}, request: {...}, counters: {...} }`, and
+/// `delegation` when a delegate asks; every field the schema declares.
 pub fn exchange_context(
     task: &Task,
     facts: &TaskFacts,
     request: &RequestFacts<'_>,
     now: Timestamp,
 ) -> Result<Context, String> {
-    let mut request_fields = vec![
-        (
-            "scope".to_owned(),
-            strings(request.scope.iter().map(String::as_str)),
-        ),
-        (
-            "lifetime_seconds".to_owned(),
-            long(request.lifetime_seconds),
-        ),
-    ];
+    exchange_context_reading(task, facts, request, now, &|_, _| true)
+}
+
+/// The context of one exchange with only the fields `needs` names built (what the policies to
+/// be evaluated can read, [`super::reads`]); the records themselves are always there.
+pub(super) fn exchange_context_reading(
+    task: &Task,
+    facts: &TaskFacts,
+    request: &RequestFacts<'_>,
+    now: Timestamp,
+    needs: Needs<'_>,
+) -> Result<Context, String> {
+    let mut request_fields = Fields::new("request", needs);
+    request_fields.add("scope", || {
+        strings(request.scope.iter().map(String::as_str))
+    });
+    request_fields.add("lifetime_seconds", || long(request.lifetime_seconds));
     if let Some(resource) = request.resource {
-        request_fields.push((
-            "resource".to_owned(),
-            RestrictedExpression::new_string(resource.to_owned()),
-        ));
+        request_fields.add("resource", || {
+            RestrictedExpression::new_string(resource.to_owned())
+        });
     }
-    let details = RestrictedExpression::new_record(request.details.iter().map(|(k, v)| {
-        let value = match v {
-            DetailValue::String(s) => RestrictedExpression::new_string(s.clone()),
-            DetailValue::Long(i) => RestrictedExpression::new_long(*i),
-            DetailValue::Bool(b) => RestrictedExpression::new_bool(*b),
-        };
-        (k.clone(), value)
-    }))
-    .map_err(|e| e.to_string())?;
-    request_fields.push(("details".to_owned(), details));
-    let request_record =
-        RestrictedExpression::new_record(request_fields).map_err(|e| e.to_string())?;
-    let counters = RestrictedExpression::new_record(
-        request
-            .counters
-            .iter()
-            .map(|(name, value)| (name.clone(), RestrictedExpression::new_long(*value))),
-    )
-    .map_err(|e| e.to_string())?;
+    request_fields.try_add("details", || {
+        RestrictedExpression::new_record(request.details.iter().map(|(k, v)| {
+            let value = match v {
+                DetailValue::String(s) => RestrictedExpression::new_string(s.clone()),
+                DetailValue::Long(i) => RestrictedExpression::new_long(*i),
+                DetailValue::Bool(b) => RestrictedExpression::new_bool(*b),
+            };
+            (k.clone(), value)
+        }))
+        .map_err(|e| e.to_string())
+    })?;
+    let mut counters = Fields::new("counters", needs);
+    for (name, value) in request.counters {
+        counters.add(name, || RestrictedExpression::new_long(*value));
+    }
     let mut pairs = vec![
-        ("task".to_owned(), task_expression(task, facts, now)?),
-        ("request".to_owned(), request_record),
-        ("counters".to_owned(), counters),
+        ("task".to_owned(), task_expression(task, facts, now, needs)?),
+        ("request".to_owned(), request_fields.record()?),
+        ("counters".to_owned(), counters.record()?),
     ];
     if let Some((depth, delegator)) = request.delegation {
-        pairs.push((
-            "delegation".to_owned(),
-            RestrictedExpression::new_record([
-                ("depth".to_owned(), long(depth)),
-                (
-                    "delegator".to_owned(),
-                    RestrictedExpression::new_string(delegator.to_owned()),
-                ),
-            ])
-            .map_err(|e| e.to_string())?,
-        ));
+        let mut delegation = Fields::new("delegation", needs);
+        delegation.add("depth", || long(depth));
+        delegation.add("delegator", || {
+            RestrictedExpression::new_string(delegator.to_owned())
+        });
+        pairs.push(("delegation".to_owned(), delegation.record()?));
     }
     Context::from_pairs(pairs).map_err(|e| e.to_string())
 }

@@ -10,13 +10,20 @@
 //! Cedar's `==`, `in` and `is` decide it over the engine's own entities (the systems and the
 //! schema's action groups); the principal is not looked at (agents are not known in advance).
 
+use super::reads::Reads;
 use cedar_policy::{ActionConstraint, Entities, EntityUid, Policy, PolicySet, ResourceConstraint};
 use std::collections::HashMap;
 
 /// The policies that can apply, by action, then resource (looked up by reference: no id is
 /// copied on the request path).
 pub(super) struct ScopeIndex {
-    sets: HashMap<EntityUid, HashMap<EntityUid, PolicySet>>,
+    sets: HashMap<EntityUid, HashMap<EntityUid, Scoped>>,
+}
+
+/// The policies one pair evaluates, and what of the context they can read.
+pub(super) struct Scoped {
+    pub(super) policies: PolicySet,
+    pub(super) reads: Reads,
 }
 
 impl ScopeIndex {
@@ -31,7 +38,7 @@ impl ScopeIndex {
             .policies()
             .map(|p| (p, p.action_constraint(), p.resource_constraint()))
             .collect();
-        let mut sets: HashMap<EntityUid, HashMap<EntityUid, PolicySet>> = HashMap::new();
+        let mut sets: HashMap<EntityUid, HashMap<EntityUid, Scoped>> = HashMap::new();
         for (action, resource) in pairs {
             let mut set = PolicySet::new();
             for (policy, on_action, on_resource) in &scoped {
@@ -39,13 +46,20 @@ impl ScopeIndex {
                     set.add((*policy).clone()).map_err(|e| e.to_string())?;
                 }
             }
-            sets.entry(action).or_default().insert(resource, set);
+            let reads = Reads::of(&set);
+            sets.entry(action).or_default().insert(
+                resource,
+                Scoped {
+                    policies: set,
+                    reads,
+                },
+            );
         }
         Ok(Self { sets })
     }
 
     /// The policies to evaluate for `action` on `resource`, if the index holds the pair.
-    pub(super) fn get(&self, action: &EntityUid, resource: &EntityUid) -> Option<&PolicySet> {
+    pub(super) fn get(&self, action: &EntityUid, resource: &EntityUid) -> Option<&Scoped> {
         self.sets.get(action)?.get(resource)
     }
 
@@ -54,7 +68,7 @@ impl ScopeIndex {
         self.sets
             .values()
             .flat_map(HashMap::values)
-            .map(|s| s.policies().count())
+            .map(|s| s.policies.policies().count())
             .max()
             .unwrap_or(0)
     }

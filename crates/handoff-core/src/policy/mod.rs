@@ -5,6 +5,7 @@ mod context;
 pub mod decision;
 mod index;
 mod reach;
+mod reads;
 pub mod schema;
 pub mod testing;
 
@@ -55,6 +56,8 @@ pub struct PolicyEngine {
     count: usize,
     /// The policies each (action, resource) pair evaluates; `None`: the whole set, always.
     index: Option<index::ScopeIndex>,
+    /// What the whole set is taken to read when it is evaluated whole: everything.
+    reads_everything: reads::Reads,
 }
 
 /// Where a policy came from, for error messages.
@@ -297,6 +300,7 @@ impl PolicyEngine {
             approval_groups,
             count,
             index: Some(index),
+            reads_everything: reads::Reads::everything(),
         })
     }
 
@@ -350,11 +354,14 @@ impl PolicyEngine {
                 .actions
                 .get(schema::OPEN_TASK_ACTION)
                 .ok_or_else(|| "the open_task action is missing".to_owned())?;
+            let resource = uid(&self.purpose_type, purpose.as_str());
+            let (policies, _) = self.scoped(action, &resource);
             self.evaluate(
                 uid(&self.agent_type, agent.as_str()),
                 action.clone(),
-                uid(&self.purpose_type, purpose.as_str()),
+                resource,
                 context,
+                policies,
             )
         });
         match outcome {
@@ -390,10 +397,6 @@ impl PolicyEngine {
                 policies,
             })
         };
-        let context = match context::exchange_context(task, facts, request, now) {
-            Ok(context) => context,
-            Err(e) => return deny(DenyReason::PolicyError, Vec::new(), format!("context: {e}")),
-        };
         let Some(resource) = self.systems.get(grant.system.as_str()) else {
             return deny(
                 DenyReason::PolicyError,
@@ -401,9 +404,6 @@ impl PolicyEngine {
                 "unknown system".to_owned(),
             );
         };
-        // The workload asking: the task's agent, or a delegate acting in its task.
-        let principal = uid(&self.agent_type, grant.agent.as_str());
-        let mut determining = BTreeSet::new();
         if grant.actions.is_empty() {
             return deny(
                 DenyReason::NoPermit,
@@ -411,6 +411,8 @@ impl PolicyEngine {
                 "no action was requested".to_owned(),
             );
         }
+        // Each action's policies first: the context is built once, with what any of them reads.
+        let mut scoped = Vec::with_capacity(grant.actions.len());
         for action in &grant.actions {
             let Some(action_uid) = self.actions.get(action.name.as_str()) else {
                 return deny(
@@ -419,11 +421,28 @@ impl PolicyEngine {
                     format!("unknown action `{}`", action.name),
                 );
             };
+            let (policies, reads) = self.scoped(action_uid, resource);
+            scoped.push((action, action_uid, policies, reads));
+        }
+        let needs = |record: &str, field: &str| {
+            scoped
+                .iter()
+                .any(|(_, _, _, reads)| reads.needs(record, field))
+        };
+        let context = match context::exchange_context_reading(task, facts, request, now, &needs) {
+            Ok(context) => context,
+            Err(e) => return deny(DenyReason::PolicyError, Vec::new(), format!("context: {e}")),
+        };
+        // The workload asking: the task's agent, or a delegate acting in its task.
+        let principal = uid(&self.agent_type, grant.agent.as_str());
+        let mut determining = BTreeSet::new();
+        for (action, action_uid, policies, _) in &scoped {
             match self.evaluate(
                 principal.clone(),
-                action_uid.clone(),
+                (*action_uid).clone(),
                 resource.clone(),
                 context.clone(),
+                policies,
             ) {
                 Ok(Verdict::Allow(policies)) => determining.extend(policies),
                 Ok(Verdict::Deny(reason, policies, description)) => {
@@ -454,18 +473,27 @@ impl PolicyEngine {
         }
     }
 
+    /// The policies `action` on `resource` evaluates (the index's pick, or the whole set), and
+    /// what of the exchange context they can read.
+    fn scoped(&self, action: &EntityUid, resource: &EntityUid) -> (&PolicySet, &reads::Reads) {
+        match self
+            .index
+            .as_ref()
+            .and_then(|index| index.get(action, resource))
+        {
+            Some(scoped) => (&scoped.policies, &scoped.reads),
+            None => (&self.policies, &self.reads_everything),
+        }
+    }
+
     fn evaluate(
         &self,
         principal: EntityUid,
         action: EntityUid,
         resource: EntityUid,
         context: Context,
+        policies: &PolicySet,
     ) -> Result<Verdict, String> {
-        let policies = self
-            .index
-            .as_ref()
-            .and_then(|index| index.get(&action, &resource))
-            .unwrap_or(&self.policies);
         let request =
             Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
         let response = self

@@ -155,11 +155,7 @@ impl PolicyEngine {
                 let Some(action_uid) = self.actions.get(action.name.as_str()) else {
                     continue;
                 };
-                let policies = self
-                    .index
-                    .as_ref()
-                    .and_then(|index| index.get(action_uid, resource))
-                    .unwrap_or(&self.policies);
+                let (policies, _) = self.scoped(action_uid, resource);
                 let mut permitted = false;
                 let mut forbidden = false;
                 for policy in policies.policies().filter(|p| names(p, &principal)) {

@@ -1,0 +1,174 @@
+//! What of an exchange's context a set of policies can read, found once at load by walking each
+//! policy's conditions (Cedar's JSON policy format), so a decision builds only those parts.
+//!
+//! The context has four records (`task`, `request`, `counters`, `delegation`), each of named
+//! fields. A condition reads a field through `context.<record>.<field>` (then anything further)
+//! or tests it with `context.<record> has <field>`; that field is kept. A record used any other
+//! way (`context.task == ..`, passed whole) is kept whole, and `context` used any other way keeps
+//! everything. A field no policy of the set names can change no evaluation of that set: its
+//! absence is seen only through a read or a `has`, and both are counted here. So the decision,
+//! its determining policies and its errors are those of the whole context; the scope index's
+//! equivalence test (`tests/policy_index.rs`) checks that over generated policies that read
+//! every field.
+
+use cedar_policy::PolicySet;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// The parts of the exchange context some policy of a set can read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Reads {
+    /// `context` is used as a whole: every part is kept.
+    everything: bool,
+    /// Records used as a whole: every field of them is kept.
+    whole: BTreeSet<String>,
+    /// `(record, field)` pairs read or tested.
+    fields: BTreeSet<(String, String)>,
+}
+
+impl Reads {
+    /// Every part of the context (the engine without its index, or a policy it cannot read).
+    pub(super) fn everything() -> Self {
+        Self {
+            everything: true,
+            ..Self::default()
+        }
+    }
+
+    /// What the policies of `set` can read.
+    pub(super) fn of(set: &PolicySet) -> Self {
+        let mut reads = Self::default();
+        for policy in set.policies() {
+            match policy.to_json() {
+                Ok(json) => {
+                    for condition in json
+                        .get("conditions")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        reads.walk(condition.get("body").unwrap_or(&Value::Null));
+                    }
+                }
+                // Unreadable: assume it reads anything.
+                Err(_) => reads.everything = true,
+            }
+        }
+        reads
+    }
+
+    /// Whether some policy can read `record.field`.
+    pub(super) fn needs(&self, record: &str, field: &str) -> bool {
+        self.everything
+            || self.whole.contains(record)
+            || self
+                .fields
+                .iter()
+                .any(|(r, f)| r.as_str() == record && f.as_str() == field)
+    }
+
+    fn walk(&mut self, expression: &Value) {
+        match expression {
+            Value::Object(object) => {
+                // A literal holds no expression.
+                if object.contains_key("Value") {
+                    return;
+                }
+                for operator in [".", "has"] {
+                    if let Some(node) = object.get(operator) {
+                        let left = node.get("left").unwrap_or(&Value::Null);
+                        let attr = node.get("attr").and_then(Value::as_str);
+                        if let (Some(record), Some(attr)) = (context_record(left), attr) {
+                            // `context.record.attr` or `context.record has attr`.
+                            self.fields.insert((record.to_owned(), attr.to_owned()));
+                            return;
+                        }
+                        if is_context(left) {
+                            // `context.record` not read further: the record is used whole.
+                            // (`context has record` keeps it too: its presence is its value.)
+                            if let Some(attr) = attr {
+                                self.whole.insert(attr.to_owned());
+                                return;
+                            }
+                        }
+                    }
+                }
+                if object.get("Var").and_then(Value::as_str) == Some("context") {
+                    self.everything = true;
+                    return;
+                }
+                for value in object.values() {
+                    self.walk(value);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.walk(item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `{"Var": "context"}`.
+fn is_context(expression: &Value) -> bool {
+    expression.get("Var").and_then(Value::as_str) == Some("context")
+}
+
+/// `context.record`: the record's name.
+fn context_record(expression: &Value) -> Option<&str> {
+    let access = expression.get(".")?;
+    is_context(access.get("left")?)
+        .then(|| access.get("attr")?.as_str())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn reads(text: &str) -> Reads {
+        Reads::of(&PolicySet::from_str(text).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn a_field_read_or_tested_is_kept_and_nothing_else() {
+        let reads = reads(
+            r#"permit (principal, action, resource) when {
+                context.task.purpose == "release" && context.request.details has amount
+                && context.task.counts["ci:run_tests"] > 0
+            };"#,
+        );
+        assert!(reads.needs("task", "purpose"));
+        assert!(reads.needs("task", "counts"));
+        assert!(reads.needs("request", "details"));
+        assert!(!reads.needs("task", "intent"));
+        assert!(!reads.needs("request", "scope"));
+        assert!(!reads.needs("counters", "spend_today"));
+    }
+
+    #[test]
+    fn a_record_or_the_context_used_whole_keeps_all_of_it() {
+        let record =
+            reads(r#"permit (principal, action, resource) when { context.task == context.task };"#);
+        assert!(record.needs("task", "intent"));
+        assert!(!record.needs("request", "scope"));
+        let presence =
+            reads(r#"permit (principal, action, resource) when { context has delegation };"#);
+        assert!(presence.needs("delegation", "depth"));
+        let everything =
+            reads(r#"permit (principal, action, resource) when { context == context };"#);
+        assert!(everything.needs("request", "scope"));
+        assert!(reads("permit (principal, action, resource);") == Reads::default());
+    }
+
+    #[test]
+    fn a_string_that_looks_like_a_read_is_not_one() {
+        let reads = reads(
+            r#"permit (principal, action, resource) when { principal.id == "context.task.intent" };"#,
+        );
+        assert!(!reads.needs("task", "intent"));
+    }
+}
