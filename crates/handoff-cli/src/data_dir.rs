@@ -24,6 +24,7 @@ impl DataDir {
         fs::create_dir_all(&keys).with_context(|| format!("cannot create `{}`", keys.display()))?;
         restrict(root, 0o700)?;
         restrict(&keys, 0o700)?;
+        remove_leftover_temporaries(&keys);
         Ok(Self {
             root: root.to_path_buf(),
             create: true,
@@ -432,6 +433,27 @@ fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// The prefix and suffix of the temporary files secrets are written through.
+const TEMPORARY_PREFIX: &str = ".handoff-secret-";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// Removes the temporary files a process killed mid-write left in `keys`: never read, each holds
+/// nothing, part of a secret or a whole copy of one, and would otherwise stay. Run when `serve`
+/// opens the folder; a command writing a secret into it at that moment fails and can be run
+/// again. A file that cannot be removed is left (the next start tries again).
+fn remove_leftover_temporaries(keys: &Path) {
+    let Ok(entries) = fs::read_dir(keys) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMPORARY_PREFIX) && name.ends_with(TEMPORARY_SUFFIX) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// `bytes` in a temporary file (mode 0600, fsynced) in `path`'s directory, ready to be moved
 /// into place; and that directory.
 fn private_temp_beside<'a>(
@@ -442,8 +464,8 @@ fn private_temp_beside<'a>(
         .parent()
         .with_context(|| format!("`{}` has no directory", path.display()))?;
     let mut file = tempfile::Builder::new()
-        .prefix(".handoff-secret-")
-        .suffix(".tmp")
+        .prefix(TEMPORARY_PREFIX)
+        .suffix(TEMPORARY_SUFFIX)
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in `{}`", dir.display()))?;
     restrict(file.path(), 0o600)?;
@@ -548,4 +570,33 @@ fn restrict(path: &Path, mode: u32) -> Result<()> {
     #[cfg(not(unix))]
     let _ = (path, mode);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::DataDir;
+
+    #[test]
+    fn opening_for_serve_removes_what_a_killed_write_left_and_only_that() {
+        let root = tempfile::tempdir().unwrap();
+        let keys = root.path().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::write(keys.join(".handoff-secret-AbC123.tmp"), b"half a sec").unwrap();
+        std::fs::write(keys.join(".handoff-secret-empty.tmp"), b"").unwrap();
+        std::fs::write(keys.join("operator-secret"), b"the secret").unwrap();
+        std::fs::write(keys.join("notes.tmp"), b"not ours").unwrap();
+        DataDir::open(root.path()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&keys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["notes.tmp", "operator-secret"]);
+        assert_eq!(
+            std::fs::read(keys.join("operator-secret")).unwrap(),
+            b"the secret"
+        );
+    }
 }
