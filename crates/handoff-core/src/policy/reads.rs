@@ -67,47 +67,58 @@ impl Reads {
                 .any(|(r, f)| r.as_str() == record && f.as_str() == field)
     }
 
+    /// One expression node: `{operator: payload}` (Cedar's JSON policy format).
     fn walk(&mut self, expression: &Value) {
-        match expression {
-            Value::Object(object) => {
+        let Value::Object(node) = expression else {
+            return;
+        };
+        for (operator, payload) in node {
+            match operator.as_str() {
                 // A literal holds no expression.
-                if object.contains_key("Value") {
-                    return;
-                }
-                for operator in [".", "has"] {
-                    if let Some(node) = object.get(operator) {
-                        let left = node.get("left").unwrap_or(&Value::Null);
-                        let attr = node.get("attr").and_then(Value::as_str);
-                        if let (Some(record), Some(attr)) = (context_record(left), attr) {
-                            // `context.record.attr` or `context.record has attr`.
-                            self.fields.insert((record.to_owned(), attr.to_owned()));
-                            return;
-                        }
-                        if is_context(left) {
-                            // `context.record` not read further: the record is used whole.
-                            // (`context has record` keeps it too: its presence is its value.)
-                            if let Some(attr) = attr {
-                                self.whole.insert(attr.to_owned());
-                                return;
-                            }
-                        }
+                "Value" => {}
+                "Var" => {
+                    if payload.as_str() == Some("context") {
+                        // `context` used other than through `.record`: keep everything.
+                        self.everything = true;
                     }
                 }
-                if object.get("Var").and_then(Value::as_str) == Some("context") {
-                    self.everything = true;
-                    return;
-                }
-                for value in object.values() {
-                    self.walk(value);
-                }
+                "." | "has" => self.access(payload),
+                // Any other operator (`==`, `&&`, `Record`, `Set`, `like`, `if-then-else`, a
+                // function call): its operands are the values of its payload, or the items of
+                // an array there. A record literal's field names are never read as operators.
+                _ => match payload {
+                    Value::Object(operands) => operands.values().for_each(|v| self.operand(v)),
+                    Value::Array(operands) => operands.iter().for_each(|v| self.walk(v)),
+                    _ => {}
+                },
             }
-            Value::Array(items) => {
-                for item in items {
-                    self.walk(item);
-                }
-            }
-            _ => {}
         }
+    }
+
+    /// An operand: one expression, or an array of them (a call's arguments, a set's elements).
+    fn operand(&mut self, operand: &Value) {
+        match operand {
+            Value::Array(items) => items.iter().for_each(|item| self.walk(item)),
+            _ => self.walk(operand),
+        }
+    }
+
+    /// `left.attr` or `left has attr`.
+    fn access(&mut self, payload: &Value) {
+        let left = payload.get("left").unwrap_or(&Value::Null);
+        let attr = payload.get("attr").and_then(Value::as_str);
+        if let (Some(record), Some(attr)) = (context_record(left), attr) {
+            // `context.record.attr` or `context.record has attr`.
+            self.fields.insert((record.to_owned(), attr.to_owned()));
+            return;
+        }
+        if let (true, Some(attr)) = (is_context(left), attr) {
+            // `context.record` not read further: the record is used whole. (`context has
+            // record` keeps it too: its presence is its value.)
+            self.whole.insert(attr.to_owned());
+            return;
+        }
+        self.walk(left);
     }
 }
 
@@ -162,6 +173,22 @@ mod tests {
             reads(r#"permit (principal, action, resource) when { context == context };"#);
         assert!(everything.needs("request", "scope"));
         assert!(reads("permit (principal, action, resource);") == Reads::default());
+    }
+
+    #[test]
+    fn a_read_inside_a_record_literal_is_counted_whatever_its_field_names() {
+        let reads = reads(
+            r#"permit (principal, action, resource) when {
+                {"Value": context.task.intent, "Var": context.request.scope} == {"Value": "work", "Var": ["a"]}
+                && [context.task.user].contains("alice")
+                && ip(context.task.agent).isLoopback()
+            };"#,
+        );
+        assert!(reads.needs("task", "intent"));
+        assert!(reads.needs("request", "scope"));
+        assert!(reads.needs("task", "user"));
+        assert!(reads.needs("task", "agent"));
+        assert!(!reads.needs("task", "purpose"));
     }
 
     #[test]
