@@ -56,8 +56,6 @@ pub struct PolicyEngine {
     count: usize,
     /// The policies each (action, resource) pair evaluates; `None`: the whole set, always.
     index: Option<index::ScopeIndex>,
-    /// What the whole set is taken to read when it is evaluated whole: everything.
-    reads_everything: reads::Reads,
 }
 
 /// Where a policy came from, for error messages.
@@ -300,7 +298,6 @@ impl PolicyEngine {
             approval_groups,
             count,
             index: Some(index),
-            reads_everything: reads::Reads::everything(),
         })
     }
 
@@ -482,7 +479,7 @@ impl PolicyEngine {
             .and_then(|index| index.get(action, resource))
         {
             Some(scoped) => (&scoped.policies, &scoped.reads),
-            None => (&self.policies, &self.reads_everything),
+            None => (&self.policies, &reads::EVERYTHING),
         }
     }
 

@@ -22,19 +22,19 @@ pub(super) struct Reads {
     everything: bool,
     /// Records used as a whole: every field of them is kept.
     whole: BTreeSet<String>,
-    /// `(record, field)` pairs read or tested.
+    /// `(record, field)` pairs read or tested: a handful, scanned on every decision (a map by
+    /// record measured no cheaper).
     fields: BTreeSet<(String, String)>,
 }
 
-impl Reads {
-    /// Every part of the context (the engine without its index, or a policy it cannot read).
-    pub(super) fn everything() -> Self {
-        Self {
-            everything: true,
-            ..Self::default()
-        }
-    }
+/// Every part of the context: what the engine without its index builds.
+pub(super) static EVERYTHING: Reads = Reads {
+    everything: true,
+    whole: BTreeSet::new(),
+    fields: BTreeSet::new(),
+};
 
+impl Reads {
     /// What the policies of `set` can read.
     pub(super) fn of(set: &PolicySet) -> Self {
         let mut reads = Self::default();
