@@ -248,6 +248,16 @@ impl Handoff {
         Ok(new_id(self.random.as_ref(), prefix)?)
     }
 
+    /// A fresh id with `prefix` that sorts by when it was made (for task and token ids: rows
+    /// keyed by them are appended to their indexes; see `random::new_ordered_id`).
+    pub(crate) fn ordered_id(&self, prefix: &str) -> Result<String, ServiceError> {
+        Ok(crate::random::new_ordered_id(
+            self.random.as_ref(),
+            prefix,
+            self.now(),
+        )?)
+    }
+
     /// A fresh unguessable 128-bit secret with `prefix`, from the injected randomness (for the
     /// doors' own secrets: sign-in links, sessions).
     pub fn new_secret(&self, prefix: &str) -> Result<String, ServiceError> {

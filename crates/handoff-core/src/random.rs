@@ -55,6 +55,25 @@ impl Randomness for FixedRandomness {
     }
 }
 
+/// A fresh identifier that sorts by when it was made: `prefix_`, the Unix time in milliseconds as
+/// 12 hex digits, then 80 random bits (base64url). Rows keyed by it are appended at one end of
+/// their B-tree index, as the audit chain is, instead of dirtying a page at a random place per
+/// row: the commit and the checkpoint after it write fewer pages. For row keys that are not
+/// secrets (task ids, token ids; the time is in the row and the token anyway), never for secrets.
+pub fn new_ordered_id(
+    random: &dyn Randomness,
+    prefix: &str,
+    now: crate::time::Timestamp,
+) -> Result<String, RandomError> {
+    let mut bytes = [0u8; 10];
+    random.fill(&mut bytes)?;
+    let millis = u64::try_from(now.millis()).unwrap_or(0) & 0xffff_ffff_ffff;
+    Ok(format!(
+        "{prefix}_{millis:012x}{}",
+        URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
 /// A fresh 128-bit identifier with a readable prefix: `task_3q2…`.
 pub fn new_id(random: &dyn Randomness, prefix: &str) -> Result<String, RandomError> {
     let mut bytes = [0u8; 16];
@@ -76,5 +95,29 @@ mod tests {
         assert_ne!(ids(7), ids(8));
         let [first, second] = ids(7);
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn ordered_ids_sort_by_the_time_they_were_made_and_differ_within_one_millisecond() {
+        use crate::time::Timestamp;
+        let random = FixedRandomness::seeded(7);
+        let at = |millis| new_ordered_id(&random, "tok", Timestamp::from_millis(millis)).ok();
+        let made = [
+            1_796_000_000_000,
+            1_796_000_000_000,
+            1_796_000_000_001,
+            1_796_000_001_000,
+            1_900_000_000_000,
+        ]
+        .map(at);
+        assert!(made.iter().all(Option::is_some), "{made:?}");
+        let made = made.map(Option::unwrap_or_default);
+        let [first, same_millisecond, next, later, much_later] = made.clone();
+        assert_ne!(first, same_millisecond);
+        assert!(first.clone().max(same_millisecond) < next, "{made:?}");
+        assert!(next < later && later < much_later, "{made:?}");
+        for id in &made {
+            assert!(id.starts_with("tok_") && id.len() == 4 + 12 + 14, "{id}");
+        }
     }
 }

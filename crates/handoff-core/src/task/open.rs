@@ -144,7 +144,7 @@ impl Handoff {
         }
         let now = self.now();
         let task = Task {
-            id: TaskId::new(self.id("task")?),
+            id: TaskId::new(self.ordered_id("task")?),
             agent_issuer: identity.issuer().to_owned(),
             agent: identity.agent().clone(),
             user: UserId::new(request.user.clone()),
