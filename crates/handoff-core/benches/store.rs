@@ -184,7 +184,7 @@ fn lookups(c: &mut Criterion) {
         ..TaskFacts::default()
     };
     for i in 0..8 {
-        facts.record_token(&format!("tok_live_{i:020}"), 1_800_000_600, 1_800_000_000);
+        facts.record_token(1_800_000_600 + i, 1_800_000_000);
     }
     rt.block_on(store.write(Write::new(
         now(),

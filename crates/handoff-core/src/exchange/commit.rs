@@ -58,7 +58,6 @@ impl Handoff {
                 system: &system.id,
                 actions: &resolved.actions,
                 details: &resolved.details,
-                jti: minted.jti.as_str(),
                 expires_at_seconds: minted.expires_at.seconds(),
                 at: now,
             },

@@ -109,7 +109,6 @@ fn fold(config: &Config, record: &SealedRecord, facts: &mut TaskFacts) -> Result
                     system: &system.id,
                     actions: &actions,
                     details: &details,
-                    jti: &token.jti,
                     expires_at_seconds: token.exp,
                     at: record.at,
                 },

@@ -15,8 +15,7 @@ pub struct Granted<'a> {
     pub system: &'a SystemId,
     pub actions: &'a [ActionConfig],
     pub details: &'a BTreeMap<String, DetailValue>,
-    /// The minted token's id and expiry (for the live-token budget).
-    pub jti: &'a str,
+    /// The minted token's expiry (for the live-token budget).
     pub expires_at_seconds: i64,
     pub at: Timestamp,
 }
@@ -30,11 +29,7 @@ pub fn fold_grant(
     agent: &mut AgentFacts,
 ) -> bool {
     facts.record_grant(granted.system, granted.actions, granted.at);
-    facts.record_token(
-        granted.jti,
-        granted.expires_at_seconds,
-        granted.at.seconds(),
-    );
+    facts.record_token(granted.expires_at_seconds, granted.at.seconds());
     counters::record(
         config,
         granted.actions,

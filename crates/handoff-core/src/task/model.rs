@@ -78,8 +78,11 @@ pub struct TaskFacts {
     pub exchanges: u64,
     /// Granted actions labelled `write` so far.
     pub writes: u64,
-    /// Tokens minted and not yet expired when last looked at: (jti, exp in seconds).
-    pub live: Vec<(String, i64)>,
+    /// The expiries (in seconds) of the tokens minted and not yet expired when last looked at:
+    /// the live-token budget counts them. Facts written before the ids were dropped from this
+    /// list (`[jti, exp]` pairs, 70% of the facts' bytes, never read) load as their expiries.
+    #[serde(deserialize_with = "live_expiries")]
+    pub live: Vec<i64>,
     /// Signed evidence other systems reported, keyed `system:kind`.
     pub evidence: BTreeMap<String, EvidenceFact>,
     /// Task-scoped windowed counters, by counter name.
@@ -150,15 +153,15 @@ impl TaskFacts {
             .saturating_add(u64::try_from(writes).unwrap_or(u64::MAX));
     }
 
-    /// Remembers a minted token until it expires (for the live-token budget).
-    pub fn record_token(&mut self, jti: &str, expires_at_seconds: i64, now_seconds: i64) {
+    /// Remembers a minted token's expiry until it passes (for the live-token budget).
+    pub fn record_token(&mut self, expires_at_seconds: i64, now_seconds: i64) {
         self.prune_live(now_seconds);
-        self.live.push((jti.to_owned(), expires_at_seconds));
+        self.live.push(expires_at_seconds);
     }
 
     /// Forgets tokens that have expired.
     pub fn prune_live(&mut self, now_seconds: i64) {
-        self.live.retain(|(_, exp)| *exp > now_seconds);
+        self.live.retain(|exp| *exp > now_seconds);
     }
 
     /// Where these facts stand in the task's history: permitted exchanges and accepted pieces
@@ -173,14 +176,26 @@ impl TaskFacts {
 
     /// Tokens still live at `now_seconds`.
     pub fn live_tokens(&self, now_seconds: i64) -> u64 {
-        u64::try_from(
-            self.live
-                .iter()
-                .filter(|(_, exp)| *exp > now_seconds)
-                .count(),
-        )
-        .unwrap_or(u64::MAX)
+        u64::try_from(self.live.iter().filter(|exp| **exp > now_seconds).count())
+            .unwrap_or(u64::MAX)
     }
+}
+
+/// `live` as written now (expiries) or before (`[jti, exp]` pairs).
+fn live_expiries<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Live {
+        Expiry(i64),
+        Named(serde::de::IgnoredAny, i64),
+    }
+    let entries = Vec::<Live>::deserialize(deserializer)?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| match entry {
+            Live::Expiry(exp) | Live::Named(_, exp) => exp,
+        })
+        .collect())
 }
 
 /// A task as loaded for a decision, with the version its facts were read at.
@@ -190,4 +205,28 @@ pub struct TaskSnapshot {
     pub facts: TaskFacts,
     /// Bumped on every change; a commit names the version it decided on (optimistic concurrency).
     pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskFacts;
+
+    #[test]
+    fn live_tokens_are_kept_as_expiries_and_facts_written_with_their_ids_still_load() {
+        let mut facts = TaskFacts::default();
+        facts.record_token(1_000, 900);
+        facts.record_token(1_100, 950);
+        let written = serde_json::to_value(&facts).unwrap_or_default();
+        assert_eq!(written["live"], serde_json::json!([1_000, 1_100]));
+
+        let before: Result<TaskFacts, _> =
+            serde_json::from_str(r#"{"exchanges":2,"live":[["tok_a",1000],["tok_b",1100]]}"#);
+        let before = before.unwrap_or_default();
+        assert_eq!(before.exchanges, 2);
+        assert_eq!(before.live, vec![1_000, 1_100]);
+        assert_eq!(before.live_tokens(1_050), 1);
+        assert_eq!(before.live_tokens(999), 2);
+        let broken: Result<TaskFacts, _> = serde_json::from_str(r#"{"live":[["tok_a"]]}"#);
+        assert!(broken.is_err());
+    }
 }
