@@ -248,13 +248,14 @@ impl Handoff {
         Ok(new_id(self.random.as_ref(), prefix)?)
     }
 
-    /// A fresh id with `prefix` that sorts by when it was made (for task and token ids: rows
-    /// keyed by them are appended to their indexes; see `random::new_ordered_id`).
-    pub(crate) fn ordered_id(&self, prefix: &str) -> Result<String, ServiceError> {
+    /// A fresh id with `prefix` that sorts by `now`, the time of the step that makes it (for
+    /// task and token ids: rows keyed by them are appended to their indexes; see
+    /// `random::new_ordered_id`).
+    pub(crate) fn ordered_id(&self, prefix: &str, now: Timestamp) -> Result<String, ServiceError> {
         Ok(crate::random::new_ordered_id(
             self.random.as_ref(),
             prefix,
-            self.now(),
+            now,
         )?)
     }
 

@@ -40,7 +40,7 @@ impl Handoff {
             resolved.request,
             resolved.delegation.as_ref(),
         );
-        let jti = TokenId::new(self.ordered_id("tok")?);
+        let jti = TokenId::new(self.ordered_id("tok", now)?);
         let keys = self.keys();
         let minted = stage!("handoff.mint").in_scope(|| {
             mint_access_token(

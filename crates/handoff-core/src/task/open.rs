@@ -144,7 +144,7 @@ impl Handoff {
         }
         let now = self.now();
         let task = Task {
-            id: TaskId::new(self.ordered_id("task")?),
+            id: TaskId::new(self.ordered_id("task", now)?),
             agent_issuer: identity.issuer().to_owned(),
             agent: identity.agent().clone(),
             user: UserId::new(request.user.clone()),
