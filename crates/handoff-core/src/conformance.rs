@@ -789,6 +789,67 @@ pub async fn a_rejected_write_leaves_nothing_behind(store: &dyn Store) -> Result
     Ok(())
 }
 
+/// An exchange's reads together are the reads one by one: the task, the freeze of the system
+/// asked for (and of no other), and the agent's facts only when asked for.
+pub async fn the_exchange_reads_are_the_separate_reads(store: &dyn Store) -> Result<(), String> {
+    let unknown = store
+        .exchange_reads(&TaskId::new("conf-none"), &SystemId::new("ci"), true)
+        .await
+        .map_err(failed)?;
+    ensure(unknown.is_none(), "an unknown task reads as none")?;
+    open(store, "conf-1").await?;
+    let key = crate::counters::agent_key("https://issuer.example", "agent-1");
+    let mut facts = AgentFacts::default();
+    facts
+        .windows
+        .entry("deploys".to_owned())
+        .or_default()
+        .record(Timestamp::from_millis(1_500), 1, 60_000);
+    let mut write = effects(
+        "conf-1",
+        EventKind::Revoke,
+        1_500,
+        vec![revoke(RevocationKind::Freeze, "ci")],
+    );
+    write.effects.push(Effect::AgentFacts {
+        key: key.clone(),
+        expected_version: 0,
+        facts: Box::new(facts.clone()),
+    });
+    store.write(write).await.map_err(failed)?;
+    let task = TaskId::new("conf-1");
+    let separate = store.task(&task).await.map_err(failed)?;
+    for (system, frozen) in [("ci", true), ("git", false)] {
+        let reads = store
+            .exchange_reads(&task, &SystemId::new(system), true)
+            .await
+            .map_err(failed)?
+            .ok_or("a known task reads back")?;
+        ensure(
+            Some(&reads.snapshot) == separate.as_ref(),
+            "the task is the task read alone",
+        )?;
+        ensure(reads.frozen == frozen, "the freeze is the system's own")?;
+        ensure(
+            reads.agent == Some((facts.clone(), 1)),
+            "the agent's facts are those stored under its key",
+        )?;
+        ensure(
+            store.agent_facts(&key).await.map_err(failed)? == (facts.clone(), 1),
+            "and those read alone",
+        )?;
+    }
+    let without = store
+        .exchange_reads(&task, &SystemId::new("ci"), false)
+        .await
+        .map_err(failed)?
+        .ok_or("a known task reads back")?;
+    ensure(
+        without.agent.is_none(),
+        "the agent's facts are read only when asked for",
+    )
+}
+
 /// A grant decided before a freeze commits after it only if its write ignores the freeze: a
 /// write `unless_frozen` is refused whole once the system is frozen, and passes once unfrozen.
 pub async fn a_write_that_raced_a_freeze_is_refused(store: &dyn Store) -> Result<(), String> {
@@ -1349,6 +1410,7 @@ macro_rules! store_conformance {
             a_delegation_reads_back_and_its_revocation_is_seen,
             a_rejected_write_leaves_nothing_behind,
             a_write_that_raced_a_freeze_is_refused,
+            the_exchange_reads_are_the_separate_reads,
             a_task_for_a_revoked_agent_is_refused,
             revoking_an_agent_revokes_its_open_tasks_and_stales_their_grants,
             revoking_a_task_stales_grants_decided_before,

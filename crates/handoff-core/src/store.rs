@@ -5,7 +5,7 @@ use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, SealedRecord};
 use crate::checkpoint::Checkpoint;
 use crate::containment::{Revocation, RevocationEntry, TokenStatus};
-use crate::counters::AgentFacts;
+use crate::counters::{self, AgentFacts};
 use crate::delegation::Delegation;
 use crate::ids::{AgentId, SystemId, TaskId};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
@@ -140,9 +140,49 @@ pub mod metric_names {
     pub const AUDIT_CHECKPOINT_SECONDS: &str = "handoff_audit_checkpoint_duration_seconds";
 }
 
+/// What an exchange reads before it decides ([`Store::exchange_reads`]).
+#[derive(Clone, Debug)]
+pub struct ExchangeReads {
+    pub snapshot: TaskSnapshot,
+    /// Whether the exchange's system is frozen.
+    pub frozen: bool,
+    /// The cross-task facts of the task's agent and their version, when they were asked for.
+    pub agent: Option<(AgentFacts, u64)>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn task(&self, id: &TaskId) -> Result<Option<TaskSnapshot>, StoreError>;
+
+    /// What one exchange reads before it decides: the task (`None`: unknown), whether `system`
+    /// is frozen and, when `agent_facts`, the facts of the task's agent (under
+    /// [`counters::agent_key`] of its issuer and id). The same values as [`Store::task`],
+    /// [`Store::is_frozen`] and [`Store::agent_facts`] called in turn; a backend that can
+    /// reads them in one read transaction, so that they come from one state of the store and
+    /// cost one transaction's locks.
+    async fn exchange_reads(
+        &self,
+        task: &TaskId,
+        system: &SystemId,
+        agent_facts: bool,
+    ) -> Result<Option<ExchangeReads>, StoreError> {
+        let Some(snapshot) = self.task(task).await? else {
+            return Ok(None);
+        };
+        let frozen = self.is_frozen(system).await?;
+        let agent = if agent_facts {
+            let task = &snapshot.task;
+            let key = counters::agent_key(&task.agent_issuer, task.agent.as_str());
+            Some(self.agent_facts(&key).await?)
+        } else {
+            None
+        };
+        Ok(Some(ExchangeReads {
+            snapshot,
+            frozen,
+            agent,
+        }))
+    }
 
     /// Appends the record and applies the task change atomically and durably before returning.
     async fn write(&self, write: Write) -> Result<Receipt, StoreError>;

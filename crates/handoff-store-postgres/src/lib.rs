@@ -22,7 +22,7 @@ use handoff_core::containment::{RevocationEntry, TokenStatus};
 use handoff_core::counters::AgentFacts;
 use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, SystemId, TaskId};
-use handoff_core::store::{Receipt, Store, StoreError, Write};
+use handoff_core::store::{ExchangeReads, Receipt, Store, StoreError, Write};
 use handoff_core::task::TaskSnapshot;
 use handoff_core::time::Timestamp;
 use std::fmt::Display;
@@ -190,6 +190,15 @@ impl Store for PgStore {
         system: &SystemId,
     ) -> Result<TokenStatus, StoreError> {
         reader::token_status(&self.client().await?, jti, task, system).await
+    }
+
+    async fn exchange_reads(
+        &self,
+        task: &TaskId,
+        system: &SystemId,
+        agent_facts: bool,
+    ) -> Result<Option<ExchangeReads>, StoreError> {
+        reader::exchange_reads(&self.client().await?, task, system, agent_facts).await
     }
 
     async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError> {

@@ -9,7 +9,7 @@ use handoff_core::containment::{RevocationEntry, RevocationKind, TokenStatus};
 use handoff_core::counters::AgentFacts;
 use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
-use handoff_core::store::{Receipt, StoreError};
+use handoff_core::store::{ExchangeReads, Receipt, StoreError};
 use handoff_core::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use handoff_core::time::Timestamp;
 use tokio_postgres::Row;
@@ -80,16 +80,63 @@ fn after(value: u64) -> i64 {
 }
 
 pub async fn task(client: &Object, id: &TaskId) -> Result<Option<TaskSnapshot>, StoreError> {
-    let Some(row) = query_opt(
+    let row = query_opt(
         client,
         "SELECT id, agent_issuer, agent, user_id, purpose, intent, plan, created_at, expires_at,
                 state, facts, version FROM tasks WHERE id = $1",
         &[&id.as_str()],
     )
+    .await?;
+    row.as_ref().map(task_snapshot).transpose()
+}
+
+/// What an exchange reads before it decides, in one statement (one round trip, one snapshot):
+/// the task, whether the system is frozen and, when `$3`, the agent's facts, under the key
+/// `counters::agent_key` makes (`issuer#agent`: the conformance suite writes them under that
+/// key and reads them back through here).
+pub async fn exchange_reads(
+    client: &Object,
+    id: &TaskId,
+    system: &SystemId,
+    agent_facts: bool,
+) -> Result<Option<ExchangeReads>, StoreError> {
+    let Some(row) = query_opt(
+        client,
+        "SELECT t.id, t.agent_issuer, t.agent, t.user_id, t.purpose, t.intent, t.plan,
+                t.created_at, t.expires_at, t.state, t.facts, t.version,
+                EXISTS (SELECT 1 FROM frozen_systems WHERE system = $2), a.facts, a.version
+         FROM tasks t
+         LEFT JOIN agent_facts a ON $3 AND a.key = t.agent_issuer || '#' || t.agent
+         WHERE t.id = $1",
+        &[&id.as_str(), &system.as_str(), &agent_facts],
+    )
     .await?
     else {
         return Ok(None);
     };
+    let snapshot = task_snapshot(&row)?;
+    let frozen: bool = row.try_get(12).map_err(column)?;
+    let agent = if agent_facts {
+        let facts: Option<String> = row.try_get(13).map_err(column)?;
+        Some(match facts {
+            None => (AgentFacts::default(), 0),
+            Some(facts) => (
+                serde_json::from_str(&facts).map_err(|_| corrupt("agent facts"))?,
+                unsigned(row.try_get(14).map_err(column)?, "agent facts version")?,
+            ),
+        })
+    } else {
+        None
+    };
+    Ok(Some(ExchangeReads {
+        snapshot,
+        frozen,
+        agent,
+    }))
+}
+
+/// A task from the first twelve columns of a row (as [`task`] selects them).
+fn task_snapshot(row: &Row) -> Result<TaskSnapshot, StoreError> {
     let state: String = row.try_get(9).map_err(column)?;
     let plan: String = row.try_get(6).map_err(column)?;
     let plan: Vec<String> = serde_json::from_str(&plan).map_err(|_| corrupt("task plan"))?;
@@ -108,11 +155,11 @@ pub async fn task(client: &Object, id: &TaskId) -> Result<Option<TaskSnapshot>, 
         state: TaskState::parse(&state).ok_or_else(|| corrupt("task state"))?,
     };
     let version = unsigned(row.try_get(11).map_err(column)?, "task version")?;
-    Ok(Some(TaskSnapshot {
+    Ok(TaskSnapshot {
         task,
         facts,
         version,
-    }))
+    })
 }
 
 fn record(row: &Row) -> Result<SealedRecord, StoreError> {

@@ -19,7 +19,7 @@ use handoff_core::containment::{RevocationEntry, TokenStatus};
 use handoff_core::counters::AgentFacts;
 use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, SystemId, TaskId};
-use handoff_core::store::{Receipt, Store, StoreError, Write};
+use handoff_core::store::{ExchangeReads, Receipt, Store, StoreError, Write};
 use handoff_core::task::TaskSnapshot;
 use handoff_core::time::Timestamp;
 use reader::Readers;
@@ -197,14 +197,19 @@ impl Store for SqliteStore {
             .with(|conn| reader::token_status(conn, jti, task, system))
     }
 
+    async fn exchange_reads(
+        &self,
+        task: &TaskId,
+        system: &SystemId,
+        agent_facts: bool,
+    ) -> Result<Option<ExchangeReads>, StoreError> {
+        self.readers
+            .with(|conn| reader::exchange_reads(conn, task, system, agent_facts))
+    }
+
     async fn is_frozen(&self, system: &SystemId) -> Result<bool, StoreError> {
-        self.readers.with(|conn| {
-            reader::exists(
-                conn,
-                "SELECT 1 FROM frozen_systems WHERE system = ?1",
-                system.as_str(),
-            )
-        })
+        self.readers
+            .with(|conn| reader::exists(conn, reader::FROZEN, system.as_str()))
     }
 
     async fn is_agent_revoked(&self, agent: &AgentId) -> Result<bool, StoreError> {

@@ -4,10 +4,10 @@ use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
 use handoff_core::checkpoint::Checkpoint;
 use handoff_core::containment::{RevocationEntry, RevocationKind, TokenStatus};
-use handoff_core::counters::AgentFacts;
+use handoff_core::counters::{self, AgentFacts};
 use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
-use handoff_core::store::{Receipt, StoreError};
+use handoff_core::store::{ExchangeReads, Receipt, StoreError};
 use handoff_core::task::{Task, TaskFacts, TaskSnapshot, TaskState};
 use handoff_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -111,6 +111,64 @@ pub fn task(conn: &Connection, id: &TaskId) -> Result<Option<TaskSnapshot>, Stor
         version,
     }))
 }
+
+/// A read transaction on a reader: the reads inside it see one state of the store, and take the
+/// WAL's read locks once. It ends when dropped, on every path, so that no reader is left
+/// holding an old state.
+struct ReadTransaction<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> ReadTransaction<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("BEGIN")
+            .and_then(|mut stmt| stmt.execute([]))
+            .map_err(unavailable)?;
+        Ok(Self { conn })
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        // A read transaction has nothing to commit; should ending it fail, roll it back.
+        let ended = self
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut stmt| stmt.execute([]));
+        if ended.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// What an exchange reads before it decides, in one read transaction.
+pub fn exchange_reads(
+    conn: &Connection,
+    id: &TaskId,
+    system: &SystemId,
+    agent_facts: bool,
+) -> Result<Option<ExchangeReads>, StoreError> {
+    let read = ReadTransaction::begin(conn)?;
+    let Some(snapshot) = task(read.conn, id)? else {
+        return Ok(None);
+    };
+    let frozen = exists(read.conn, FROZEN, system.as_str())?;
+    let agent = if agent_facts {
+        let task = &snapshot.task;
+        let key = counters::agent_key(&task.agent_issuer, task.agent.as_str());
+        Some(self::agent_facts(read.conn, &key)?)
+    } else {
+        None
+    };
+    Ok(Some(ExchangeReads {
+        snapshot,
+        frozen,
+        agent,
+    }))
+}
+
+/// Whether a system is frozen: one row per frozen system.
+pub const FROZEN: &str = "SELECT 1 FROM frozen_systems WHERE system = ?1";
 
 fn record_row(row: &Row<'_>) -> rusqlite::Result<SealedRecord> {
     Ok(SealedRecord {
@@ -231,11 +289,7 @@ pub fn token_status(
         Some(state) => Some(TaskState::parse(&state).ok_or_else(|| corrupt("task state"))?),
         None => None,
     };
-    let system_frozen = exists(
-        conn,
-        "SELECT 1 FROM frozen_systems WHERE system = ?1",
-        system.as_str(),
-    )?;
+    let system_frozen = exists(conn, FROZEN, system.as_str())?;
     Ok(TokenStatus {
         token_revoked,
         task_state,

@@ -188,3 +188,74 @@ async fn tokens_recorded_before_the_jti_column_are_still_known_after_it() {
     }
     assert_eq!(verifier.checked(), 3);
 }
+
+/// An exchange's reads share one read transaction. When one of them fails (here the agent's
+/// facts are not JSON), the transaction still ends: the reader it ran on sees later commits,
+/// instead of holding the state it began on.
+#[tokio::test]
+async fn a_failed_exchange_read_leaves_no_reader_on_an_old_state() {
+    use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
+    use handoff_core::store::StoreError;
+    use handoff_core::task::{Task, TaskFacts, TaskState};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handoff.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let id = TaskId::new("task-1");
+    let task = Task {
+        id: id.clone(),
+        agent_issuer: "https://issuer.example".to_owned(),
+        agent: AgentId::new("agent-1"),
+        user: UserId::new("alice"),
+        purpose: Purpose::new("release"),
+        intent: "ship".to_owned(),
+        plan: [SystemId::new("ci")].into_iter().collect(),
+        created_at: Timestamp::from_millis(1_000),
+        expires_at: Timestamp::from_millis(3_600_000),
+        state: TaskState::Open,
+    };
+    store
+        .write(Write {
+            at: Timestamp::from_millis(1_000),
+            event: AuditEvent::default(),
+            task: TaskWrite::Insert(Box::new(task)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let key = handoff_core::counters::agent_key("https://issuer.example", "agent-1");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO agent_facts (key, facts, version) VALUES (?1, 'not json', 1)",
+            [&key],
+        )
+        .unwrap();
+    let ci = SystemId::new("ci");
+    match store.exchange_reads(&id, &ci, true).await {
+        Err(StoreError::Corrupt(_)) => {}
+        other => panic!("unreadable agent facts must fail the reads: {other:?}"),
+    }
+    store
+        .write(Write {
+            at: Timestamp::from_millis(2_000),
+            event: AuditEvent::default(),
+            task: TaskWrite::Update {
+                id: id.clone(),
+                expected_version: 1,
+                facts: Some(Box::new(TaskFacts::default())),
+                state: None,
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // One at a time, every read goes to the same (first free) reader.
+    assert_eq!(store.task(&id).await.unwrap().unwrap().version, 2);
+    let reads = store
+        .exchange_reads(&id, &ci, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reads.snapshot.version, 2);
+}

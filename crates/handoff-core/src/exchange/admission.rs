@@ -68,22 +68,22 @@ impl Handoff {
         identity: &VerifiedIdentity,
         resolved: &Resolved<'_>,
         snapshot: &TaskSnapshot,
+        frozen: bool,
         decision_id: &DecisionId,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let delegation = resolved.delegation.as_ref();
         self.admit_caller(snapshot, identity, delegation, decision_id, now)
             .await?;
-        let admitted = self
-            .admit_actions(
-                snapshot,
-                delegation,
-                resolved.system,
-                &resolved.actions,
-                decision_id,
-                now,
-            )
-            .await;
+        let admitted = self.admit_actions(
+            snapshot,
+            delegation,
+            resolved.system,
+            frozen,
+            &resolved.actions,
+            decision_id,
+            now,
+        );
         if let Err(ServiceError::Denied(denial)) = &admitted
             && let Some(kind) = breach_notice(denial.reason)
         {
@@ -179,13 +179,19 @@ impl Handoff {
     }
 
     /// `actions` on `system` are within the caller's reach: delegated (for a delegate), the
-    /// system not frozen, inside the task's plan and the purpose's budgets. Sends no notice:
-    /// the exchange tells the owner of a breach ([`breach_notice`]), a listing does not.
-    async fn admit_actions(
+    /// system not `frozen` (as read with the task), inside the task's plan and the purpose's
+    /// budgets. Sends no notice: the exchange tells the owner of a breach ([`breach_notice`]),
+    /// a listing does not.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one admission's parts, each borrowed"
+    )]
+    fn admit_actions(
         &self,
         snapshot: &TaskSnapshot,
         delegation: Option<&Delegation>,
         system: &SystemConfig,
+        frozen: bool,
         actions: &[ActionConfig],
         decision_id: &DecisionId,
         now: Timestamp,
@@ -205,7 +211,7 @@ impl Handoff {
                 ),
             ));
         }
-        if self.store().is_frozen(&system.id).await? {
+        if frozen {
             return Err(ServiceError::denied(
                 decision_id,
                 DenyReason::SystemFrozen,
@@ -261,17 +267,16 @@ impl Handoff {
             let Some((system, action)) = self.config().action(name.as_str()) else {
                 continue;
             };
-            match self
-                .admit_actions(
-                    &snapshot,
-                    delegation.as_ref(),
-                    system,
-                    std::slice::from_ref(action),
-                    &decision_id,
-                    now,
-                )
-                .await
-            {
+            let frozen = self.store().is_frozen(&system.id).await?;
+            match self.admit_actions(
+                &snapshot,
+                delegation.as_ref(),
+                system,
+                frozen,
+                std::slice::from_ref(action),
+                &decision_id,
+                now,
+            ) {
                 Ok(()) => {
                     reachable.insert(action.name.clone());
                 }

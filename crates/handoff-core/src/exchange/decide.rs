@@ -40,24 +40,22 @@ pub(crate) fn lifetime_cap(config: &Config, system: &SystemConfig, requested: Op
 }
 
 impl Handoff {
-    /// What the decision sees besides the task and the request: the agent's counters (read
-    /// only when some counter spans an agent's tasks), every counter's value and the token
-    /// lifetime, pinned as the record's `decided_on`.
-    pub(super) async fn inputs(
+    /// What the decision sees besides the task and the request: the agent's counters (`agent`,
+    /// read with the task only when some counter spans an agent's tasks), every counter's
+    /// value and the token lifetime, pinned as the record's `decided_on`.
+    pub(super) fn inputs(
         &self,
         resolved: &Resolved<'_>,
         snapshot: &TaskSnapshot,
+        agent: Option<(AgentFacts, u64)>,
         now: Timestamp,
-    ) -> Result<(AgentCounters, DecidedOn), ServiceError> {
+    ) -> (AgentCounters, DecidedOn) {
         let config = self.config();
         // Counters spanning tasks count the task's agent: delegating never resets a limit.
-        let agent_key = config.has_agent_counters().then(|| {
+        let agent_key = agent.is_some().then(|| {
             counters::agent_key(&snapshot.task.agent_issuer, snapshot.task.agent.as_str())
         });
-        let (agent_facts, agent_version) = match &agent_key {
-            Some(key) => self.store().agent_facts(key).await?,
-            None => (AgentFacts::default(), 0),
-        };
+        let (agent_facts, agent_version) = agent.unwrap_or_default();
         let counter_values = counters::values(config, &snapshot.facts, &agent_facts, now);
         let (exchanges, evidence) = snapshot.facts.position();
         let decided_on = DecidedOn {
@@ -75,7 +73,7 @@ impl Handoff {
             facts: agent_facts,
             version: agent_version,
         };
-        Ok((agent, decided_on))
+        (agent, decided_on)
     }
 
     #[expect(

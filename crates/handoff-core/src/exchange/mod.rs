@@ -96,31 +96,42 @@ impl Handoff {
         identity: &VerifiedIdentity,
         resolved: &Resolved<'_>,
     ) -> Result<Option<Issued>, Refused> {
-        let snapshot = self
+        // The task, the freeze and the agent's counters, read together (one read transaction
+        // where the store has them).
+        let reads = self
             .store()
-            .task(resolved.txn.task())
+            .exchange_reads(
+                resolved.txn.task(),
+                &resolved.system.id,
+                self.config().has_agent_counters(),
+            )
             .instrument(stage!("handoff.task_load"))
             .await
             .map_err(ServiceError::from)
-            .and_then(|snapshot| {
-                snapshot.ok_or_else(|| {
+            .and_then(|reads| {
+                reads.ok_or_else(|| {
                     ServiceError::InvalidGrant("the task token names an unknown task".to_owned())
                 })
             })
             .map_err(|error| resolved.refusal(error, None, None))?;
+        let snapshot = reads.snapshot;
         let refuse = |error| resolved.refusal(error, Some(&snapshot), None);
         let now = self.now();
         let decision_id = DecisionId::new(self.id("dec").map_err(refuse)?);
-        self.admit(identity, resolved, &snapshot, &decision_id, now)
-            .instrument(stage!("handoff.admit"))
-            .await
-            .map_err(refuse)?;
+        self.admit(
+            identity,
+            resolved,
+            &snapshot,
+            reads.frozen,
+            &decision_id,
+            now,
+        )
+        .instrument(stage!("handoff.admit"))
+        .await
+        .map_err(refuse)?;
         // A decision's refusal keeps what it was decided on (`decided_on`), for its replay.
         let (decided, decided_on) = async {
-            let (agent, decided_on) = self
-                .inputs(resolved, &snapshot, now)
-                .await
-                .map_err(|error| (error, None))?;
+            let (agent, decided_on) = self.inputs(resolved, &snapshot, reads.agent, now);
             match self
                 .decide(
                     identity,
