@@ -119,8 +119,22 @@ fn commit(conn: &Connection, writes: Vec<Write>) -> Vec<Result<Receipt, StoreErr
         }
     };
     let mut results = Vec::with_capacity(count);
-    for write in writes {
-        results.push(apply_one(conn, &mut head, write));
+    if count == 1 {
+        // A write alone needs no savepoint of its own: when it fails, the whole transaction is
+        // undone, and it was the only write in it.
+        for write in writes {
+            match apply_write(conn, &head, write) {
+                Ok(applied) => results.push(Ok(applied)),
+                Err(error) => {
+                    let _ = exec(conn, "ROLLBACK");
+                    return vec![Err(error)];
+                }
+            }
+        }
+    } else {
+        for write in writes {
+            results.push(apply_one(conn, &mut head, write));
+        }
     }
     if let Err(e) = exec(conn, "COMMIT") {
         // A failed COMMIT may leave the transaction open: end it, so the next batch starts clean.
