@@ -5,7 +5,7 @@ use crate::approval::{Approval, ApprovalStatus};
 use crate::audit::{AuditEvent, SealedRecord};
 use crate::checkpoint::Checkpoint;
 use crate::containment::{Revocation, RevocationEntry, TokenStatus};
-use crate::counters::{self, AgentFacts};
+use crate::counters::AgentFacts;
 use crate::delegation::Delegation;
 use crate::ids::{AgentId, SystemId, TaskId};
 use crate::task::{Task, TaskFacts, TaskSnapshot, TaskState};
@@ -156,7 +156,7 @@ pub trait Store: Send + Sync {
 
     /// What one exchange reads before it decides: the task (`None`: unknown), whether `system`
     /// is frozen and, when `agent_facts`, the facts of the task's agent (under
-    /// [`counters::agent_key`] of its issuer and id). The same values as [`Store::task`],
+    /// [`Task::agent_key`]). The same values as [`Store::task`],
     /// [`Store::is_frozen`] and [`Store::agent_facts`] called in turn; a backend that can
     /// reads them in one read transaction, so that they come from one state of the store and
     /// cost one transaction's locks.
@@ -171,9 +171,7 @@ pub trait Store: Send + Sync {
         };
         let frozen = self.is_frozen(system).await?;
         let agent = if agent_facts {
-            let task = &snapshot.task;
-            let key = counters::agent_key(&task.agent_issuer, task.agent.as_str());
-            Some(self.agent_facts(&key).await?)
+            Some(self.agent_facts(&snapshot.task.agent_key()).await?)
         } else {
             None
         };

@@ -92,8 +92,8 @@ pub async fn task(client: &Object, id: &TaskId) -> Result<Option<TaskSnapshot>, 
 
 /// What an exchange reads before it decides, in one statement (one round trip, one snapshot):
 /// the task, whether the system is frozen and, when `$3`, the agent's facts, under the key
-/// `counters::agent_key` makes (`issuer#agent`: the conformance suite writes them under that
-/// key and reads them back through here).
+/// `Task::agent_key` makes (`issuer#agent`: the conformance suite writes them under that key
+/// and reads them back through here).
 pub async fn exchange_reads(
     client: &Object,
     id: &TaskId,

@@ -4,7 +4,7 @@ use handoff_core::approval::{Approval, ApprovalStatus};
 use handoff_core::audit::SealedRecord;
 use handoff_core::checkpoint::Checkpoint;
 use handoff_core::containment::{RevocationEntry, RevocationKind, TokenStatus};
-use handoff_core::counters::{self, AgentFacts};
+use handoff_core::counters::AgentFacts;
 use handoff_core::delegation::Delegation;
 use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
 use handoff_core::store::{ExchangeReads, Receipt, StoreError};
@@ -153,13 +153,9 @@ pub fn exchange_reads(
         return Ok(None);
     };
     let frozen = exists(read.conn, FROZEN, system.as_str())?;
-    let agent = if agent_facts {
-        let task = &snapshot.task;
-        let key = counters::agent_key(&task.agent_issuer, task.agent.as_str());
-        Some(self::agent_facts(read.conn, &key)?)
-    } else {
-        None
-    };
+    let agent = agent_facts
+        .then(|| self::agent_facts(read.conn, &snapshot.task.agent_key()))
+        .transpose()?;
     Ok(Some(ExchangeReads {
         snapshot,
         frozen,

@@ -52,9 +52,7 @@ impl Handoff {
     ) -> (AgentCounters, DecidedOn) {
         let config = self.config();
         // Counters spanning tasks count the task's agent: delegating never resets a limit.
-        let agent_key = agent.is_some().then(|| {
-            counters::agent_key(&snapshot.task.agent_issuer, snapshot.task.agent.as_str())
-        });
+        let agent_key = agent.is_some().then(|| snapshot.task.agent_key());
         let (agent_facts, agent_version) = agent.unwrap_or_default();
         let counter_values = counters::values(config, &snapshot.facts, &agent_facts, now);
         let (exchanges, evidence) = snapshot.facts.position();

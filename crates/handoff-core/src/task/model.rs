@@ -49,6 +49,13 @@ pub struct Task {
     pub state: TaskState,
 }
 
+impl Task {
+    /// The store key of the facts its agent keeps across tasks ([`crate::counters::agent_key`]).
+    pub fn agent_key(&self) -> String {
+        crate::counters::agent_key(&self.agent_issuer, self.agent.as_str())
+    }
+}
+
 /// How often an action was granted in a task, and when last.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
