@@ -27,16 +27,20 @@ pub async fn serve(
 ) {
     let body_timeout = seconds(settings.body_read_timeout.seconds());
     let (start_draining, draining) = crate::Draining::new();
-    let app = app
-        .layer(axum::Extension(draining))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            refusal::body_deadline(body_timeout, request, next)
-        }))
-        .layer(axum::middleware::from_fn(refusal::single_authorization))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            refusal::json_refusals(pass_through, request, next)
-        }))
-        .layer(axum::middleware::from_fn(crate::request_log::log));
+    // One stack, outermost first, applied to each route once: layered one by one, each layer
+    // would box the route again, and every request would clone every box below each layer.
+    let app = app.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(crate::request_log::log))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                refusal::json_refusals(pass_through, request, next)
+            }))
+            .layer(axum::middleware::from_fn(refusal::single_authorization))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                refusal::body_deadline(body_timeout, request, next)
+            }))
+            .layer(axum::Extension(draining)),
+    );
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(seconds(settings.header_read_timeout.seconds()))

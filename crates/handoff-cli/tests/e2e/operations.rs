@@ -363,6 +363,33 @@ pub async fn scrape(server: &Server) -> String {
     response.text().await.unwrap()
 }
 
+/// The request log and its counters sit outside every refusal the server makes before a
+/// handler runs: a request refused for a repeated `Authorization` header is still counted under
+/// its route and its status (and so also logged, by the same middleware).
+#[tokio::test]
+async fn a_request_refused_before_its_handler_is_still_counted_under_its_route() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let refused = [("route", "/oauth/token"), ("status", "400")];
+    let before = scrape(&server).await;
+    let response = client()
+        .post(format!("{}/oauth/token", server.base))
+        .header("authorization", "Bearer one")
+        .header("authorization", "Bearer two")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    let after = scrape(&server).await;
+    let delta = sample(&after, "handoff_http_requests_total", &refused)
+        - sample(&before, "handoff_http_requests_total", &refused);
+    assert_eq!(delta, 1.0, "{after}");
+}
+
 #[tokio::test]
 async fn metrics_counters_move_by_exactly_the_requests_made() {
     let dir = temp_dir();

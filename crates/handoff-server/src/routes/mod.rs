@@ -75,9 +75,13 @@ pub fn app_live(current: Arc<Current>) -> Router {
         .route("/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/v1/approvals/{id}/cancel", post(approvals::cancel))
         .fallback(discovery::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(|request, next| {
-            crate::refusal::declared_length(MAX_BODY_BYTES, request, next)
-        }))
+        // One stack, outermost first (see `listener::serve`).
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(|request, next| {
+                    crate::refusal::declared_length(MAX_BODY_BYTES, request, next)
+                }))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .with_state(state)
 }
