@@ -116,18 +116,7 @@ pub async fn exchange_reads(
     };
     let snapshot = task_snapshot(&row)?;
     let frozen: bool = row.try_get(12).map_err(column)?;
-    let agent = if agent_facts {
-        let facts: Option<String> = row.try_get(13).map_err(column)?;
-        Some(match facts {
-            None => (AgentFacts::default(), 0),
-            Some(facts) => (
-                serde_json::from_str(&facts).map_err(|_| corrupt("agent facts"))?,
-                unsigned(row.try_get(14).map_err(column)?, "agent facts version")?,
-            ),
-        })
-    } else {
-        None
-    };
+    let agent = agent_facts.then(|| agent_facts_at(&row, 13)).transpose()?;
     Ok(Some(ExchangeReads {
         snapshot,
         frozen,
@@ -342,13 +331,23 @@ pub async fn agent_facts(client: &Object, key: &str) -> Result<(AgentFacts, u64)
     .await?;
     match row {
         None => Ok((AgentFacts::default(), 0)),
-        Some(row) => {
-            let facts: String = row.try_get(0).map_err(column)?;
-            Ok((
-                serde_json::from_str(&facts).map_err(|_| corrupt("agent facts"))?,
-                unsigned(row.try_get(1).map_err(column)?, "agent facts version")?,
-            ))
-        }
+        Some(row) => agent_facts_at(&row, 0),
+    }
+}
+
+/// An agent's facts and their version from the columns `first` and `first + 1` (none stored:
+/// the facts column is null, as a `LEFT JOIN` that found no row leaves it).
+fn agent_facts_at(row: &Row, first: usize) -> Result<(AgentFacts, u64), StoreError> {
+    let facts: Option<String> = row.try_get(first).map_err(column)?;
+    match facts {
+        None => Ok((AgentFacts::default(), 0)),
+        Some(facts) => Ok((
+            serde_json::from_str(&facts).map_err(|_| corrupt("agent facts"))?,
+            unsigned(
+                row.try_get(first + 1).map_err(column)?,
+                "agent facts version",
+            )?,
+        )),
     }
 }
 

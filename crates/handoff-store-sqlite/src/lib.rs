@@ -53,6 +53,13 @@ pub(crate) fn unavailable(error: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
+/// Runs one statement that returns no rows (a transaction's own: `BEGIN`, `SAVEPOINT`, ...),
+/// prepared once per connection and kept: rusqlite's transaction types prepare theirs on every
+/// use, five parses per record.
+pub(crate) fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;

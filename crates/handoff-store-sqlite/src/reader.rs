@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::unavailable;
+use crate::{exec, unavailable};
 
 pub struct Readers {
     pool: Vec<Mutex<Connection>>,
@@ -121,9 +121,7 @@ struct ReadTransaction<'c> {
 
 impl<'c> ReadTransaction<'c> {
     fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
-        conn.prepare_cached("BEGIN")
-            .and_then(|mut stmt| stmt.execute([]))
-            .map_err(unavailable)?;
+        exec(conn, "BEGIN").map_err(unavailable)?;
         Ok(Self { conn })
     }
 }
@@ -131,12 +129,8 @@ impl<'c> ReadTransaction<'c> {
 impl Drop for ReadTransaction<'_> {
     fn drop(&mut self) {
         // A read transaction has nothing to commit; should ending it fail, roll it back.
-        let ended = self
-            .conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut stmt| stmt.execute([]));
-        if ended.is_err() && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        if exec(self.conn, "COMMIT").is_err() && !self.conn.is_autocommit() {
+            let _ = exec(self.conn, "ROLLBACK");
         }
     }
 }
@@ -163,7 +157,7 @@ pub fn exchange_reads(
     }))
 }
 
-/// Whether a system is frozen: one row per frozen system.
+/// Whether a system is frozen: one row per frozen system (read by the writer too).
 pub const FROZEN: &str = "SELECT 1 FROM frozen_systems WHERE system = ?1";
 
 fn record_row(row: &Row<'_>) -> rusqlite::Result<SealedRecord> {

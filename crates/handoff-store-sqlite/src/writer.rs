@@ -2,7 +2,8 @@
 //! exchanges share one fsync, and extends the audit chain in commit order.
 
 use crate::checkpointer::Nudge;
-use crate::unavailable;
+use crate::reader::{FROZEN, exists};
+use crate::{exec, unavailable};
 use handoff_core::audit::{GENESIS, SealedRecord, seal};
 use handoff_core::containment::{Revocation, RevocationKind};
 use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write, metric_names};
@@ -94,13 +95,6 @@ pub fn run(conn: Connection, mut jobs: mpsc::Receiver<Queued>, mut checkpoints: 
     }
 }
 
-/// Runs one statement that returns no rows (a transaction's own: `BEGIN`, `SAVEPOINT`, ...),
-/// prepared once per connection and kept: rusqlite's transaction types prepare theirs on every
-/// use, five parses per record.
-fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
 /// Commits the batch; each write succeeds or fails alone, and nothing is reported written unless
 /// the transaction committed. The chain head is read inside the (immediate) transaction, so
 /// another process appending to the same file (the CLI revoking) keeps one unbroken chain.
@@ -119,22 +113,22 @@ fn commit(conn: &Connection, writes: Vec<Write>) -> Vec<Result<Receipt, StoreErr
         }
     };
     let mut results = Vec::with_capacity(count);
-    if count == 1 {
-        // A write alone needs no savepoint of its own: when it fails, the whole transaction is
-        // undone, and it was the only write in it.
-        for write in writes {
-            match apply_write(conn, &head, write) {
-                Ok(applied) => results.push(Ok(applied)),
-                Err(error) => {
-                    let _ = exec(conn, "ROLLBACK");
-                    return vec![Err(error)];
-                }
+    let mut writes = writes.into_iter();
+    // A write alone needs no savepoint of its own: when it fails, the whole transaction is
+    // undone, and it was the only write in it.
+    if count == 1
+        && let Some(write) = writes.next()
+    {
+        match apply_write(conn, &head, write) {
+            Ok(applied) => results.push(Ok(applied)),
+            Err(error) => {
+                let _ = exec(conn, "ROLLBACK");
+                return vec![Err(error)];
             }
         }
-    } else {
-        for write in writes {
-            results.push(apply_one(conn, &mut head, write));
-        }
+    }
+    for write in writes {
+        results.push(apply_one(conn, &mut head, write));
     }
     if let Err(e) = exec(conn, "COMMIT") {
         // A failed COMMIT may leave the transaction open: end it, so the next batch starts clean.
@@ -179,7 +173,7 @@ fn apply_one(conn: &Connection, head: &mut Head, write: Write) -> Result<Receipt
 
 fn apply_write(conn: &Connection, head: &Head, write: Write) -> Result<Receipt, StoreError> {
     if let Some(system) = &write.unless_frozen
-        && is_frozen(conn, system.as_str())?
+        && exists(conn, FROZEN, system.as_str())?
     {
         return Err(StoreError::Rejected(Rejection::SystemFrozen));
     }
@@ -300,12 +294,6 @@ fn insert_record(
     })
     .map_err(unavailable)?;
     Ok(())
-}
-
-fn is_frozen(conn: &Connection, system: &str) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT 1 FROM frozen_systems WHERE system = ?1")
-        .and_then(|mut stmt| stmt.exists(params![system]))
-        .map_err(unavailable)
 }
 
 fn apply_effect(conn: &Connection, at: Timestamp, effect: &Effect) -> Result<(), StoreError> {

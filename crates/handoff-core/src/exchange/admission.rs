@@ -15,7 +15,7 @@ use crate::notify::{Notice, NoticeKind};
 use crate::policy::DenyReason;
 use crate::task::{TaskSnapshot, TaskState};
 use crate::time::Timestamp;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most actions one reachability question may name.
 pub const MAX_REACH_ITEMS: usize = 4 * MAX_SCOPE_ITEMS;
@@ -263,11 +263,20 @@ impl Handoff {
         self.admit_caller(&snapshot, identity, delegation.as_ref(), &decision_id, now)
             .await?;
         let mut reachable = BTreeSet::new();
+        // Each system's freeze is read once per listing, however many of its actions are asked.
+        let mut frozen_systems = BTreeMap::new();
         for name in wanted {
             let Some((system, action)) = self.config().action(name.as_str()) else {
                 continue;
             };
-            let frozen = self.store().is_frozen(&system.id).await?;
+            let frozen = match frozen_systems.get(&system.id) {
+                Some(&frozen) => frozen,
+                None => {
+                    let frozen = self.store().is_frozen(&system.id).await?;
+                    frozen_systems.insert(&system.id, frozen);
+                    frozen
+                }
+            };
             match self.admit_actions(
                 &snapshot,
                 delegation.as_ref(),
