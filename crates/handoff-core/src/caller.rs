@@ -6,6 +6,7 @@ use crate::error::ServiceError;
 use crate::handoff::Handoff;
 use crate::identity::VerifiedIdentity;
 use crate::token::{Unverified, VerifiedTxn, verify_txn_token};
+use std::sync::Arc;
 
 impl Handoff {
     /// Verifies an agent identity token.
@@ -21,10 +22,11 @@ impl Handoff {
     }
 
     /// The task token is Handoff's own: its signature is checked once, then recognised by hash
-    /// until it expires. The task's state is read from the store on every use regardless.
-    pub(crate) fn verify_task_token(&self, token: &str) -> Result<VerifiedTxn, ServiceError> {
+    /// until it expires. The task's state is read from the store on every use regardless. Shared,
+    /// not copied: a cache hit is a reference count, not the claims' strings cloned again.
+    pub(crate) fn verify_task_token(&self, token: &str) -> Result<Arc<VerifiedTxn>, ServiceError> {
         let now_seconds = self.now().seconds();
-        let key = VerifiedCache::<VerifiedTxn>::key(token);
+        let key = VerifiedCache::<Arc<VerifiedTxn>>::key(token);
         if let Some(txn) = self.txn_cache().get(&key, now_seconds) {
             return Ok(txn);
         }
@@ -36,7 +38,9 @@ impl Handoff {
             now_seconds,
         )
         .map_err(|e| ServiceError::InvalidGrant(format!("task token refused: {e}")))?;
-        self.txn_cache().insert(key, txn.clone(), txn.claims().exp);
+        let txn = Arc::new(txn);
+        self.txn_cache()
+            .insert(key, Arc::clone(&txn), txn.claims().exp);
         Ok(txn)
     }
 }

@@ -37,7 +37,7 @@ pub struct Handoff {
     notifier: Arc<dyn Notifier>,
     /// Verifies people's tokens (approvers).
     approvers: Option<IdentityVerifier>,
-    txn_cache: VerifiedCache<VerifiedTxn>,
+    txn_cache: VerifiedCache<Arc<VerifiedTxn>>,
     /// HMAC keys systems sign webhook evidence with, by system.
     evidence_secrets: BTreeMap<SystemId, Vec<u8>>,
     /// Exchanges of one task take turns on this node (striped by task id): each decides on the
@@ -230,7 +230,7 @@ impl Handoff {
         self.evidence_secrets.get(system).map(Vec::as_slice)
     }
 
-    pub(crate) fn txn_cache(&self) -> &VerifiedCache<VerifiedTxn> {
+    pub(crate) fn txn_cache(&self) -> &VerifiedCache<Arc<VerifiedTxn>> {
         &self.txn_cache
     }
 

@@ -45,7 +45,7 @@ pub struct Issued {
 /// An exchange request resolved against the deployment; the same on every retry.
 pub(super) struct Resolved<'a> {
     pub(super) request: &'a ExchangeRequest,
-    pub(super) txn: VerifiedTxn,
+    pub(super) txn: std::sync::Arc<VerifiedTxn>,
     pub(super) system: &'a SystemConfig,
     pub(super) actions: Vec<ActionConfig>,
     /// The actions' names, as the scope of the record and the token.
