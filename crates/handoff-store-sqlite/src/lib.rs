@@ -3,6 +3,7 @@
 
 mod checkpointer;
 mod export;
+mod hot;
 mod migrate;
 mod reader;
 #[cfg(feature = "test-util")]
@@ -25,6 +26,7 @@ use handoff_core::time::Timestamp;
 use reader::Readers;
 use rusqlite::Connection;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Writes queued for the writer thread; past this, callers wait (backpressure).
@@ -35,6 +37,8 @@ const READERS: usize = 4;
 pub struct SqliteStore {
     queue: mpsc::Sender<writer::Queued>,
     readers: Readers,
+    /// What the writer last committed of the tasks and counters in use (`hot.rs`).
+    hot: Arc<hot::Hot>,
     /// For small updates outside the audit chain (approval polls).
     side: std::sync::Mutex<Connection>,
 }
@@ -74,6 +78,12 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 impl SqliteStore {
+    /// Exchange reads answered from what the writer last committed, and those read from SQLite
+    /// (`hot.rs`), since the store was opened.
+    pub fn hot_reads(&self) -> handoff_core::cache::CacheCounts {
+        self.hot.counts()
+    }
+
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let mut conn = connect(path)?;
@@ -87,9 +97,11 @@ impl SqliteStore {
             .name("handoff-sqlite-checkpointer".to_owned())
             .spawn(move || checkpointer::run(checkpointing, woken))?;
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
+        let hot = Arc::new(hot::Hot::default());
+        let writes_hot = Arc::clone(&hot);
         std::thread::Builder::new()
             .name("handoff-sqlite-writer".to_owned())
-            .spawn(move || writer::run(conn, jobs, nudge))?;
+            .spawn(move || writer::run(conn, jobs, nudge, writes_hot))?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = connect(path)?;
@@ -102,6 +114,7 @@ impl SqliteStore {
         Ok(Self {
             queue,
             readers: Readers::new(readers),
+            hot,
             side,
         })
     }
@@ -210,6 +223,11 @@ impl Store for SqliteStore {
         system: &SystemId,
         agent_facts: bool,
     ) -> Result<Option<ExchangeReads>, StoreError> {
+        // From what the writer last committed when it holds all three (`hot.rs`: why that is
+        // safe for an exchange, and only for it), else one read transaction.
+        if let Some(reads) = self.hot.exchange_reads(task, system, agent_facts) {
+            return Ok(Some(reads));
+        }
         self.readers
             .with(|conn| reader::exchange_reads(conn, task, system, agent_facts))
     }

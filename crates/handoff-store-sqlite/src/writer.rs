@@ -2,13 +2,19 @@
 //! exchanges share one fsync, and extends the audit chain in commit order.
 
 use crate::checkpointer::Nudge;
+use crate::hot::Hot;
 use crate::reader::{FROZEN, exists};
-use crate::{exec, unavailable};
+use crate::{exec, reader, unavailable};
 use handoff_core::audit::{GENESIS, SealedRecord, seal};
 use handoff_core::containment::{Revocation, RevocationKind};
+use handoff_core::counters::AgentFacts;
+use handoff_core::ids::{SystemId, TaskId};
 use handoff_core::store::{Effect, Receipt, Rejection, StoreError, TaskWrite, Write, metric_names};
+use handoff_core::task::{TaskFacts, TaskSnapshot};
 use handoff_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes folded into one commit.
@@ -29,7 +35,7 @@ pub enum Queued {
 }
 
 /// The chain's last record: its sequence number and hash.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     seq: u64,
     hash: String,
@@ -55,7 +61,16 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
     })
 }
 
-pub fn run(conn: Connection, mut jobs: mpsc::Receiver<Queued>, mut checkpoints: Nudge) {
+pub fn run(
+    conn: Connection,
+    mut jobs: mpsc::Receiver<Queued>,
+    mut checkpoints: Nudge,
+    hot: Arc<Hot>,
+) {
+    // The head this writer last committed: any other at the next commit was written by another
+    // process, and the hot state is then forgotten.
+    let mut known = load_head(&conn).ok();
+    hot.set_frozen(frozen_systems(&conn).ok());
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::new();
         let mut flushed = None;
@@ -79,7 +94,7 @@ pub fn run(conn: Connection, mut jobs: mpsc::Receiver<Queued>, mut checkpoints: 
             let records = batch.len();
             let (writes, replies): (Vec<Write>, Vec<_>) =
                 batch.into_iter().map(|job| (job.write, job.reply)).unzip();
-            let results = commit(&conn, writes);
+            let results = commit(&conn, &hot, &mut known, writes);
             checkpoints.committed(records);
             metrics::histogram!(metric_names::AUDIT_COMMIT_SECONDS)
                 .record(started.elapsed().as_secs_f64());
@@ -98,8 +113,15 @@ pub fn run(conn: Connection, mut jobs: mpsc::Receiver<Queued>, mut checkpoints: 
 /// Commits the batch; each write succeeds or fails alone, and nothing is reported written unless
 /// the transaction committed. The chain head is read inside the (immediate) transaction, so
 /// another process appending to the same file (the CLI revoking) keeps one unbroken chain.
-/// The writes are taken by value: each event moves into its sealed record, uncopied.
-fn commit(conn: &Connection, writes: Vec<Write>) -> Vec<Result<Receipt, StoreError>> {
+/// The writes are taken by value: each event moves into its sealed record, uncopied. Once the
+/// transaction has committed, what it wrote is put into the hot state (`hot.rs`), before any
+/// caller is answered.
+fn commit(
+    conn: &Connection,
+    hot: &Hot,
+    known: &mut Option<Head>,
+    writes: Vec<Write>,
+) -> Vec<Result<Receipt, StoreError>> {
     let count = writes.len();
     let failed = |e: &rusqlite::Error| (0..count).map(|_| Err(unavailable_ref(e))).collect();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
@@ -112,6 +134,12 @@ fn commit(conn: &Connection, writes: Vec<Write>) -> Vec<Result<Receipt, StoreErr
             return failed(&e);
         }
     };
+    let mut learned = Learned::default();
+    if known.as_ref() != Some(&head) {
+        // Another process wrote since this writer's last commit: nothing held is trusted.
+        hot.clear();
+        learned.clear = true;
+    }
     let mut results = Vec::with_capacity(count);
     let mut writes = writes.into_iter();
     // A write alone needs no savepoint of its own: when it fails, the whole transaction is
@@ -119,8 +147,14 @@ fn commit(conn: &Connection, writes: Vec<Write>) -> Vec<Result<Receipt, StoreErr
     if count == 1
         && let Some(write) = writes.next()
     {
-        match apply_write(conn, &head, write) {
-            Ok(applied) => results.push(Ok(applied)),
+        match apply_write(conn, &head, write, hot, &mut learned) {
+            Ok(applied) => {
+                head = Head {
+                    seq: applied.seq,
+                    hash: applied.hash.clone(),
+                };
+                results.push(Ok(applied));
+            }
             Err(error) => {
                 let _ = exec(conn, "ROLLBACK");
                 return vec![Err(error)];
@@ -128,16 +162,147 @@ fn commit(conn: &Connection, writes: Vec<Write>) -> Vec<Result<Receipt, StoreErr
         }
     }
     for write in writes {
-        results.push(apply_one(conn, &mut head, write));
+        results.push(apply_one(conn, &mut head, write, hot, &mut learned));
     }
+    // The frozen systems as this transaction leaves them, when a write may have changed them.
+    let frozen = (learned.clear || !hot.frozen_known()).then(|| frozen_systems(conn).ok());
     if let Err(e) = exec(conn, "COMMIT") {
         // A failed COMMIT may leave the transaction open: end it, so the next batch starts clean.
         if !conn.is_autocommit() {
             let _ = exec(conn, "ROLLBACK");
         }
+        hot.clear();
+        *known = None;
         return failed(&e);
     }
+    *known = Some(head);
+    learned.apply(hot, frozen);
     results
+}
+
+/// What the batch's committed writes tell the hot state, in the order they were applied (a
+/// task written twice in one batch keeps its second state).
+#[derive(Default)]
+struct Learned {
+    /// A task's new state, or `None`: forget it.
+    tasks: HashMap<TaskId, Option<TaskSnapshot>>,
+    agents: HashMap<String, (AgentFacts, u64)>,
+    /// A write changed tasks by other keys than their ids (a revocation), or another process
+    /// wrote: forget everything held, and keep nothing of this batch.
+    clear: bool,
+}
+
+impl Learned {
+    fn apply(self, hot: &Hot, frozen: Option<Option<HashSet<SystemId>>>) {
+        if self.clear {
+            hot.clear();
+        } else {
+            for (id, snapshot) in self.tasks {
+                match snapshot {
+                    Some(snapshot) => hot.put_task(snapshot),
+                    None => hot.forget_task(&id),
+                }
+            }
+            for (key, (facts, version)) in self.agents {
+                hot.put_agent(key, facts, version);
+            }
+        }
+        if let Some(frozen) = frozen {
+            hot.set_frozen(frozen);
+        }
+    }
+
+    /// The task's state before this write: from this batch, else the hot state.
+    fn base(&self, hot: &Hot, id: &TaskId) -> Option<Arc<TaskSnapshot>> {
+        match self.tasks.get(id) {
+            Some(Some(snapshot)) => Some(Arc::new(snapshot.clone())),
+            Some(None) => None,
+            None => hot.task(id),
+        }
+    }
+
+    fn knows_agent(&self, hot: &Hot, key: &str) -> bool {
+        self.agents.contains_key(key) || hot.agent(key).is_some()
+    }
+
+    /// Notes one applied write's task and effects (inside its savepoint, after it applied):
+    /// built from the write itself when the task's previous state is held, else read back
+    /// from this transaction.
+    fn note(&mut self, conn: &Connection, hot: &Hot, task: TaskWrite, effects: &[Effect]) {
+        for effect in effects {
+            match effect {
+                Effect::Revoke(_) => self.clear = true,
+                Effect::AgentFacts {
+                    key,
+                    expected_version,
+                    facts,
+                } => {
+                    self.agents.insert(
+                        key.clone(),
+                        ((**facts).clone(), expected_version.saturating_add(1)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if self.clear {
+            return;
+        }
+        let snapshot = match task {
+            TaskWrite::None => return,
+            TaskWrite::Insert(task) => Some(TaskSnapshot {
+                task: *task,
+                facts: TaskFacts::default(),
+                version: 1,
+            }),
+            TaskWrite::Update {
+                id,
+                expected_version,
+                facts,
+                state,
+            } => {
+                let built = self
+                    .base(hot, &id)
+                    .filter(|base| base.version == expected_version)
+                    .map(|base| {
+                        let mut task = base.task.clone();
+                        if let Some(state) = state {
+                            task.state = state;
+                        }
+                        TaskSnapshot {
+                            task,
+                            facts: facts.map_or_else(|| base.facts.clone(), |facts| *facts),
+                            version: expected_version.saturating_add(1),
+                        }
+                    });
+                match built {
+                    Some(snapshot) => Some(snapshot),
+                    None => match reader::task(conn, &id) {
+                        Ok(snapshot) => snapshot,
+                        Err(_) => {
+                            self.tasks.insert(id, None);
+                            return;
+                        }
+                    },
+                }
+            }
+        };
+        let Some(snapshot) = snapshot else { return };
+        let key = snapshot.task.agent_key();
+        if !self.knows_agent(hot, &key)
+            && let Ok(facts) = reader::agent_facts(conn, &key)
+        {
+            self.agents.insert(key, facts);
+        }
+        self.tasks.insert(snapshot.task.id.clone(), Some(snapshot));
+    }
+}
+
+/// Every frozen system.
+fn frozen_systems(conn: &Connection) -> Result<HashSet<SystemId>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached("SELECT system FROM frozen_systems")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0).map(SystemId::new))?;
+    rows.collect()
 }
 
 fn unavailable_ref(error: &rusqlite::Error) -> StoreError {
@@ -146,12 +311,20 @@ fn unavailable_ref(error: &rusqlite::Error) -> StoreError {
 
 /// One write inside the batch's transaction, under its own savepoint: a write that fails leaves
 /// nothing behind and the others go on.
-fn apply_one(conn: &Connection, head: &mut Head, write: Write) -> Result<Receipt, StoreError> {
+fn apply_one(
+    conn: &Connection,
+    head: &mut Head,
+    write: Write,
+    hot: &Hot,
+    learned: &mut Learned,
+) -> Result<Receipt, StoreError> {
     exec(conn, "SAVEPOINT write").map_err(unavailable)?;
-    let applied = apply_write(conn, head, write).and_then(|applied| {
-        exec(conn, "RELEASE write")
-            .map(|()| applied)
-            .map_err(unavailable)
+    let applied = apply_write(conn, head, write, hot, learned).and_then(|applied| {
+        exec(conn, "RELEASE write").map(|()| applied).map_err(|e| {
+            // Noted, then undone: what was noted of this batch can no longer be told apart.
+            learned.clear = true;
+            unavailable(e)
+        })
     });
     match applied {
         Ok(applied) => {
@@ -171,20 +344,35 @@ fn apply_one(conn: &Connection, head: &mut Head, write: Write) -> Result<Receipt
     }
 }
 
-fn apply_write(conn: &Connection, head: &Head, write: Write) -> Result<Receipt, StoreError> {
-    if let Some(system) = &write.unless_frozen
+/// Applies one write; once all of it applied, notes what the hot state learns from it.
+fn apply_write(
+    conn: &Connection,
+    head: &Head,
+    write: Write,
+    hot: &Hot,
+    learned: &mut Learned,
+) -> Result<Receipt, StoreError> {
+    let Write {
+        at,
+        event,
+        task,
+        effects,
+        unless_frozen,
+    } = write;
+    if let Some(system) = &unless_frozen
         && exists(conn, FROZEN, system.as_str())?
     {
         return Err(StoreError::Rejected(Rejection::SystemFrozen));
     }
-    apply_task(conn, &write.task)?;
-    for effect in &write.effects {
-        apply_effect(conn, write.at, effect)?;
+    apply_task(conn, &task)?;
+    for effect in &effects {
+        apply_effect(conn, at, effect)?;
     }
     let seq = head.seq.saturating_add(1);
-    let jti = write.event.token.as_ref().map(|token| token.jti.clone());
-    let record = seal(seq, write.at, &head.hash, write.event).map_err(StoreError::Corrupt)?;
+    let jti = event.token.as_ref().map(|token| token.jti.clone());
+    let record = seal(seq, at, &head.hash, event).map_err(StoreError::Corrupt)?;
     insert_record(conn, &record, jti.as_deref())?;
+    learned.note(conn, hot, task, &effects);
     Ok(Receipt {
         seq,
         hash: record.hash,

@@ -214,6 +214,16 @@ async fn a_failed_exchange_read_leaves_no_reader_on_an_old_state() {
         expires_at: Timestamp::from_millis(3_600_000),
         state: TaskState::Open,
     };
+    // Before the task opens, so that the writer, which reads the agent's facts for its hot state
+    // when it commits the task, cannot hold them either: the reads below go to SQLite.
+    let key = handoff_core::counters::agent_key("https://issuer.example", "agent-1");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO agent_facts (key, facts, version) VALUES (?1, 'not json', 1)",
+            [&key],
+        )
+        .unwrap();
     store
         .write(Write {
             at: Timestamp::from_millis(1_000),
@@ -222,14 +232,6 @@ async fn a_failed_exchange_read_leaves_no_reader_on_an_old_state() {
             ..Default::default()
         })
         .await
-        .unwrap();
-    let key = handoff_core::counters::agent_key("https://issuer.example", "agent-1");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute(
-            "INSERT INTO agent_facts (key, facts, version) VALUES (?1, 'not json', 1)",
-            [&key],
-        )
         .unwrap();
     let ci = SystemId::new("ci");
     match store.exchange_reads(&id, &ci, true).await {
@@ -258,4 +260,300 @@ async fn a_failed_exchange_read_leaves_no_reader_on_an_old_state() {
         .unwrap()
         .unwrap();
     assert_eq!(reads.snapshot.version, 2);
+}
+
+/// Tests of the hot state (`hot.rs`): what the writer last committed, answering exchange reads.
+mod hot {
+    use handoff_core::audit::AuditEvent;
+    use handoff_core::containment::{Revocation, RevocationKind};
+    use handoff_core::counters::{AgentFacts, agent_key};
+    use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
+    use handoff_core::store::{Effect, Store, StoreError, TaskWrite, Write};
+    use handoff_core::task::{Task, TaskFacts, TaskState};
+    use handoff_core::time::Timestamp;
+    use handoff_store_sqlite::SqliteStore;
+
+    const ISSUER: &str = "https://issuer.example";
+
+    fn task(id: &str, agent: &str) -> Task {
+        Task {
+            id: TaskId::new(id),
+            agent_issuer: ISSUER.to_owned(),
+            agent: AgentId::new(agent),
+            user: UserId::new("alice"),
+            purpose: Purpose::new("release"),
+            intent: "ship".to_owned(),
+            plan: [SystemId::new("ci")].into_iter().collect(),
+            created_at: Timestamp::from_millis(1_000),
+            expires_at: Timestamp::from_millis(3_600_000),
+            state: TaskState::Open,
+        }
+    }
+
+    fn write(at: i64, task: TaskWrite, effects: Vec<Effect>) -> Write {
+        Write {
+            at: Timestamp::from_millis(at),
+            event: AuditEvent::default(),
+            task,
+            effects,
+            unless_frozen: None,
+        }
+    }
+
+    fn revoke(kind: RevocationKind, subject: &str) -> Effect {
+        Effect::Revoke(Revocation {
+            kind,
+            subject: subject.to_owned(),
+            reason: "test".to_owned(),
+            actor: "operator".to_owned(),
+        })
+    }
+
+    /// Facts that differ with `n` (the exchange count), so a stale copy shows.
+    fn facts(n: u64) -> TaskFacts {
+        TaskFacts {
+            exchanges: n,
+            live: vec![i64::try_from(n).unwrap()],
+            ..TaskFacts::default()
+        }
+    }
+
+    fn agent_facts(n: i64) -> AgentFacts {
+        let mut facts = AgentFacts::default();
+        facts
+            .windows
+            .entry("deploys".to_owned())
+            .or_default()
+            .record(Timestamp::from_millis(1_000), n, 60_000);
+        facts
+    }
+
+    /// The exchange's reads, held to the reads each made alone from SQLite.
+    async fn check(store: &SqliteStore, tasks: &[&str], step: u64) {
+        for id in tasks {
+            let id = TaskId::new(*id);
+            let alone = store.task(&id).await.unwrap();
+            for system in ["ci", "git"] {
+                let system = SystemId::new(system);
+                let reads = store.exchange_reads(&id, &system, true).await.unwrap();
+                let Some(alone) = &alone else {
+                    assert!(reads.is_none(), "step {step}: {id} is unknown");
+                    continue;
+                };
+                let reads = reads.unwrap();
+                assert_eq!(&reads.snapshot, alone, "step {step}: {id}'s task");
+                assert_eq!(
+                    reads.frozen,
+                    store.is_frozen(&system).await.unwrap(),
+                    "step {step}: {system}'s freeze"
+                );
+                let key = alone.task.agent_key();
+                assert_eq!(
+                    reads.agent,
+                    Some(store.agent_facts(&key).await.unwrap()),
+                    "step {step}: {id}'s agent's counters"
+                );
+            }
+        }
+    }
+
+    /// Through every kind of write this store makes (task opens, exchanges' updates with and
+    /// without the agent's counters, refused stale updates, several writes in one commit,
+    /// freezes, unfreezes and revocations), an exchange's reads are what SQLite holds; and most
+    /// of them were answered from the hot state.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exchanges_reads_are_what_sqlite_holds_after_every_write() {
+        let (_dir, store) = super::scratch().await;
+        let tasks = ["task-a", "task-b", "task-c", "task-d"];
+        let agents = ["agent-1", "agent-1", "agent-2", "agent-2"];
+        // A small fixed generator: the same sequence on every run.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut at = 1_000;
+        for (id, agent) in tasks.iter().zip(agents) {
+            let open = write(at, TaskWrite::Insert(Box::new(task(id, agent))), vec![]);
+            store.write(open).await.unwrap();
+        }
+        check(&store, &tasks, 0).await;
+        for step in 1..=300 {
+            at += 10;
+            let pick = usize::try_from(next(4)).unwrap();
+            let id = TaskId::new(tasks[pick]);
+            let current = store.task(&id).await.unwrap().unwrap();
+            let key = agent_key(ISSUER, agents[pick]);
+            let (_, agent_version) = store.agent_facts(&key).await.unwrap();
+            let update = |expected_version, n| TaskWrite::Update {
+                id: id.clone(),
+                expected_version,
+                facts: Some(Box::new(facts(n))),
+                state: None,
+            };
+            match next(20) {
+                // An exchange's update, with the agent's counters half of the time.
+                0..=9 => {
+                    let mut effects = vec![];
+                    if next(2) == 0 {
+                        effects.push(Effect::AgentFacts {
+                            key: key.clone(),
+                            expected_version: agent_version,
+                            facts: Box::new(agent_facts(at)),
+                        });
+                    }
+                    let result = store
+                        .write(write(at, update(current.version, step), effects))
+                        .await;
+                    // A revoked task refuses nothing here: the store checks versions only.
+                    result.unwrap();
+                }
+                // A stale update (decided on an older version) is refused and changes nothing.
+                10..=11 => {
+                    let stale = write(at, update(current.version.saturating_sub(1), step), vec![]);
+                    assert!(matches!(
+                        store.write(stale).await,
+                        Err(StoreError::Conflict)
+                    ));
+                }
+                // Several writes at once, sharing commits: each task once, one of them stale.
+                12..=14 => {
+                    let mut pending = Vec::new();
+                    for (i, other) in tasks.iter().enumerate() {
+                        let other = TaskId::new(*other);
+                        let version = store.task(&other).await.unwrap().unwrap().version;
+                        let expected = if i == pick { version + 1 } else { version };
+                        let update = TaskWrite::Update {
+                            id: other,
+                            expected_version: expected,
+                            facts: (i % 2 == 0).then(|| Box::new(facts(step + 1_000))),
+                            state: (i == 3).then_some(TaskState::Ended),
+                        };
+                        pending.push(store.write(write(at, update, vec![])));
+                    }
+                    let results = futures_util::future::join_all(pending).await;
+                    for (i, result) in results.into_iter().enumerate() {
+                        assert_eq!(result.is_ok(), i != pick, "step {step}: write {i}");
+                    }
+                }
+                15 => {
+                    let system = if next(2) == 0 { "ci" } else { "git" };
+                    let kind = if next(2) == 0 {
+                        RevocationKind::Freeze
+                    } else {
+                        RevocationKind::Unfreeze
+                    };
+                    let freeze = write(at, TaskWrite::None, vec![revoke(kind, system)]);
+                    store.write(freeze).await.unwrap();
+                }
+                16 => {
+                    let revocation = revoke(RevocationKind::Task, tasks[pick]);
+                    store
+                        .write(write(at, TaskWrite::None, vec![revocation]))
+                        .await
+                        .unwrap();
+                }
+                17 => {
+                    let revocation = revoke(RevocationKind::Agent, agents[pick]);
+                    store
+                        .write(write(at, TaskWrite::None, vec![revocation]))
+                        .await
+                        .unwrap();
+                }
+                // A record with no task change, and the agent's counters alone.
+                _ => {
+                    let counters = Effect::AgentFacts {
+                        key: key.clone(),
+                        expected_version: agent_version,
+                        facts: Box::new(agent_facts(at + 7)),
+                    };
+                    store
+                        .write(write(at, TaskWrite::None, vec![counters]))
+                        .await
+                        .unwrap();
+                }
+            }
+            check(&store, &tasks, step).await;
+        }
+        let counts = store.hot_reads();
+        assert!(
+            counts.hits > counts.misses,
+            "most exchange reads are answered from the hot state: {counts:?}"
+        );
+    }
+
+    /// Another process writing the same file (the CLI revoking a task) is not seen by the hot
+    /// state until this store's next commit. An exchange decided on the old state in between
+    /// cannot commit: its write names the old version and is refused; the same commit finds a
+    /// chain head this store did not write and forgets what it held, so the exchange's retry
+    /// reads the revocation.
+    #[tokio::test]
+    async fn a_revocation_by_another_process_refuses_the_stale_exchange_and_is_read_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.db");
+        let server = SqliteStore::open(&path).unwrap();
+        let cli = SqliteStore::open(&path).unwrap();
+        let id = TaskId::new("task-1");
+        let ci = SystemId::new("ci");
+        let open = write(
+            1_000,
+            TaskWrite::Insert(Box::new(task("task-1", "agent-1"))),
+            vec![],
+        );
+        server.write(open).await.unwrap();
+        let update = |expected_version, n| TaskWrite::Update {
+            id: id.clone(),
+            expected_version,
+            facts: Some(Box::new(facts(n))),
+            state: None,
+        };
+        server
+            .write(write(2_000, update(1, 1), vec![]))
+            .await
+            .unwrap();
+        let revocation = revoke(RevocationKind::Task, "task-1");
+        cli.write(write(3_000, TaskWrite::None, vec![revocation]))
+            .await
+            .unwrap();
+        let stale = server
+            .exchange_reads(&id, &ci, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stale.snapshot.version, stale.snapshot.task.state),
+            (2, TaskState::Open),
+            "until this store commits again, it holds its own last state"
+        );
+        assert!(matches!(
+            server.write(write(4_000, update(2, 2), vec![])).await,
+            Err(StoreError::Conflict)
+        ));
+        let fresh = server
+            .exchange_reads(&id, &ci, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (fresh.snapshot.version, fresh.snapshot.task.state),
+            (3, TaskState::Revoked)
+        );
+        // And a freeze by the other process is read after this store's next commit.
+        let freeze = revoke(RevocationKind::Freeze, "ci");
+        cli.write(write(5_000, TaskWrite::None, vec![freeze]))
+            .await
+            .unwrap();
+        server
+            .write(write(6_000, TaskWrite::None, vec![]))
+            .await
+            .unwrap();
+        let reads = server
+            .exchange_reads(&id, &ci, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(reads.frozen, "the other process's freeze is read");
+    }
 }
