@@ -43,4 +43,12 @@ impl Handoff {
             .insert(key, Arc::clone(&txn), txn.claims().exp);
         Ok(txn)
     }
+
+    /// A task token this node has just minted and recorded, with the claims it signed: what
+    /// its verification would return.
+    pub(crate) fn remember_task_token(&self, token: &str, txn: VerifiedTxn) {
+        let exp = txn.claims().exp;
+        let key = VerifiedCache::<Arc<VerifiedTxn>>::key(token);
+        self.txn_cache().insert(key, Arc::new(txn), exp);
+    }
 }

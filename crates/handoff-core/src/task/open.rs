@@ -13,7 +13,7 @@ use crate::store::{Rejection, StoreError, TaskWrite, Write};
 use crate::task::{Task, TaskState, task_event};
 use crate::text::{check_identifier, non_empty, truncate};
 use crate::time::Ttl;
-use crate::token::mint_txn_token;
+use crate::token::mint_txn_token_verified;
 use std::collections::BTreeSet;
 
 /// Opening a task, as the agent asks.
@@ -156,7 +156,8 @@ impl Handoff {
             state: TaskState::Open,
         };
         let keys = self.keys();
-        let txn_token = mint_txn_token(&keys, config.issuer(), &config.trust_domain, &task)?;
+        let (txn_token, verified) =
+            mint_txn_token_verified(&keys, config.issuer(), &config.trust_domain, &task)?;
         let event = AuditEvent {
             kind: Some(EventKind::TaskOpen),
             decision_id: Some(decision_id.to_string()),
@@ -173,6 +174,9 @@ impl Handoff {
             Err(StoreError::Rejected(Rejection::AgentRevoked)) => return Err(agent_revoked()),
             Err(e) => return Err(e.into()),
         }
+        // Recorded: its token is known as verified from its first use (a task token is
+        // checked once, then recognised by hash; `caller.rs`).
+        self.remember_task_token(&txn_token, verified);
         Ok(OpenedTask {
             task,
             txn_token,

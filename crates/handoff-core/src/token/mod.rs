@@ -11,6 +11,7 @@ pub use jws::{TokenError, Unverified, peek_claims, refuse_key_headers};
 pub use numeric_date::{
     Leeway, MAX_NUMERIC_DATE, NumericDate, TokenTimes, floor_seconds, present_or_refused,
 };
+pub(crate) use txn::mint_txn_token_verified;
 pub use txn::{
     OWN_TOKEN_LEEWAY, TaskContext, TxnClaims, VerifiedTxn, mint_delegated_txn_token,
     mint_txn_token, verify_txn_token,
