@@ -138,6 +138,9 @@ pub mod metric_names {
     pub const AUDIT_COMMIT_SECONDS: &str = "handoff_audit_commit_duration_seconds";
     /// The embedded store only: one WAL checkpoint, run beside the writer, never inside a commit.
     pub const AUDIT_CHECKPOINT_SECONDS: &str = "handoff_audit_checkpoint_duration_seconds";
+    /// The embedded store only: an exchange's reads, by where they were answered (`from`:
+    /// `memory`, what the writer last committed; `sqlite`, a read transaction).
+    pub const EXCHANGE_READS: &str = "handoff_store_exchange_reads_total";
 }
 
 /// What an exchange reads before it decides ([`Store::exchange_reads`]).

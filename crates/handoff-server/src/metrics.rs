@@ -26,7 +26,7 @@ pub const APPROVALS_PENDING: &str = "handoff_approvals_pending";
 pub const CACHE_LOOKUPS: &str = "handoff_verification_cache_lookups_total";
 pub const STAGE_SECONDS: &str = "handoff_stage_duration_seconds";
 use handoff_core::store::metric_names::{
-    AUDIT_BATCH_RECORDS, AUDIT_CHECKPOINT_SECONDS, AUDIT_COMMIT_SECONDS,
+    AUDIT_BATCH_RECORDS, AUDIT_CHECKPOINT_SECONDS, AUDIT_COMMIT_SECONDS, EXCHANGE_READS,
 };
 
 /// Buckets of the batch-size histogram: records folded into one commit.
@@ -105,6 +105,10 @@ pub fn install() -> Result<(), InstallError> {
         AUDIT_CHECKPOINT_SECONDS,
         metrics::Unit::Seconds,
         "Time of one WAL checkpoint of the embedded store, run beside the writer (not in a commit)."
+    );
+    metrics::describe_counter!(
+        EXCHANGE_READS,
+        "Exchange reads of the embedded store, by where they were answered: memory (what the writer last committed) or sqlite."
     );
     metrics::describe_histogram!(
         STAGE_SECONDS,

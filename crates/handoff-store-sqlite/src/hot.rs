@@ -21,7 +21,7 @@
 use handoff_core::cache::CacheCounts;
 use handoff_core::counters::AgentFacts;
 use handoff_core::ids::{SystemId, TaskId};
-use handoff_core::store::ExchangeReads;
+use handoff_core::store::{ExchangeReads, metric_names};
 use handoff_core::task::TaskSnapshot;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,9 +38,12 @@ pub struct Hot {
     /// The frozen systems, as of the writer's last commit; `None` until the writer has read them
     /// (and after a failure to read them again): the readers then ask SQLite.
     frozen: RwLock<Option<Arc<HashSet<SystemId>>>>,
-    /// Exchange reads answered from here, and those that went to SQLite.
+    /// Exchange reads answered from here, and those that went to SQLite (for tests), and the
+    /// same counted for `/metrics` (handles made once: a lookup by name per read costs more).
     hits: AtomicU64,
     misses: AtomicU64,
+    from_memory: metrics::Counter,
+    from_sqlite: metrics::Counter,
 }
 
 impl Default for Hot {
@@ -51,6 +54,8 @@ impl Default for Hot {
             frozen: RwLock::new(None),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            from_memory: metrics::counter!(metric_names::EXCHANGE_READS, "from" => "memory"),
+            from_sqlite: metrics::counter!(metric_names::EXCHANGE_READS, "from" => "sqlite"),
         }
     }
 }
@@ -64,12 +69,13 @@ impl Hot {
         agent_facts: bool,
     ) -> Option<ExchangeReads> {
         let reads = self.held(id, system, agent_facts);
-        let counter = if reads.is_some() {
-            &self.hits
+        let (counter, metric) = if reads.is_some() {
+            (&self.hits, &self.from_memory)
         } else {
-            &self.misses
+            (&self.misses, &self.from_sqlite)
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        metric.increment(1);
         reads
     }
 

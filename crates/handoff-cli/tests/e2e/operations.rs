@@ -455,6 +455,11 @@ async fn metrics_counters_move_by_exactly_the_requests_made() {
         delta(lookups, &[("cache", "task_token"), ("result", "miss")]),
         0.0
     );
+    // Each exchange's task was written by this server (opened or exchanged on) since it started:
+    // all four read from what the writer last committed, none from SQLite.
+    let reads = "handoff_store_exchange_reads_total";
+    assert_eq!(delta(reads, &[("from", "memory")]), 4.0, "{after}");
+    assert_eq!(delta(reads, &[("from", "sqlite")]), 0.0, "{after}");
     // Every exchange was decided (the deny too): four decide stages timed, three mints.
     let stage = "handoff_stage_duration_seconds_count";
     assert_eq!(delta(stage, &[("stage", "decide")]), 4.0, "{after}");
