@@ -64,6 +64,15 @@ impl<T: Clone> VerifiedCache<T> {
         found
     }
 
+    /// The value, removed, if its token has not expired at `now_seconds`; not counted as a hit
+    /// or a miss.
+    pub fn take(&self, key: &[u8; 32], now_seconds: i64) -> Option<(T, i64)> {
+        self.entries
+            .remove(key)
+            .map(|(_, entry)| entry)
+            .filter(|(_, exp)| *exp >= now_seconds)
+    }
+
     pub fn insert(&self, key: [u8; 32], value: T, expires_at_seconds: i64) {
         self.entries.insert(key, (value, expires_at_seconds));
     }
@@ -88,6 +97,19 @@ impl<T: Clone> VerifiedCache<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_entry_is_gone_and_an_expired_one_is_not_given() {
+        let cache = VerifiedCache::new(10);
+        let key = VerifiedCache::<u32>::key("token");
+        cache.insert(key, 7, 100);
+        assert_eq!(cache.take(&key, 100), Some((7, 100)));
+        assert_eq!(cache.take(&key, 100), None);
+        cache.insert(key, 8, 100);
+        assert_eq!(cache.take(&key, 101), None);
+        assert!(cache.is_empty());
+        assert_eq!(cache.counts(), CacheCounts::default());
+    }
 
     #[test]
     fn a_full_cache_evicts_some_entries_not_all_and_counts_hits_and_misses() {

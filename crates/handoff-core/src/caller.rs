@@ -27,6 +27,11 @@ impl Handoff {
     pub(crate) fn verify_task_token(&self, token: &str) -> Result<Arc<VerifiedTxn>, ServiceError> {
         let now_seconds = self.now().seconds();
         let key = VerifiedCache::<Arc<VerifiedTxn>>::key(token);
+        // A token minted here, at its first use: the claims it was signed with are what its
+        // verification would give, and it is known as verified from now on.
+        if let Some((txn, exp)) = self.minted_txn().take(&key, now_seconds) {
+            self.txn_cache().insert(key, txn, exp);
+        }
         if let Some(txn) = self.txn_cache().get(&key, now_seconds) {
             return Ok(txn);
         }
@@ -49,6 +54,6 @@ impl Handoff {
     pub(crate) fn remember_task_token(&self, token: &str, txn: VerifiedTxn) {
         let exp = txn.claims().exp;
         let key = VerifiedCache::<Arc<VerifiedTxn>>::key(token);
-        self.txn_cache().insert(key, Arc::new(txn), exp);
+        self.minted_txn().insert(key, Arc::new(txn), exp);
     }
 }

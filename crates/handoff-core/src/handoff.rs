@@ -38,6 +38,10 @@ pub struct Handoff {
     /// Verifies people's tokens (approvers).
     approvers: Option<IdentityVerifier>,
     txn_cache: VerifiedCache<Arc<VerifiedTxn>>,
+    /// Task tokens this node minted and has not seen used yet, with the claims it signed
+    /// (`caller.rs`). Apart from `txn_cache` and smaller, so that opening many tasks that are not
+    /// used at once does not fill the verified tokens' cache.
+    minted_txn: VerifiedCache<Arc<VerifiedTxn>>,
     /// HMAC keys systems sign webhook evidence with, by system.
     evidence_secrets: BTreeMap<SystemId, Vec<u8>>,
     /// Exchanges of one task take turns on this node (striped by task id): each decides on the
@@ -53,6 +57,9 @@ pub struct Handoff {
 
 /// Stripes of [`Handoff::task_turn`]: tasks that share one only wait for each other briefly.
 const TASK_TURN_STRIPES: usize = 256;
+/// Task tokens minted here kept for their first use (about 2 MiB at most): one opened and not
+/// used among the next this many is verified at its first use, as one from another node is.
+const MINTED_TASK_TOKENS: usize = 1_024;
 
 impl Handoff {
     pub fn new(
@@ -76,6 +83,7 @@ impl Handoff {
             notifier: Arc::new(NoNotifier),
             approvers: None,
             txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
+            minted_txn: VerifiedCache::new(MINTED_TASK_TOKENS),
             evidence_secrets: BTreeMap::new(),
             task_turns: (0..TASK_TURN_STRIPES).map(|_| Mutex::new(())).collect(),
             checkpoint_key: None,
@@ -105,6 +113,7 @@ impl Handoff {
             notifier: self.notifier.clone(),
             approvers,
             txn_cache: VerifiedCache::new(crate::cache::DEFAULT_LIMIT),
+            minted_txn: VerifiedCache::new(MINTED_TASK_TOKENS),
             evidence_secrets: self.evidence_secrets.clone(),
             task_turns: self.task_turns.clone(),
             checkpoint_key: self.checkpoint_key.clone(),
@@ -232,6 +241,10 @@ impl Handoff {
 
     pub(crate) fn txn_cache(&self) -> &VerifiedCache<Arc<VerifiedTxn>> {
         &self.txn_cache
+    }
+
+    pub(crate) fn minted_txn(&self) -> &VerifiedCache<Arc<VerifiedTxn>> {
+        &self.minted_txn
     }
 
     /// Hits and misses of the identity cache and of the Transaction Token cache, by name. They
