@@ -20,6 +20,23 @@ async fn scratch() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// An open task of `agent` (from `https://issuer.example`), planned on `ci`.
+fn sample_task(id: &str, agent: &str) -> handoff_core::task::Task {
+    use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
+    handoff_core::task::Task {
+        id: TaskId::new(id),
+        agent_issuer: "https://issuer.example".to_owned(),
+        agent: AgentId::new(agent),
+        user: UserId::new("alice"),
+        purpose: Purpose::new("release"),
+        intent: "ship".to_owned(),
+        plan: [SystemId::new("ci")].into_iter().collect(),
+        created_at: Timestamp::from_millis(1_000),
+        expires_at: Timestamp::from_millis(3_600_000),
+        state: handoff_core::task::TaskState::Open,
+    }
+}
+
 /// A write of `event` alone (no task change, no effect) at `millis`.
 fn record_at(millis: i64, event: AuditEvent) -> Write {
     Write {
@@ -194,26 +211,15 @@ async fn tokens_recorded_before_the_jti_column_are_still_known_after_it() {
 /// instead of holding the state it began on.
 #[tokio::test]
 async fn a_failed_exchange_read_leaves_no_reader_on_an_old_state() {
-    use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
+    use handoff_core::ids::{SystemId, TaskId};
     use handoff_core::store::StoreError;
-    use handoff_core::task::{Task, TaskFacts, TaskState};
+    use handoff_core::task::TaskFacts;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("handoff.db");
     let store = SqliteStore::open(&path).unwrap();
     let id = TaskId::new("task-1");
-    let task = Task {
-        id: id.clone(),
-        agent_issuer: "https://issuer.example".to_owned(),
-        agent: AgentId::new("agent-1"),
-        user: UserId::new("alice"),
-        purpose: Purpose::new("release"),
-        intent: "ship".to_owned(),
-        plan: [SystemId::new("ci")].into_iter().collect(),
-        created_at: Timestamp::from_millis(1_000),
-        expires_at: Timestamp::from_millis(3_600_000),
-        state: TaskState::Open,
-    };
+    let task = sample_task("task-1", "agent-1");
     // Before the task opens, so that the writer, which reads the agent's facts for its hot state
     // when it commits the task, cannot hold them either: the reads below go to SQLite.
     let key = handoff_core::counters::agent_key("https://issuer.example", "agent-1");
@@ -267,28 +273,15 @@ mod hot {
     use handoff_core::audit::AuditEvent;
     use handoff_core::containment::{Revocation, RevocationKind};
     use handoff_core::counters::{AgentFacts, agent_key};
-    use handoff_core::ids::{AgentId, Purpose, SystemId, TaskId, UserId};
+    use handoff_core::ids::{SystemId, TaskId};
     use handoff_core::store::{Effect, Store, StoreError, TaskWrite, Write};
-    use handoff_core::task::{Task, TaskFacts, TaskState};
+    use handoff_core::task::{TaskFacts, TaskState};
     use handoff_core::time::Timestamp;
     use handoff_store_sqlite::SqliteStore;
 
     const ISSUER: &str = "https://issuer.example";
 
-    fn task(id: &str, agent: &str) -> Task {
-        Task {
-            id: TaskId::new(id),
-            agent_issuer: ISSUER.to_owned(),
-            agent: AgentId::new(agent),
-            user: UserId::new("alice"),
-            purpose: Purpose::new("release"),
-            intent: "ship".to_owned(),
-            plan: [SystemId::new("ci")].into_iter().collect(),
-            created_at: Timestamp::from_millis(1_000),
-            expires_at: Timestamp::from_millis(3_600_000),
-            state: TaskState::Open,
-        }
-    }
+    use super::sample_task as task;
 
     fn write(at: i64, task: TaskWrite, effects: Vec<Effect>) -> Write {
         Write {
