@@ -826,7 +826,7 @@ pub async fn the_exchange_reads_are_the_separate_reads(store: &dyn Store) -> Res
             .map_err(failed)?
             .ok_or("a known task reads back")?;
         ensure(
-            Some(&reads.snapshot) == separate.as_ref(),
+            Some(reads.snapshot.as_ref()) == separate.as_ref(),
             "the task is the task read alone",
         )?;
         ensure(reads.frozen == frozen, "the freeze is the system's own")?;

@@ -146,7 +146,8 @@ pub mod metric_names {
 /// What an exchange reads before it decides ([`Store::exchange_reads`]).
 #[derive(Clone, Debug)]
 pub struct ExchangeReads {
-    pub snapshot: TaskSnapshot,
+    /// Shared: a store that holds the task in memory hands it out without copying its facts.
+    pub snapshot: std::sync::Arc<TaskSnapshot>,
     /// Whether the exchange's system is frozen.
     pub frozen: bool,
     /// The cross-task facts of the task's agent and their version, when they were asked for.
@@ -179,7 +180,7 @@ pub trait Store: Send + Sync {
             None
         };
         Ok(Some(ExchangeReads {
-            snapshot,
+            snapshot: std::sync::Arc::new(snapshot),
             frozen,
             agent,
         }))

@@ -118,7 +118,7 @@ pub async fn exchange_reads(
     let frozen: bool = row.try_get(12).map_err(column)?;
     let agent = agent_facts.then(|| agent_facts_at(&row, 13)).transpose()?;
     Ok(Some(ExchangeReads {
-        snapshot,
+        snapshot: std::sync::Arc::new(snapshot),
         frozen,
         agent,
     }))

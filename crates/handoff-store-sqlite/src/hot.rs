@@ -100,7 +100,7 @@ impl Hot {
             None
         };
         Some(ExchangeReads {
-            snapshot: snapshot.as_ref().clone(),
+            snapshot,
             frozen,
             agent,
         })

@@ -151,7 +151,7 @@ pub fn exchange_reads(
         .then(|| self::agent_facts(read.conn, &snapshot.task.agent_key()))
         .transpose()?;
     Ok(Some(ExchangeReads {
-        snapshot,
+        snapshot: std::sync::Arc::new(snapshot),
         frozen,
         agent,
     }))

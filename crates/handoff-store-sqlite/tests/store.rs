@@ -334,7 +334,7 @@ mod hot {
                     continue;
                 };
                 let reads = reads.unwrap();
-                assert_eq!(&reads.snapshot, alone, "step {step}: {id}'s task");
+                assert_eq!(reads.snapshot.as_ref(), alone, "step {step}: {id}'s task");
                 assert_eq!(
                     reads.frozen,
                     store.is_frozen(&system).await.unwrap(),
