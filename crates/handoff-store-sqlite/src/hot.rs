@@ -115,7 +115,7 @@ impl Hot {
     }
 
     /// Whether `system` is frozen, when the set is known.
-    pub fn frozen(&self, system: &SystemId) -> Option<bool> {
+    fn frozen(&self, system: &SystemId) -> Option<bool> {
         let frozen = self.frozen.read().ok()?;
         frozen.as_ref().map(|set| set.contains(system))
     }
@@ -126,9 +126,8 @@ impl Hot {
         self.frozen.read().is_ok_and(|frozen| frozen.is_some())
     }
 
-    pub fn put_task(&self, snapshot: TaskSnapshot) {
-        self.tasks
-            .insert(snapshot.task.id.clone(), Arc::new(snapshot));
+    pub fn put_task(&self, id: TaskId, snapshot: Arc<TaskSnapshot>) {
+        self.tasks.insert(id, snapshot);
     }
 
     pub fn put_agent(&self, key: String, facts: AgentFacts, version: u64) {

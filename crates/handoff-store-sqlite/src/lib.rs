@@ -88,7 +88,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let mut conn = connect(path)?;
         migrate::migrate(&mut conn)?;
-        writer::load_head(&conn).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        let head = writer::load_head(&conn).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         // The writer never checkpoints inside a commit: the checkpointer thread does, beside it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (nudge, woken) = checkpointer::channel();
@@ -101,7 +101,7 @@ impl SqliteStore {
         let writes_hot = Arc::clone(&hot);
         std::thread::Builder::new()
             .name("handoff-sqlite-writer".to_owned())
-            .spawn(move || writer::run(conn, jobs, nudge, writes_hot))?;
+            .spawn(move || writer::run(conn, jobs, nudge, writes_hot, head))?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = connect(path)?;

@@ -41,6 +41,16 @@ pub struct Head {
     hash: String,
 }
 
+impl Head {
+    /// The head once `receipt`'s record is the chain's last.
+    fn after(receipt: &Receipt) -> Self {
+        Self {
+            seq: receipt.seq,
+            hash: receipt.hash.clone(),
+        }
+    }
+}
+
 pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
     // Read at the start of every commit: prepared once, not parsed again each time.
     let last = conn
@@ -61,15 +71,17 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
     })
 }
 
+/// The writer's loop; `head` is the chain's head as the store found it when it opened.
 pub fn run(
     conn: Connection,
     mut jobs: mpsc::Receiver<Queued>,
     mut checkpoints: Nudge,
     hot: Arc<Hot>,
+    head: Head,
 ) {
     // The head this writer last committed: any other at the next commit was written by another
     // process, and the hot state is then forgotten.
-    let mut known = load_head(&conn).ok();
+    let mut known = Some(head);
     hot.set_frozen(frozen_systems(&conn).ok());
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::new();
@@ -149,10 +161,7 @@ fn commit(
     {
         match apply_write(conn, &head, write, hot, &mut learned) {
             Ok(applied) => {
-                head = Head {
-                    seq: applied.seq,
-                    hash: applied.hash.clone(),
-                };
+                head = Head::after(&applied);
                 results.push(Ok(applied));
             }
             Err(error) => {
@@ -185,7 +194,7 @@ fn commit(
 #[derive(Default)]
 struct Learned {
     /// A task's new state, or `None`: forget it.
-    tasks: HashMap<TaskId, Option<TaskSnapshot>>,
+    tasks: HashMap<TaskId, Option<Arc<TaskSnapshot>>>,
     agents: HashMap<String, (AgentFacts, u64)>,
     /// A write changed tasks by other keys than their ids (a revocation), or another process
     /// wrote: forget everything held, and keep nothing of this batch.
@@ -199,7 +208,7 @@ impl Learned {
         } else {
             for (id, snapshot) in self.tasks {
                 match snapshot {
-                    Some(snapshot) => hot.put_task(snapshot),
+                    Some(snapshot) => hot.put_task(id, snapshot),
                     None => hot.forget_task(&id),
                 }
             }
@@ -215,8 +224,7 @@ impl Learned {
     /// The task's state before this write: from this batch, else the hot state.
     fn base(&self, hot: &Hot, id: &TaskId) -> Option<Arc<TaskSnapshot>> {
         match self.tasks.get(id) {
-            Some(Some(snapshot)) => Some(Arc::new(snapshot.clone())),
-            Some(None) => None,
+            Some(snapshot) => snapshot.clone(),
             None => hot.task(id),
         }
     }
@@ -260,32 +268,18 @@ impl Learned {
                 expected_version,
                 facts,
                 state,
-            } => {
-                let built = self
-                    .base(hot, &id)
-                    .filter(|base| base.version == expected_version)
-                    .map(|base| {
-                        let mut task = base.task.clone();
-                        if let Some(state) = state {
-                            task.state = state;
-                        }
-                        TaskSnapshot {
-                            task,
-                            facts: facts.map_or_else(|| base.facts.clone(), |facts| *facts),
-                            version: expected_version.saturating_add(1),
-                        }
-                    });
-                match built {
-                    Some(snapshot) => Some(snapshot),
-                    None => match reader::task(conn, &id) {
-                        Ok(snapshot) => snapshot,
-                        Err(_) => {
-                            self.tasks.insert(id, None);
-                            return;
-                        }
-                    },
+            } => match self.base(hot, &id) {
+                Some(base) if base.version == expected_version => {
+                    Some(updated(&base, facts, state))
                 }
-            }
+                _ => match reader::task(conn, &id) {
+                    Ok(snapshot) => snapshot,
+                    Err(_) => {
+                        self.tasks.insert(id, None);
+                        return;
+                    }
+                },
+            },
         };
         let Some(snapshot) = snapshot else { return };
         let key = snapshot.task.agent_key();
@@ -294,7 +288,25 @@ impl Learned {
         {
             self.agents.insert(key, facts);
         }
-        self.tasks.insert(snapshot.task.id.clone(), Some(snapshot));
+        self.tasks
+            .insert(snapshot.task.id.clone(), Some(Arc::new(snapshot)));
+    }
+}
+
+/// The task after an update of `base` (at its version) to `facts` and `state`, where given.
+fn updated(
+    base: &TaskSnapshot,
+    facts: Option<Box<TaskFacts>>,
+    state: Option<handoff_core::task::TaskState>,
+) -> TaskSnapshot {
+    let mut task = base.task.clone();
+    if let Some(state) = state {
+        task.state = state;
+    }
+    TaskSnapshot {
+        task,
+        facts: facts.map_or_else(|| base.facts.clone(), |facts| *facts),
+        version: base.version.saturating_add(1),
     }
 }
 
@@ -328,10 +340,7 @@ fn apply_one(
     });
     match applied {
         Ok(applied) => {
-            *head = Head {
-                seq: applied.seq,
-                hash: applied.hash.clone(),
-            };
+            *head = Head::after(&applied);
             Ok(applied)
         }
         Err(error) => {

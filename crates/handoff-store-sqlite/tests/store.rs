@@ -431,39 +431,29 @@ mod hot {
                         assert_eq!(result.is_ok(), i != pick, "step {step}: write {i}");
                     }
                 }
-                15 => {
-                    let system = if next(2) == 0 { "ci" } else { "git" };
-                    let kind = if next(2) == 0 {
-                        RevocationKind::Freeze
-                    } else {
-                        RevocationKind::Unfreeze
-                    };
-                    let freeze = write(at, TaskWrite::None, vec![revoke(kind, system)]);
-                    store.write(freeze).await.unwrap();
-                }
-                16 => {
-                    let revocation = revoke(RevocationKind::Task, tasks[pick]);
-                    store
-                        .write(write(at, TaskWrite::None, vec![revocation]))
-                        .await
-                        .unwrap();
-                }
-                17 => {
-                    let revocation = revoke(RevocationKind::Agent, agents[pick]);
-                    store
-                        .write(write(at, TaskWrite::None, vec![revocation]))
-                        .await
-                        .unwrap();
-                }
-                // A record with no task change, and the agent's counters alone.
-                _ => {
-                    let counters = Effect::AgentFacts {
-                        key: key.clone(),
-                        expected_version: agent_version,
-                        facts: Box::new(agent_facts(at + 7)),
+                // A record with no task change and one effect: a freeze or an unfreeze, a
+                // task's or an agent's revocation, or the agent's counters alone.
+                kind => {
+                    let effect = match kind {
+                        15 => {
+                            let system = if next(2) == 0 { "ci" } else { "git" };
+                            let kind = if next(2) == 0 {
+                                RevocationKind::Freeze
+                            } else {
+                                RevocationKind::Unfreeze
+                            };
+                            revoke(kind, system)
+                        }
+                        16 => revoke(RevocationKind::Task, tasks[pick]),
+                        17 => revoke(RevocationKind::Agent, agents[pick]),
+                        _ => Effect::AgentFacts {
+                            key: key.clone(),
+                            expected_version: agent_version,
+                            facts: Box::new(agent_facts(at + 7)),
+                        },
                     };
                     store
-                        .write(write(at, TaskWrite::None, vec![counters]))
+                        .write(write(at, TaskWrite::None, vec![effect]))
                         .await
                         .unwrap();
                 }
